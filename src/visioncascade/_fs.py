@@ -39,6 +39,9 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     check_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run folder gets ordinary permissions
     try:
         yield tmp
     except BaseException:

@@ -1,0 +1,20 @@
+"""Datasets, splits and input pipelines (the lowest stage: imports nothing above it).
+
+``visioncascade.data.pipeline`` needs TensorFlow and is imported on its own.
+"""
+
+from visioncascade.data.datasets import BUNDLED, Dataset, Split, load_dataset
+from visioncascade.data.images import prepare_image, read_image, to_color_mode
+from visioncascade.data.splits import resolve_splits, stratified_folds
+
+__all__ = [
+    "BUNDLED",
+    "Dataset",
+    "Split",
+    "load_dataset",
+    "prepare_image",
+    "read_image",
+    "resolve_splits",
+    "stratified_folds",
+    "to_color_mode",
+]

@@ -1,0 +1,279 @@
+"""Datasets: class folders, MedMNIST-style ``.npz`` files and bundled samples.
+
+Every loader returns a :class:`Dataset` of uint8 images (at their own size and channel count) and integer
+labels per split. :meth:`Dataset.arrays` turns a split into model-ready ``(N, H, W, C)`` uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from visioncascade.data.images import IMAGE_SUFFIXES, prepare_image, read_image
+from visioncascade.errors import DataError
+
+__all__ = ["BUNDLED", "Dataset", "Split", "load_dataset"]
+
+SPLIT_NAMES = ("train", "val", "test")
+
+BUNDLED: dict[str, dict] = {
+    "breastmnist": {
+        "file": "breastmnist.npz",
+        "labels": ("malignant", "normal_benign"),
+        "attribution": (
+            "BreastMNIST (MedMNIST v2), CC BY 4.0. Yang et al., 'MedMNIST v2 - A large-scale lightweight "
+            "benchmark for 2D and 3D biomedical image classification', Scientific Data 10:41 (2023). "
+            "Source images: Al-Dhabyani et al., 'Dataset of breast ultrasound images', Data in Brief 28 (2020)."
+        ),
+    }
+}
+
+
+@dataclass
+class Split:
+    """One split: images (uint8, each HxW or HxWxC, possibly of different sizes) and integer labels."""
+
+    images: list[np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """A labelled image dataset with named splits (``train`` always; ``val`` and ``test`` optional)."""
+
+    name: str
+    labels: tuple[str, ...]
+    splits: dict[str, Split]
+    source: str
+    warnings: list[str] = field(default_factory=list)
+    attribution: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.labels)
+
+    @property
+    def native_color_mode(self) -> str:
+        """``"grayscale"`` when every image has one channel, else ``"rgb"``."""
+        for split in self.splits.values():
+            for img in split.images:
+                if img.ndim == 3 and img.shape[-1] != 1:
+                    return "rgb"
+        return "grayscale"
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """Median (height, width) of the training images."""
+        shapes = np.array([img.shape[:2] for img in self.splits["train"].images])
+        return int(np.median(shapes[:, 0])), int(np.median(shapes[:, 1]))
+
+    def class_counts(self, split: str = "train") -> dict[str, int]:
+        """Images per class label in ``split``."""
+        counts = Counter(self.splits[split].labels.tolist())
+        return {label: int(counts.get(i, 0)) for i, label in enumerate(self.labels)}
+
+    def fingerprint(self) -> str:
+        """A SHA-256 prefix over every split's labels and pixels (identifies the training data)."""
+        digest = hashlib.sha256()
+        digest.update("\n".join(self.labels).encode())
+        for name in SPLIT_NAMES:
+            if name not in self.splits:
+                continue
+            split = self.splits[name]
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+            for img in split.images:
+                digest.update(str(img.shape).encode())
+                digest.update(np.ascontiguousarray(img).tobytes())
+        return digest.hexdigest()[:16]
+
+    def arrays(self, split: str, size: tuple[int, int], color_mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)``: uint8 ``(N, H, W, C)`` images prepared with :func:`prepare_image`, int labels."""
+        if split not in self.splits:
+            raise DataError(f"dataset {self.name!r} has no {split!r} split; it has {sorted(self.splits)}")
+        data = self.splits[split]
+        channels = 1 if color_mode == "grayscale" else 3
+        out = np.empty((len(data), size[0], size[1], channels), dtype=np.uint8)
+        for i, img in enumerate(data.images):
+            out[i] = prepare_image(img, size, color_mode)
+        return out, data.labels.astype(np.int64)
+
+
+def load_dataset(source: str | Path, *, max_bad_fraction: float = 0.05) -> Dataset:
+    """Load ``source``: a bundled sample name, a class-folder tree or a MedMNIST-style ``.npz``.
+
+    Args:
+        source: ``"breastmnist"``; a folder ``DATA/<class>/<image>`` (or ``DATA/{train,val,test}/<class>/...``);
+            or a ``.npz`` with ``train_images``/``train_labels`` and optional ``val_*``/``test_*`` keys (and an
+            optional ``label_names`` array).
+        max_bad_fraction: Unreadable images are skipped with a warning; more than this fraction fails.
+    """
+    text = str(source)
+    if text in BUNDLED:
+        meta = BUNDLED[text]
+        ref = resources.files("visioncascade.data") / "samples" / meta["file"]
+        with resources.as_file(ref) as path:
+            dataset = _load_npz(Path(path), name=text, label_names=meta["labels"])
+        dataset.source = text
+        dataset.attribution = meta["attribution"]
+        return dataset
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"no dataset at {text!r}: expected a folder of class sub-folders, a .npz file, "
+            f"or a bundled sample name ({', '.join(sorted(BUNDLED))})"
+        )
+    if path.is_dir():
+        return _load_folder(path, max_bad_fraction)
+    if path.suffix.lower() == ".npz":
+        return _load_npz(path, name=path.stem)
+    raise DataError(f"{path} is a file but not a .npz; pass a folder of class sub-folders or a .npz file")
+
+
+def _load_npz(path: Path, name: str, label_names: tuple[str, ...] | None = None) -> Dataset:
+    try:
+        npz = np.load(path, allow_pickle=False)
+        keys = set(npz.files)
+    except Exception as exc:  # numpy raises several types for corrupt archives
+        raise DataError(f"cannot read {path} as a .npz archive: {exc}") from exc
+    if "train_images" not in keys or "train_labels" not in keys:
+        raise DataError(
+            f"{path} lacks {sorted({'train_images', 'train_labels'} - keys)}; a MedMNIST-style .npz needs "
+            f"train_images and train_labels (and optionally val_*/test_*); it has {sorted(keys)}"
+        )
+    splits: dict[str, Split] = {}
+    for split in SPLIT_NAMES:
+        img_key, lab_key = f"{split}_images", f"{split}_labels"
+        if img_key not in keys and lab_key not in keys:
+            continue
+        if img_key not in keys or lab_key not in keys:
+            missing = img_key if img_key not in keys else lab_key
+            raise DataError(f"{path} has {lab_key if missing == img_key else img_key} but not {missing}")
+        images, labels = npz[img_key], npz[lab_key]
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+            raise DataError(
+                f"{path}: {img_key} must be (N, H, W) or (N, H, W, 1|3), got shape {images.shape}"
+            )
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise DataError(
+                f"{path}: {lab_key} must hold one integer class per image, shape (N,) or (N, 1); "
+                f"got shape {labels.shape} (multi-label data is not supported)"
+            )
+        if len(labels) != len(images):
+            raise DataError(
+                f"{path}: {img_key} has {len(images)} images but {lab_key} has {len(labels)} labels"
+            )
+        if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
+            raise DataError(f"{path}: {lab_key} must be non-negative integers, got dtype {labels.dtype}")
+        images = _to_uint8(images, f"{path}:{img_key}")
+        splits[split] = Split(images=list(images), labels=labels.astype(np.int64))
+    num_classes = int(max(s.labels.max() for s in splits.values() if len(s)) + 1)
+    if label_names is None and "label_names" in keys:
+        label_names = tuple(str(v) for v in npz["label_names"])
+    if label_names is None:
+        label_names = tuple(str(i) for i in range(num_classes))
+    if len(label_names) < num_classes:
+        raise DataError(f"{path}: labels go up to {num_classes - 1} but only {len(label_names)} label_names")
+    dataset = Dataset(name=name, labels=tuple(label_names), splits=splits, source=str(path))
+    _check_classes(dataset)
+    return dataset
+
+
+def _to_uint8(images: np.ndarray, where: str) -> np.ndarray:
+    if images.dtype == np.uint8:
+        return images
+    if np.issubdtype(images.dtype, np.floating):
+        if not np.isfinite(images).all():
+            raise DataError(f"{where} holds NaN or infinite pixel values")
+        top = 1.0 if images.max() <= 1.0 else 255.0
+        return np.clip(np.rint(images / top * 255.0), 0, 255).astype(np.uint8)
+    if np.issubdtype(images.dtype, np.integer):
+        if images.min() < 0 or images.max() > 255:
+            raise DataError(f"{where}: integer pixels must lie in 0..255, got {images.min()}..{images.max()}")
+        return images.astype(np.uint8)
+    raise DataError(f"{where}: unsupported pixel dtype {images.dtype}")
+
+
+def _class_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _load_folder(path: Path, max_bad_fraction: float) -> Dataset:
+    subdirs = _class_dirs(path)
+    if not subdirs:
+        raise DataError(
+            f"{path} has no class sub-folders; expected {path}/<class name>/<image>.png (one folder per class)"
+        )
+    names = {d.name for d in subdirs}
+    if "train" in names and names <= set(SPLIT_NAMES):
+        split_roots = {d.name: d for d in subdirs}
+        labels = tuple(d.name for d in _class_dirs(split_roots["train"]))
+        for root in split_roots.values():
+            extra = {d.name for d in _class_dirs(root)} - set(labels)
+            if extra:
+                raise DataError(f"{root} has classes {sorted(extra)} that {split_roots['train']} lacks")
+    else:
+        split_roots = {"train": path}
+        labels = tuple(d.name for d in subdirs)
+    warnings: list[str] = []
+    bad: list[str] = []
+    total = 0
+    splits: dict[str, Split] = {}
+    for split, root in split_roots.items():
+        images: list[np.ndarray] = []
+        targets: list[int] = []
+        for index, label in enumerate(labels):
+            class_dir = root / label
+            if not class_dir.is_dir():
+                continue
+            files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+            others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+            if others:
+                warnings.append(
+                    f"ignored {len(others)} non-image file(s) in {class_dir}, e.g. {others[0].name}"
+                )
+            for file in (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES):
+                total += 1
+                try:
+                    images.append(read_image(file))
+                    targets.append(index)
+                except DataError as exc:
+                    bad.append(str(exc))
+        splits[split] = Split(images=images, labels=np.asarray(targets, dtype=np.int64))
+    if bad:
+        warnings.append(f"skipped {len(bad)} unreadable image(s): " + "; ".join(bad[:5]))
+        if total and len(bad) / total > max_bad_fraction:
+            raise DataError(
+                f"{len(bad)} of {total} images in {path} are unreadable (more than "
+                f"{max_bad_fraction:.0%}); fix or remove them. First: " + "; ".join(bad[:5])
+            )
+    dataset = Dataset(name=path.name, labels=labels, splits=splits, source=str(path), warnings=warnings)
+    _check_classes(dataset)
+    return dataset
+
+
+def _check_classes(dataset: Dataset) -> None:
+    if dataset.num_classes < 2:
+        raise DataError(
+            f"dataset {dataset.source} has {dataset.num_classes} class ({list(dataset.labels)}); "
+            "a classifier needs at least 2 classes"
+        )
+    counts = dataset.class_counts("train")
+    empty = [label for label, n in counts.items() if n == 0]
+    if empty:
+        raise DataError(
+            f"class(es) {empty} of {dataset.source} have no readable training images; "
+            "add images or remove the folder"
+        )

@@ -1,0 +1,84 @@
+"""Stratified splits: hold-outs for datasets without val/test, and K folds for cross-validation."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from visioncascade.data.datasets import Dataset, Split
+from visioncascade.errors import DataError
+
+__all__ = ["resolve_splits", "stratified_folds"]
+
+
+def _take(split: Split, index: np.ndarray) -> Split:
+    return Split(images=[split.images[i] for i in index], labels=split.labels[index])
+
+
+def _holdout(dataset: Dataset, split: Split, fraction: float, seed: int, what: str) -> tuple[Split, Split]:
+    counts = np.bincount(split.labels, minlength=dataset.num_classes)
+    if counts.min() < 2:
+        label = dataset.labels[int(counts.argmin())]
+        raise DataError(
+            f"class {label!r} has {counts.min()} training image(s); a stratified {what} split needs at least 2 "
+            "per class — add images or provide the split yourself"
+        )
+    n_hold = max(round(fraction * len(split)), dataset.num_classes)
+    keep, hold = train_test_split(
+        np.arange(len(split)), test_size=n_hold, stratify=split.labels, random_state=seed
+    )
+    return _take(split, np.sort(keep)), _take(split, np.sort(hold))
+
+
+def resolve_splits(
+    dataset: Dataset, seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1
+) -> tuple[Dataset, list[str]]:
+    """Return a dataset with ``train``, ``val`` and ``test`` splits, and notes on what was made up.
+
+    Splits the dataset already has are kept untouched. A missing ``test`` split is a stratified
+    ``test_fraction`` hold-out of ``train``; a missing ``val`` split a stratified ``val_fraction`` hold-out
+    of what remains. The same seed always gives the same splits.
+    """
+    splits = dict(dataset.splits)
+    notes: list[str] = []
+    if "test" not in splits or len(splits["test"]) == 0:
+        splits["train"], splits["test"] = _holdout(dataset, splits["train"], test_fraction, seed, "test")
+        notes.append(
+            f"no test split: held out a stratified {test_fraction:.0%} of train as test (seed {seed})"
+        )
+    if "val" not in splits or len(splits["val"]) == 0:
+        splits["train"], splits["val"] = _holdout(dataset, splits["train"], val_fraction, seed + 1, "val")
+        notes.append(
+            f"no val split: held out a stratified {val_fraction:.0%} of train as val (seed {seed + 1})"
+        )
+    resolved = Dataset(
+        name=dataset.name,
+        labels=dataset.labels,
+        splits=splits,
+        source=dataset.source,
+        warnings=list(dataset.warnings),
+        attribution=dataset.attribution,
+    )
+    return resolved, notes
+
+
+def stratified_folds(
+    labels: np.ndarray, folds: int, seed: int, label_names: tuple[str, ...] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return ``folds`` stratified ``(train_index, val_index)`` pairs over ``labels``.
+
+    Raises :class:`DataError` when a class has fewer images than folds.
+    """
+    if folds < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {folds} (use 0 to skip it)")
+    counts = np.bincount(labels)
+    present = counts[counts > 0]
+    if present.min() < folds:
+        index = int(np.where(counts == present.min())[0][0])
+        name = label_names[index] if label_names else str(index)
+        raise DataError(
+            f"class {name!r} has only {present.min()} image(s) in the training split, fewer than --folds {folds}; "
+            f"use --folds {max(2, int(present.min()))} or fewer (or 0 to skip cross-validation), or add images"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))

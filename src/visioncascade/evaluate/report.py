@@ -1,0 +1,226 @@
+"""Self-contained HTML reports (inline CSS, plots embedded as PNG): one per run, one per comparison."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+__all__ = ["render_comparison_report", "render_evaluation_report", "render_run_report"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f8fafc;color:#0f172a}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:1.6rem;margin:0 0 4px}h2{font-size:1.15rem;margin:28px 0 10px;border-bottom:1px solid #e2e8f0;
+padding-bottom:4px}.sub{color:#475569;margin:0 0 16px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
+.card{background:white;border:1px solid #e2e8f0;border-radius:8px;padding:10px 12px}
+.card .v{font-size:1.35rem;font-weight:600}.card .k{font-size:.8rem;color:#64748b}
+table{border-collapse:collapse;background:white;font-size:.9rem}th,td{border:1px solid #e2e8f0;
+padding:5px 9px;text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f1f5f9}
+img{max-width:100%;background:white;border:1px solid #e2e8f0;border-radius:6px}
+.row{display:flex;gap:14px;flex-wrap:wrap;align-items:flex-start}.warn{background:#fef9c3;border:1px solid
+#fde047;padding:8px 12px;border-radius:6px}pre{background:white;border:1px solid #e2e8f0;padding:10px;
+overflow:auto;font-size:.8rem}.muted{color:#64748b;font-size:.85rem}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return _e(value)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _img(b64: str | None, alt: str) -> str:
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{b64}">' if b64 else ""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{_CSS}</style></head>"
+        f"<body><main>{body}</main></body></html>"
+    )
+
+
+def _cards(items: list[tuple[str, str]]) -> str:
+    return (
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'><div class='v'>{v}</div><div class='k'>{_e(k)}</div></div>" for k, v in items
+        )
+        + "</div>"
+    )
+
+
+def _per_class_table(section: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(label)}</td><td>{_f(m['precision'])}</td><td>{_f(m['recall'])}</td><td>{_f(m['f1'])}</td>"
+        f"<td>{m['support']}</td></tr>"
+        for label, m in section["per_class"].items()
+    )
+    return f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>"
+
+
+def _metric_table(columns: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td>" + "".join(f"<td>{_f(col.get(k))}</td>" for col in columns.values()) + "</tr>"
+        for k in keys
+    )
+    return f"<table><tr><th>metric</th>{head}</tr>{rows}</table>"
+
+
+def render_run_report(context: dict[str, Any]) -> str:
+    """HTML for one run. ``context`` holds ``metrics``, ``spec``, ``config``, ``plots`` and ``dataset``."""
+    metrics, spec, plots = context["metrics"], context["spec"], context["plots"]
+    test = metrics["test"]
+    model = metrics["model"]
+    cal = metrics.get("calibration", {})
+    title = f"{spec['name']} — visioncascade run report"
+    parts = [
+        f"<h1>{_e(spec['name'])}</h1>",
+        f"<p class='sub'>{_e(spec['architecture'])} · {spec['input_size'][0]}×{spec['input_size'][1]} "
+        f"{_e(spec['color_mode'])}{' + Sobel edges' if spec['edges'] else ''} · labels {_e(', '.join(spec['labels']))}"
+        f" · data {_e(context['dataset']['name'])} ({_e(context['dataset']['fingerprint'])}) · "
+        f"{_e(metrics.get('created_at', ''))}</p>",
+    ]
+    if metrics.get("interrupted"):
+        parts.append("<p class='warn'>Training was interrupted (Ctrl-C): the best model so far was kept.</p>")
+    for note in context.get("notes", []):
+        parts.append(f"<p class='warn'>{_e(note)}</p>")
+    parts.append("<h2>Test split</h2>")
+    parts.append(
+        _cards(
+            [
+                ("accuracy", _f(test["accuracy"])),
+                ("balanced accuracy", _f(test["balanced_accuracy"])),
+                ("ROC-AUC", _f(test["roc_auc"])),
+                (f"F1 of minority class '{test['minority_label']}'", _f(test["minority_f1"])),
+                ("log loss", _f(test["log_loss"])),
+                ("ECE", _f(test["ece"])),
+                ("parameters", f"{model['parameters']:,}"),
+                ("model.keras size", _bytes(model["file_bytes"])),
+                ("training time", f"{metrics['training_seconds']:.1f} s"),
+                ("CPU latency (1 image)", f"{model['latency_ms_p50']:.2f} ms"),
+            ]
+        )
+    )
+    parts.append(
+        "<h2>Per class</h2><div class='row'>"
+        + _per_class_table(test)
+        + _img(plots.get("confusion_matrix"), "confusion matrix")
+        + "</div>"
+    )
+    parts.append("<h2>ROC and precision-recall</h2>" + _img(plots.get("roc_pr"), "ROC and PR curves"))
+    parts.append("<h2>Training</h2>" + _img(plots.get("training"), "training curves"))
+    parts.append(
+        f"<p class='muted'>Final model: best epoch {metrics['final']['best_epoch'] + 1} of "
+        f"{metrics['final']['epochs_run']} by validation log loss "
+        f"({metrics['final']['best_val_loss']:.4f}); {metrics['final']['images_per_second']:.0f} images/s.</p>"
+    )
+    parts.append(
+        f"<h2>Calibration</h2><p>Temperature {cal.get('temperature', 1.0):.3f}, fitted on the validation split "
+        "and applied inside the model (probabilities above are calibrated).</p><div class='row'>"
+        + _metric_table(
+            {"before (T=1)": metrics.get("test_uncalibrated", {}), "after": test},
+            ("accuracy", "log_loss", "brier", "ece", "minority_f1"),
+        )
+        + _img(plots.get("reliability"), "reliability diagram")
+        + "</div>"
+    )
+    cv = metrics.get("cv") or {}
+    if cv.get("folds"):
+        keys = ("accuracy", "balanced_accuracy", "roc_auc", "minority_f1", "log_loss", "ece")
+        head = "".join(f"<th>{_e(k)}</th>" for k in keys)
+        rows = "".join(
+            f"<tr><td>fold {i + 1}</td>" + "".join(f"<td>{_f(f.get(k))}</td>" for k in keys) + "</tr>"
+            for i, f in enumerate(cv["folds"])
+        )
+        rows += (
+            "<tr><th>mean ± std</th>"
+            + "".join(f"<th>{_f(cv['mean'][k])} ± {_f(cv['std'][k])}</th>" for k in keys)
+            + "</tr>"
+        )
+        parts.append(
+            f"<h2>Cross-validation ({len(cv['folds'])} folds on the training split)</h2>"
+            f"<table><tr><th></th>{head}</tr>{rows}</table>"
+        )
+    parts.append(f"<h2>Settings</h2><pre>{_e(context.get('config_yaml', ''))}</pre>")
+    if context["dataset"].get("attribution"):
+        parts.append(f"<p class='muted'>Data: {_e(context['dataset']['attribution'])}</p>")
+    return _page(title, "".join(parts))
+
+
+def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) -> str:
+    """HTML for ``compare``: the two arms side by side with ratios, and each arm's curves."""
+    arms = list(comparison["arms"])
+    head = "".join(f"<th>{_e(a)}</th>" for a in arms)
+    rows = "".join(
+        f"<tr><td>{_e(r['metric'])}</td>"
+        + "".join(f"<td>{_f(v)}</td>" for v in r["values"])
+        + f"<td>{_f(r.get('ratio'), 2)}</td></tr>"
+        for r in comparison["rows"]
+    )
+    parts = [
+        f"<h1>scratch vs transfer on {_e(comparison['dataset']['name'])}</h1>",
+        f"<p class='sub'>Same splits, folds ({comparison['settings']['folds']}), augmentation, edges "
+        f"({comparison['settings']['edges']}) and early stopping (patience {comparison['settings']['patience']}, "
+        f"at most {comparison['settings']['epochs']} epochs). {_e(comparison.get('created_at', ''))}</p>",
+        f"<h2>Side by side</h2><table><tr><th>metric</th>{head}<th>ratio {_e(arms[-1])}/{_e(arms[0])}</th></tr>"
+        f"{rows}</table>",
+        "<p class='muted'>± values are the standard deviation over CV folds; test values come from the final "
+        "model of each arm on the untouched test split.</p>",
+    ]
+    for arm in arms:
+        parts.append(
+            f"<h2>{_e(arm)}</h2><div class='row'>{_img(plots.get(arm + '_roc_pr'), arm + ' ROC/PR')}"
+            f"{_img(plots.get(arm + '_training'), arm + ' training')}</div>"
+            f"<p class='muted'>Full report: <a href='{_e(arm)}/report.html'>{_e(arm)}/report.html</a></p>"
+        )
+    return _page("visioncascade comparison", "".join(parts))
+
+
+def render_evaluation_report(spec: dict[str, Any], metrics: dict[str, Any], plots: dict[str, str]) -> str:
+    """HTML for ``visioncascade evaluate``: headline metrics, per-class table and curves."""
+    data = metrics["data"]
+    parts = [
+        f"<h1>{_e(spec['name'])} on {_e(data['name'])}</h1>",
+        f"<p class='sub'>split(s) {_e(', '.join(data['splits']))} · {metrics['n']} images · "
+        f"{_e(metrics.get('created_at', ''))}</p>",
+        *[f"<p class='warn'>{_e(n)}</p>" for n in data.get("notes", [])],
+        _cards(
+            [
+                ("accuracy", _f(metrics["accuracy"])),
+                ("balanced accuracy", _f(metrics["balanced_accuracy"])),
+                ("ROC-AUC", _f(metrics["roc_auc"])),
+                (f"F1 of minority class '{metrics['minority_label']}'", _f(metrics["minority_f1"])),
+                ("log loss", _f(metrics["log_loss"])),
+                ("ECE", _f(metrics["ece"])),
+            ]
+        ),
+        "<h2>Per class</h2><div class='row'>"
+        + _per_class_table(metrics)
+        + _img(plots.get("confusion_matrix"), "confusion matrix")
+        + "</div>",
+        "<h2>Curves</h2><div class='row'>"
+        + _img(plots.get("roc_pr"), "ROC and PR")
+        + _img(plots.get("reliability"), "reliability")
+        + "</div>",
+    ]
+    return _page(f"{spec['name']} evaluation", "".join(parts))

@@ -1,0 +1,608 @@
+"""Training runs, evaluations and comparisons: the glue between data, models, training and reports.
+
+This module sits above ``train`` and ``evaluate`` (it imports both) and below ``export``. The CLI's
+``train``, ``evaluate`` and ``compare`` commands are thin shells around :func:`train_run`,
+:func:`evaluate_run` and :func:`compare`.
+
+How the final model is produced
+-------------------------------
+1. Splits: the dataset's own ``train``/``val``/``test`` splits are used as they are; a missing test split
+   is a stratified 20 % hold-out of train, a missing val split a stratified 10 % hold-out of the rest.
+2. Final model: trained on ``train`` with early stopping on ``val`` log loss (patience, at most ``epochs``),
+   the best-validation-log-loss weights restored (and checkpointed while training).
+3. Calibration: one temperature fitted on ``val`` and applied inside the model's softmax.
+4. Test: the calibrated final model is evaluated once on the untouched ``test`` split.
+5. Cross-validation: stratified K folds of ``train``, each fold trained exactly like the final model with
+   the held-out fold as its validation data; per-fold metrics and mean ± std estimate how much the recipe
+   varies. The CV models are not kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import yaml
+
+from visioncascade import __version__
+from visioncascade._fs import atomic_dir, check_output_dir
+from visioncascade.data import Dataset, load_dataset, resolve_splits, stratified_folds
+from visioncascade.data.pipeline import Augmentation
+from visioncascade.errors import DataError, RunNotFoundError
+from visioncascade.evaluate import plots
+from visioncascade.evaluate.metrics import (
+    SUMMARY_KEYS,
+    compute_metrics,
+    minority_index,
+    summarize_folds,
+)
+from visioncascade.evaluate.report import (
+    render_comparison_report,
+    render_evaluation_report,
+    render_run_report,
+)
+from visioncascade.evaluate.timing import measure_latency
+from visioncascade.models import create_model, get_architecture, load_model, resolve_params, save_model
+from visioncascade.spec import ModelSpec
+from visioncascade.train.calibration import fit_temperature
+from visioncascade.train.config import TrainConfig
+from visioncascade.train.fit import class_weights, fit_model
+from visioncascade.train.progress import TrainingProgress
+
+__all__ = [
+    "CompareResult",
+    "EvalResult",
+    "RunResult",
+    "compare",
+    "evaluate_run",
+    "resolve_image_size",
+    "train_run",
+]
+
+
+@dataclass
+class RunResult:
+    """A finished training run."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    spec: ModelSpec
+
+
+@dataclass
+class EvalResult:
+    """An evaluation of a saved run on some data."""
+
+    metrics: dict[str, Any]
+    data_name: str
+    json_path: Path
+    html_path: Path
+
+
+@dataclass
+class CompareResult:
+    """A finished scratch-vs-transfer comparison."""
+
+    out_dir: Path
+    comparison: dict[str, Any]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+
+
+def resolve_image_size(config: TrainConfig, dataset: Dataset) -> int:
+    """The square input size: ``config.image_size``, else the architecture's rule.
+
+    ``scratch`` uses the data's own size (shorter side) clamped to 28..64 px; ``mobilenet_v2`` uses 96 px.
+    """
+    if config.image_size is not None:
+        return int(config.image_size)
+    arch = get_architecture(config.arch)
+    if config.arch == "scratch":
+        return int(min(max(min(dataset.native_size), 28), arch.default_image_size))
+    return arch.default_image_size
+
+
+def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x.astype(np.float32), batch_size=256, verbose=0), dtype=np.float64)
+
+
+def _history_csv(histories: dict[str, dict[str, list[float]]]) -> str:
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["stage", "epoch", *keys])
+    for stage, hist in histories.items():
+        for epoch in range(len(hist.get("loss", []))):
+            writer.writerow([stage, epoch + 1, *(f"{hist[k][epoch]:.6f}" if k in hist else "" for k in keys)])
+    return buffer.getvalue()
+
+
+def train_run(
+    data: str | Path | Dataset,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    progress: bool | TrainingProgress = True,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> RunResult:
+    """Train, calibrate, cross-validate and report; write a complete run folder to ``out`` atomically.
+
+    The folder holds ``model.keras``, ``spec.json``, ``metrics.json``, ``history.csv``, ``config.yaml`` and
+    ``report.html`` (and ``checkpoints/best_val_loss.keras``). Nothing is written if training fails; Ctrl-C
+    during training keeps the best model so far and writes the run marked ``"interrupted": true``.
+    ``callbacks`` are extra Keras callbacks for every fit (e.g. to watch or stop training).
+    """
+    config = config or TrainConfig.build()
+    out = Path(out)
+    check_output_dir(out, overwrite)  # fail before any slow work
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    dataset, split_notes = resolve_splits(dataset, seed=config.seed)
+    arch = get_architecture(config.arch)
+    params = resolve_params(config.arch, config.arch_params)
+    color_mode = dataset.native_color_mode if config.color_mode == "auto" else config.color_mode
+    size = resolve_image_size(config, dataset)
+    learning_rate = config.learning_rate or arch.default_learning_rate
+    x_train, y_train = dataset.arrays("train", (size, size), color_mode)
+    x_val, y_val = dataset.arrays("val", (size, size), color_mode)
+    x_test, y_test = dataset.arrays("test", (size, size), color_mode)
+    folds = stratified_folds(y_train, config.folds, config.seed, dataset.labels) if config.folds else []
+    weights = class_weights(y_train, dataset.num_classes) if config.class_weight == "auto" else None
+    augmentation = Augmentation(**config.augmentation) if config.augment else None
+    minority = minority_index(y_train, dataset.num_classes)
+    run_name = name or f"{dataset.name}-{config.arch}"
+    spec = ModelSpec(
+        name=run_name,
+        labels=dataset.labels,
+        input_size=(size, size),
+        color_mode=color_mode,  # type: ignore[arg-type]
+        architecture=config.arch,
+        architecture_params=params,
+        edges=config.edges,
+        data_fingerprint=dataset.fingerprint(),
+        visioncascade_version=__version__,
+        extra={"dataset": dataset.name, "attribution": dataset.attribution}
+        if dataset.attribution
+        else {"dataset": dataset.name},
+    )
+    notes = split_notes + dataset.warnings
+
+    def build() -> keras.Model:
+        return create_model(
+            config.arch,
+            input_shape=spec.input_shape,
+            num_classes=spec.num_classes,
+            edges=config.edges,
+            **params,
+        )
+
+    fit_kwargs = dict(
+        epochs=config.epochs,
+        patience=config.patience,
+        batch_size=config.batch_size,
+        learning_rate=learning_rate,
+        augmentation=augmentation,
+        class_weight=weights,
+        seed=config.seed,
+    )
+    display = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
+    own_display = not isinstance(progress, TrainingProgress)
+    started = time.perf_counter()
+    with atomic_dir(out, overwrite) as tmp:
+        if own_display:
+            display.__enter__()
+        try:
+            display.stages(f"{run_name}", total=1 + len(folds))
+            for note in notes:
+                display.log(f"[yellow]note:[/] {note}")
+            display.stage("final model (train → val)")
+            keras.utils.set_random_seed(config.seed)
+            model = build()
+            final = fit_model(
+                model,
+                (x_train, y_train),
+                (x_val, y_val),
+                checkpoint=tmp / "checkpoints" / "best_val_loss.keras",
+                callbacks=[*display.epoch_callback(config.epochs), *(callbacks or [])],
+                **fit_kwargs,
+            )
+            display.stage_done()
+            interrupted = final.interrupted
+            if final.best_epoch < 0:
+                raise DataError(
+                    "training stopped before the first epoch finished, so there is no model to keep"
+                )
+            # Calibration on val, applied inside the model.
+            p_val_raw = _predict(model, x_val)
+            p_test_raw = _predict(model, x_test)
+            temperature = fit_temperature(p_val_raw, y_val)
+            model.get_layer("probabilities").set_temperature(temperature)
+            p_val = _predict(model, x_val)
+            p_test = _predict(model, x_test)
+            spec = spec.replace(temperature=temperature)
+            histories = {"final": final.history}
+            fold_metrics: list[dict[str, Any]] = []
+            oof_index: list[np.ndarray] = []
+            oof_probs: list[np.ndarray] = []
+            if not interrupted:
+                try:
+                    for k, (tr, va) in enumerate(folds):
+                        display.stage(f"fold {k + 1}/{len(folds)}")
+                        keras.utils.set_random_seed(config.seed + 1 + k)
+                        fold_model = build()
+                        result = fit_model(
+                            fold_model,
+                            (x_train[tr], y_train[tr]),
+                            (x_train[va], y_train[va]),
+                            callbacks=[*display.epoch_callback(config.epochs), *(callbacks or [])],
+                            **fit_kwargs,
+                        )
+                        if result.best_epoch < 0:
+                            interrupted = True
+                            break
+                        p_fold = _predict(fold_model, x_train[va])
+                        oof_index.append(va)
+                        oof_probs.append(p_fold)
+                        fold_metrics.append(
+                            {
+                                **compute_metrics(y_train[va], p_fold, dataset.labels, minority),
+                                "best_epoch": result.best_epoch,
+                                "epochs_run": result.epochs_run,
+                                "training_seconds": result.seconds,
+                            }
+                        )
+                        histories[f"fold{k + 1}"] = result.history
+                        display.stage_done()
+                        del fold_model
+                        if result.interrupted:
+                            interrupted = True
+                            break
+                except KeyboardInterrupt:
+                    interrupted = True
+            training_seconds = time.perf_counter() - started
+            display.stage("writing run")
+            save_model(model, tmp / "model.keras")
+            spec.save(tmp / "spec.json")
+            latency = measure_latency(model)
+            model_info = {
+                "parameters": int(model.count_params()),
+                "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+                "file_bytes": (tmp / "model.keras").stat().st_size,
+                **latency,
+            }
+            test = compute_metrics(y_test, p_test, dataset.labels, minority)
+            test.update(
+                parameters=model_info["parameters"],
+                model_bytes=model_info["file_bytes"],
+                training_seconds=training_seconds,
+                latency_ms=latency["latency_ms_p50"],
+            )
+            val_raw = compute_metrics(y_val, p_val_raw, dataset.labels, minority)
+            val = compute_metrics(y_val, p_val, dataset.labels, minority)
+            cv: dict[str, Any] = {"k": config.folds, "completed": len(fold_metrics), "folds": fold_metrics}
+            if fold_metrics:
+                cv.update(summarize_folds(fold_metrics))
+                for key in SUMMARY_KEYS:
+                    cv[key] = cv["mean"][key]
+                cv["minority_label"] = dataset.labels[minority]
+                # Out-of-fold predictions pooled over the completed folds: per-class table and confusion.
+                idx = np.concatenate(oof_index)
+                pooled = compute_metrics(y_train[idx], np.concatenate(oof_probs), dataset.labels, minority)
+                cv["per_class"] = pooled["per_class"]
+                cv["confusion_matrix"] = pooled["confusion_matrix"]
+                cv["pooled"] = {k: pooled[k] for k in SUMMARY_KEYS}
+                cv["training_seconds"] = float(np.mean([f["training_seconds"] for f in fold_metrics]))
+                cv["parameters"] = model_info["parameters"]
+                cv["model_bytes"] = model_info["file_bytes"]
+                cv["latency_ms"] = latency["latency_ms_p50"]
+            metrics: dict[str, Any] = {
+                "test": test,
+                "test_uncalibrated": compute_metrics(y_test, p_test_raw, dataset.labels, minority),
+                "val": val,
+                "cv": cv,
+                "calibration": {
+                    "temperature": temperature,
+                    "fitted_on": "val",
+                    "val_log_loss_before": val_raw["log_loss"],
+                    "val_log_loss_after": val["log_loss"],
+                    "val_ece_before": val_raw["ece"],
+                    "val_ece_after": val["ece"],
+                },
+                "final": {
+                    "best_epoch": final.best_epoch,
+                    "epochs_run": final.epochs_run,
+                    "best_val_loss": final.best_val_loss,
+                    "seconds": final.seconds,
+                    "images_per_second": final.images_per_second,
+                },
+                "model": model_info,
+                "training_seconds": training_seconds,
+                "interrupted": interrupted,
+                "dataset": {
+                    "name": dataset.name,
+                    "source": dataset.source,
+                    "fingerprint": spec.data_fingerprint,
+                    "labels": list(dataset.labels),
+                    "class_counts": {s: dataset.class_counts(s) for s in ("train", "val", "test")},
+                    "notes": notes,
+                },
+                "created_at": _now(),
+                "visioncascade_version": __version__,
+            }
+            config_doc = {
+                "data": str(data.source if isinstance(data, Dataset) else data),
+                "name": run_name,
+                "train": config.to_dict(),
+                "resolved": {
+                    "image_size": size,
+                    "color_mode": color_mode,
+                    "learning_rate": learning_rate,
+                    "arch_params": params,
+                    "class_weight": weights,
+                    "augmentation": augmentation.to_dict() if augmentation else None,
+                },
+            }
+            config_yaml = yaml.safe_dump(config_doc, sort_keys=False)
+            (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
+            (tmp / "history.csv").write_text(_history_csv(histories), encoding="utf-8")
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+            report_plots = {
+                "training": plots.training_curves_png(histories, final.best_epoch),
+                "confusion_matrix": plots.confusion_matrix_png(test["confusion_matrix"], dataset.labels),
+                "roc_pr": plots.roc_pr_png(y_test, p_test, dataset.labels),
+                "reliability": plots.reliability_png(
+                    y_test, {"before (T=1)": p_test_raw, "calibrated": p_test}
+                ),
+            }
+            html = render_run_report(
+                {
+                    "metrics": metrics,
+                    "spec": spec.to_dict(),
+                    "plots": report_plots,
+                    "dataset": {**metrics["dataset"], "attribution": dataset.attribution},
+                    "notes": notes,
+                    "config_yaml": config_yaml,
+                }
+            )
+            (tmp / "report.html").write_text(html, encoding="utf-8")
+            display.stage("done")
+        finally:
+            if own_display:
+                display.__exit__(None, None, None)
+    keras.backend.clear_session()
+    return RunResult(run_dir=out, metrics=metrics, spec=spec)
+
+
+def _load_run(run: str | Path) -> tuple[Path, ModelSpec, dict[str, Any]]:
+    run = Path(run)
+    if not run.is_dir():
+        raise RunNotFoundError(f"{run} is not a run folder; pass the --out folder of `visioncascade train`")
+    for required in ("model.keras", "spec.json", "config.yaml"):
+        if not (run / required).is_file():
+            raise RunNotFoundError(f"{run} lacks {required}; it is not a complete visioncascade run")
+    spec = ModelSpec.load(run / "spec.json")
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    return run, spec, config
+
+
+def _align_labels(dataset: Dataset, spec: ModelSpec) -> np.ndarray:
+    """Map the dataset's class indices onto the spec's label order (same names required)."""
+    if set(dataset.labels) != set(spec.labels):
+        raise DataError(
+            f"the data's classes {list(dataset.labels)} differ from the model's labels {list(spec.labels)}; "
+            "evaluate on data with the same class names"
+        )
+    return np.array([spec.labels.index(label) for label in dataset.labels], dtype=np.int64)
+
+
+def evaluate_run(
+    run: str | Path, data: str | Path | None = None, out: str | Path | None = None
+) -> EvalResult:
+    """Evaluate a saved run's model on its own test split, or on ``data`` (its test split, else all of it).
+
+    Writes ``<out>/<data name>.json`` and ``.html`` (default ``<run>/evaluations/``).
+    """
+    run, spec, config = _load_run(run)
+    seed = int(config.get("train", {}).get("seed", 0))
+    notes: list[str] = []
+    if data is None:
+        dataset = load_dataset(config["data"])
+        if dataset.fingerprint() != spec.data_fingerprint:
+            notes.append(
+                f"the data at {config['data']} changed since training (fingerprint {dataset.fingerprint()} != "
+                f"{spec.data_fingerprint}); its test split may overlap the training data"
+            )
+        dataset, _ = resolve_splits(dataset, seed=seed)
+        split_names = ["test"]
+    else:
+        dataset = load_dataset(data)
+        split_names = ["test"] if "test" in dataset.splits else sorted(dataset.splits)
+        notes.append(f"evaluated on split(s) {split_names} of {dataset.source}")
+    mapping = _align_labels(dataset, spec)
+    xs, ys = zip(*(dataset.arrays(s, spec.input_size, spec.color_mode) for s in split_names), strict=True)
+    x, y = np.concatenate(xs), mapping[np.concatenate(ys)]
+    model = load_model(run)
+    probabilities = _predict(model, x)
+    minority_label = (
+        json.loads((run / "metrics.json").read_text())["test"]["minority_label"]
+        if (run / "metrics.json").is_file()
+        else spec.labels[int(np.argmin(np.bincount(y, minlength=spec.num_classes)))]
+    )
+    metrics = compute_metrics(y, probabilities, spec.labels, spec.labels.index(minority_label))
+    metrics["data"] = {"name": dataset.name, "source": dataset.source, "splits": split_names, "notes": notes}
+    metrics["created_at"] = _now()
+    out_dir = Path(out) if out is not None else run / "evaluations"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "test" if data is None else dataset.name
+    json_path, html_path = out_dir / f"{stem}.json", out_dir / f"{stem}.html"
+    json_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    html_path.write_text(
+        render_evaluation_report(
+            spec.to_dict(),
+            metrics,
+            {
+                "confusion_matrix": plots.confusion_matrix_png(metrics["confusion_matrix"], spec.labels),
+                "roc_pr": plots.roc_pr_png(y, probabilities, spec.labels),
+                "reliability": plots.reliability_png(y, {"model": probabilities}),
+            },
+        ),
+        encoding="utf-8",
+    )
+    return EvalResult(metrics=metrics, data_name=dataset.name, json_path=json_path, html_path=html_path)
+
+
+#: Rows of the comparison table: (label, where in an arm's summary).
+_COMPARE_ROWS = (
+    ("test minority F1", "test.minority_f1"),
+    ("CV minority F1 (mean)", "cv.minority_f1"),
+    ("CV minority F1 (std)", "cv.minority_f1_std"),
+    ("test ROC-AUC", "test.roc_auc"),
+    ("CV ROC-AUC (mean)", "cv.roc_auc"),
+    ("CV ROC-AUC (std)", "cv.roc_auc_std"),
+    ("test accuracy", "test.accuracy"),
+    ("CV accuracy (mean)", "cv.accuracy"),
+    ("test balanced accuracy", "test.balanced_accuracy"),
+    ("test log loss", "test.log_loss"),
+    ("parameters", "parameters"),
+    ("model bytes (.keras)", "model_bytes"),
+    ("training seconds", "training_seconds"),
+    ("latency ms (1 image)", "latency_ms"),
+)
+
+
+def _arm_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    test = {k: metrics["test"][k] for k in (*SUMMARY_KEYS, "minority_label", "per_class", "confusion_matrix")}
+    cv_src = metrics.get("cv") or {}
+    cv: dict[str, Any] = {"folds": cv_src.get("completed", 0)}
+    if cv_src.get("mean"):
+        for key in SUMMARY_KEYS:
+            cv[key] = cv_src["mean"][key]
+            cv[f"{key}_std"] = cv_src["std"][key]
+    return {
+        "test": test,
+        "cv": cv,
+        "minority_f1": test["minority_f1"],
+        "roc_auc": test["roc_auc"],
+        "accuracy": test["accuracy"],
+        "parameters": metrics["model"]["parameters"],
+        "model_bytes": metrics["model"]["file_bytes"],
+        "training_seconds": metrics["training_seconds"],
+        "latency_ms": metrics["model"]["latency_ms_p50"],
+        "temperature": metrics["calibration"]["temperature"],
+        "interrupted": metrics["interrupted"],
+    }
+
+
+def _lookup(summary: dict[str, Any], path: str) -> Any:
+    value: Any = summary
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def compare(
+    data: str | Path,
+    out: str | Path,
+    *,
+    folds: int | None = None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    weights: str | None = None,
+    freeze: int | None = None,
+    edges: bool = True,
+    seed: int = 0,
+    quick: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CompareResult:
+    """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
+
+    Both arms share the splits, folds, seed, augmentation, edge channel and early-stopping rules. Writes
+    ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` and ``comparison.html``.
+    """
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    dataset = load_dataset(data)
+    common = dict(folds=folds, epochs=epochs, patience=patience, edges=edges, seed=seed, quick=quick)
+    configs = {
+        "scratch": TrainConfig.build(arch="scratch", **common),
+        "transfer": TrainConfig.build(arch="mobilenet_v2", weights=weights, freeze=freeze, **common),
+    }
+    arms: dict[str, dict[str, Any]] = {}
+    arm_plots: dict[str, str] = {}
+    splits, _ = resolve_splits(dataset, seed=seed)
+    with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
+        for arm, config in configs.items():
+            result = train_run(dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display)
+            arms[arm] = _arm_summary(result.metrics)
+            arms[arm]["architecture"] = config.arch
+            arms[arm]["image_size"] = result.spec.input_size[0]
+            if result.metrics["interrupted"]:
+                break
+        rows = []
+        names = list(arms)
+        for label, path in _COMPARE_ROWS:
+            values = [_lookup(arms[a], path) for a in names]
+            ratio = None
+            if len(values) == 2 and all(isinstance(v, int | float) for v in values) and values[0]:
+                ratio = float(values[1]) / float(values[0])
+            rows.append({"metric": label, "key": path, "values": values, "ratio": ratio})
+        ratios = {r["key"]: r["ratio"] for r in rows if r["ratio"] is not None}
+        any_config = next(iter(configs.values()))
+        comparison = {
+            "dataset": {
+                "name": dataset.name,
+                "source": dataset.source,
+                "fingerprint": dataset.fingerprint(),
+                "attribution": dataset.attribution,
+            },
+            "settings": {
+                "folds": any_config.folds,
+                "epochs": any_config.epochs,
+                "patience": any_config.patience,
+                "edges": edges,
+                "seed": seed,
+                "quick": quick,
+                "augment": any_config.augment,
+            },
+            "arms": arms,
+            "ratios": ratios,
+            "rows": rows,
+            "created_at": _now(),
+            "visioncascade_version": __version__,
+        }
+        for arm in names:
+            run_dir = tmp / arm
+            spec = ModelSpec.load(run_dir)
+            model = load_model(run_dir)
+            x, y = splits.arrays("test", spec.input_size, spec.color_mode)
+            arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, _predict(model, x), spec.labels)
+            arm_plots[f"{arm}_training"] = plots.training_curves_png(_read_history(run_dir / "history.csv"))
+        (tmp / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+        (tmp / "comparison.html").write_text(
+            render_comparison_report(comparison, arm_plots), encoding="utf-8"
+        )
+    return CompareResult(out_dir=out, comparison=comparison)
+
+
+def _read_history(path: Path) -> dict[str, dict[str, list[float]]]:
+    histories: dict[str, dict[str, list[float]]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            hist = histories.setdefault(row["stage"], {})
+            for key, value in row.items():
+                if key in ("stage", "epoch") or value in ("", None):
+                    continue
+                hist.setdefault(key, []).append(float(value))
+    return histories

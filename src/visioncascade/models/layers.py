@@ -1,0 +1,84 @@
+"""Custom Keras layers that are part of every saved and exported model.
+
+Both are plain tensor maths (convolution, square root, division, softmax) so that the ONNX, TFLite and
+Core ML converters handle them without custom ops.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = ["SobelEdges", "TemperatureSoftmax"]
+
+_SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=np.float32)
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@keras.saving.register_keras_serializable(package="visioncascade")
+class SobelEdges(keras.layers.Layer):
+    """A fixed (non-trainable) Sobel edge-magnitude channel.
+
+    Takes images scaled to 0..1 with 1 or 3 channels; computes luminance, the Sobel gradients in x and y
+    (zero padding, ``same`` size) and their magnitude divided by ``4 * sqrt(2)`` so it stays within 0..1.
+    With ``append=True`` returns the input with the edge channel appended (C+1 channels); otherwise the
+    edge channel alone.
+    """
+
+    def __init__(self, append: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.append = bool(append)
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        if channels == 3:
+            gray = ops.sum(
+                inputs * ops.convert_to_tensor(np.array(_LUMA, dtype=np.float32)), axis=-1, keepdims=True
+            )
+        elif channels == 1:
+            gray = inputs
+        else:
+            raise ValueError(f"SobelEdges takes 1 or 3 channels, got {channels}")
+        kernel = np.stack([_SOBEL_X, _SOBEL_X.T], axis=-1)[:, :, None, :]  # (3, 3, 1, 2)
+        grads = ops.conv(gray, ops.convert_to_tensor(kernel), strides=1, padding="same")
+        magnitude = ops.sqrt(ops.sum(ops.square(grads), axis=-1, keepdims=True) + 1e-6) / (4.0 * np.sqrt(2.0))
+        if self.append:
+            return ops.concatenate([inputs, magnitude], axis=-1)
+        return magnitude
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1 if self.append else 1)
+
+    def get_config(self):
+        return {**super().get_config(), "append": self.append}
+
+
+@keras.saving.register_keras_serializable(package="visioncascade")
+class TemperatureSoftmax(keras.layers.Layer):
+    """Softmax of ``logits / temperature``; the temperature is a non-trainable weight set by calibration."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self._initial_temperature = float(temperature)
+
+    def build(self, input_shape):
+        self.temperature = self.add_weight(
+            name="temperature",
+            shape=(),
+            initializer=keras.initializers.Constant(self._initial_temperature),
+            trainable=False,
+        )
+
+    def call(self, logits):
+        return ops.softmax(logits / self.temperature, axis=-1)
+
+    def set_temperature(self, value: float) -> None:
+        """Set the calibration temperature (must be > 0)."""
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value}")
+        self.temperature.assign(float(value))
+        self._initial_temperature = float(value)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self._initial_temperature}

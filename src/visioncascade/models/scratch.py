@@ -1,0 +1,44 @@
+"""``scratch``: a small CNN trained from scratch (grayscale or RGB, well under 100k parameters)."""
+
+from __future__ import annotations
+
+import keras
+
+from visioncascade.models.layers import SobelEdges, TemperatureSoftmax
+from visioncascade.models.registry import register_architecture
+
+__all__ = ["build_scratch"]
+
+
+@register_architecture(
+    "scratch",
+    defaults={"filters": [16, 32, 64], "dropout": 0.3},
+    description="small VGG-style CNN: 2 x (conv3x3-BN-ReLU) per stage, max-pool, global average pool",
+    default_image_size=64,
+    min_image_size=8,
+    default_learning_rate=2e-3,
+)
+def build_scratch(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    edges: bool,
+    filters: list[int],
+    dropout: float,
+) -> keras.Model:
+    """Build the scratch CNN. Input: raw 0..255 pixels; output: class probabilities."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    if edges:
+        x = SobelEdges(append=True, name="sobel_edges")(x)
+    for stage, width in enumerate(filters):
+        for conv in range(2):
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{stage}_conv{conv}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{conv}")(x)
+            x = keras.layers.ReLU(name=f"s{stage}_relu{conv}")(x)
+        if stage < len(filters) - 1:
+            x = keras.layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = TemperatureSoftmax(name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name="scratch_cnn")

@@ -1,0 +1,136 @@
+"""``TrainConfig``: the resolved settings of one training run (written to ``config.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from visioncascade.errors import ConfigError
+
+__all__ = ["QUICK", "TrainConfig"]
+
+#: What ``--quick`` changes (options given explicitly still win).
+QUICK = {"folds": 2, "epochs": 30, "patience": 6, "image_size": {"scratch": 28, "mobilenet_v2": 48}}
+
+_DEFAULTS = {"folds": 5, "epochs": 300, "patience": 10}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. Build it with :meth:`build` to get validation and defaults.
+
+    ``image_size`` ``None`` means the architecture's default; ``learning_rate`` ``None`` likewise.
+    ``folds`` 0 skips cross-validation.
+    """
+
+    arch: str = "scratch"
+    arch_params: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
+    color_mode: str = "auto"
+    edges: bool = True
+    augment: bool = True
+    augmentation: dict[str, Any] = field(default_factory=dict)
+    class_weight: str = "auto"
+    folds: int = 5
+    epochs: int = 300
+    patience: int = 10
+    batch_size: int = 32
+    learning_rate: float | None = None
+    seed: int = 0
+    quick: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        arch: str = "scratch",
+        weights: str | None = None,
+        freeze: int | None = None,
+        alpha: float | None = None,
+        image_size: int | None = None,
+        color_mode: str = "auto",
+        edges: bool = True,
+        augment: bool = True,
+        class_weight: str = "auto",
+        folds: int | None = None,
+        epochs: int | None = None,
+        patience: int | None = None,
+        batch_size: int = 32,
+        learning_rate: float | None = None,
+        seed: int = 0,
+        quick: bool = False,
+        arch_params: dict[str, Any] | None = None,
+    ) -> TrainConfig:
+        """Validate options (as the CLI passes them) and fill in defaults and ``--quick`` values."""
+        from visioncascade.models import get_architecture, resolve_params
+
+        architecture = get_architecture(arch)
+        params = dict(arch_params or {})
+        for key, value in (("weights", weights), ("freeze", freeze), ("alpha", alpha)):
+            if value is None:
+                continue
+            if key not in architecture.defaults:
+                raise ConfigError(f"--{key} applies to mobilenet_v2 only, not to architecture {arch!r}")
+            params[key] = value
+        resolve_params(arch, params)  # unknown parameters fail here
+        chosen = {"folds": folds, "epochs": epochs, "patience": patience}
+        for key, value in chosen.items():
+            if value is None:
+                chosen[key] = QUICK[key] if quick else _DEFAULTS[key]
+        if image_size is None and quick:
+            image_size = QUICK["image_size"].get(arch)
+        config = cls(
+            arch=arch,
+            arch_params=params,
+            image_size=image_size,
+            color_mode=color_mode,
+            edges=edges,
+            augment=augment,
+            class_weight=class_weight,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            quick=quick,
+            **chosen,
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting."""
+        if self.color_mode not in ("auto", "grayscale", "rgb"):
+            raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {self.color_mode!r}")
+        if self.class_weight not in ("auto", "none"):
+            raise ConfigError(f"--class-weight must be auto or none, got {self.class_weight!r}")
+        if self.folds != 0 and self.folds < 2:
+            raise ConfigError(f"--folds must be 0 (no cross-validation) or at least 2, got {self.folds}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.patience < 1:
+            raise ConfigError(f"--patience must be at least 1, got {self.patience}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
+            raise ConfigError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes``."""
+        config = replace(self, **changes)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``config.yaml``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown training settings {unknown}")
+        config = cls(**data)
+        config.validate()
+        return config

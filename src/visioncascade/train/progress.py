@@ -1,0 +1,85 @@
+"""A Rich progress display for stages (final model, folds) and epochs; silent when disabled."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import keras
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from visioncascade.train.callbacks import RichEpochProgress
+
+__all__ = ["TrainingProgress"]
+
+
+class TrainingProgress:
+    """Shows one bar for stages and one for the epochs of the current stage.
+
+    Use as a context manager; ``enabled=False`` makes every method a no-op (``--quiet``).
+    """
+
+    def __init__(self, enabled: bool = True, console: Console | None = None):
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._console = console or Console(stderr=True)
+        self._stage_task = None
+        self._epoch_task = None
+
+    def __enter__(self) -> TrainingProgress:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                console=self._console,
+                transient=False,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def stages(self, title: str, total: int) -> None:
+        """Start (or restart) the stage bar."""
+        if self._progress is None:
+            return
+        if self._stage_task is None:
+            self._stage_task = self._progress.add_task(title, total=total, info="")
+        else:
+            self._progress.reset(self._stage_task, total=total, description=title, info="")
+
+    def stage(self, description: str) -> None:
+        """Name the stage now running."""
+        if self._progress is not None and self._stage_task is not None:
+            self._progress.update(self._stage_task, info=description)
+
+    def stage_done(self) -> None:
+        """Advance the stage bar."""
+        if self._progress is not None and self._stage_task is not None:
+            self._progress.advance(self._stage_task)
+
+    def epoch_callback(self, epochs: int) -> list[keras.callbacks.Callback]:
+        """Callbacks that drive the epoch bar for a fit of at most ``epochs`` epochs."""
+        if self._progress is None:
+            return []
+        if self._epoch_task is None:
+            self._epoch_task = self._progress.add_task("epochs", total=epochs, info="")
+        return [RichEpochProgress(self._progress, self._epoch_task, epochs)]
+
+    def log(self, message: str) -> None:
+        """Print a line above the bars."""
+        if self.enabled:
+            self._console.print(message)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def disabled() -> Iterator[TrainingProgress]:
+        """A display that shows nothing."""
+        with TrainingProgress(enabled=False) as progress:
+            yield progress

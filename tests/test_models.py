@@ -1,0 +1,145 @@
+"""Architectures, custom layers, weights and freezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from visioncascade.data.pipeline import Augmentation, augment_batch
+from visioncascade.errors import ConfigError, ModelError
+from visioncascade.models import SobelEdges, create_model, list_architectures, load_model, save_model
+
+SHARED_WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
+
+
+def test_registry_lists_both_architectures_and_rejects_unknown():
+    assert list_architectures() == ["mobilenet_v2", "scratch"]
+    with pytest.raises(
+        ConfigError, match="unknown architecture 'resnet'; choose one of mobilenet_v2, scratch"
+    ):
+        create_model("resnet", input_shape=(28, 28, 1), num_classes=2)
+    with pytest.raises(ConfigError, match=r"has no parameter\(s\) \['depth'\]"):
+        create_model("scratch", input_shape=(28, 28, 1), num_classes=2, depth=3)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("edges", [False, True])
+def test_scratch_is_tiny_and_outputs_probabilities(channels: int, edges: bool):
+    model = create_model("scratch", input_shape=(28, 28, channels), num_classes=3, edges=edges)
+    assert model.count_params() < 100_000
+    x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, channels)).astype(np.float32)
+    p = model.predict(x, verbose=0)
+    assert p.shape == (4, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert any(isinstance(layer, SobelEdges) for layer in model.layers) == edges
+
+
+def test_sobel_layer_finds_a_vertical_step_and_ignores_flat_regions():
+    img = np.zeros((1, 9, 9, 1), np.float32)
+    img[..., 5:, :] = 1.0  # columns 5.. bright
+    out = keras.ops.convert_to_numpy(SobelEdges(append=False)(img))[0, :, :, 0]
+    # Interior rows: strong response at the step (columns 4 and 5), none far from it.
+    assert out[4, 4] > 0.6 and out[4, 5] > 0.6
+    assert out[4, 1] < 0.01 and out[4, 7] < 0.01
+    rgb = np.repeat(img, 3, axis=-1)
+    both = keras.ops.convert_to_numpy(SobelEdges(append=True)(rgb))
+    assert both.shape == (1, 9, 9, 4)
+    np.testing.assert_allclose(both[..., 3], out[None], atol=1e-5)
+
+
+def test_temperature_survives_save_and_load(tmp_path: Path):
+    model = create_model("scratch", input_shape=(16, 16, 1), num_classes=2)
+    x = np.random.default_rng(1).uniform(0, 255, (3, 16, 16, 1)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    model.get_layer("probabilities").set_temperature(3.0)
+    after = model.predict(x, verbose=0)
+    assert np.abs(after - 0.5).max() < np.abs(before - 0.5).max()  # softer
+    save_model(model, tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), after, atol=1e-6)
+
+
+def _h5_kernel(path: Path, layer: str) -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        group = f[layer]
+        names: list[str] = []
+        group.visit(names.append)
+        kernel = next(n for n in names if n.endswith("kernel:0"))
+        return np.asarray(group[kernel])
+
+
+def test_mobilenet_loads_bundled_weights_freezes_and_keeps_bn_statistics(weights_035: Path):
+    model = create_model("mobilenet_v2", input_shape=(64, 64, 1), num_classes=2, edges=True, freeze=7)
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    np.testing.assert_array_equal(base.get_layer("Conv1").get_weights()[0], _h5_kernel(weights_035, "Conv1"))
+    assert [layer.trainable for layer in base.layers[:7]] == [False] * 7
+    rest = [layer for layer in base.layers[7:] if layer.weights]
+    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in rest)
+    bn = base.get_layer("bn_Conv1")
+    mean, var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+    assert not np.allclose(mean, 0.0) and not np.allclose(var, 1.0)  # ImageNet statistics, not defaults
+    # Grayscale + edges: the adapter starts as "pass RGB through".
+    kernel = model.get_layer("edge_adapter").get_weights()[0][0, 0]
+    np.testing.assert_array_equal(kernel, np.vstack([np.eye(3), np.zeros((1, 3))]))
+
+
+def test_mobilenet_bn_statistics_do_not_move_during_training(weights_035: Path):
+    from visioncascade.train.fit import compile_model
+
+    model = create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, freeze=0)
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    before = base.get_layer("block_16_project_BN").moving_mean.numpy().copy()
+    compile_model(model, 1e-3)
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(0, 255, (16, 32, 32, 3)), rng.integers(0, 2, 16), epochs=1, verbose=0)
+    np.testing.assert_array_equal(base.get_layer("block_16_project_BN").moving_mean.numpy(), before)
+
+
+def test_mobilenet_weight_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="would freeze random weights and leave BatchNorm statistics unset"):
+        create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights="none", freeze=5)
+    with pytest.raises(ModelError, match="does not exist"):
+        create_model(
+            "mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(tmp_path / "nope.h5")
+        )
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(ModelError, match="does not fit mobilenet_v2"):
+        create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(junk))
+    with pytest.raises(ModelError, match=r"no bundled ImageNet weights for MobileNetV2 alpha=0\.5"):
+        create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, alpha=0.5)
+    with pytest.raises(ConfigError, match="needs images of at least 32 px"):
+        create_model("mobilenet_v2", input_shape=(28, 28, 1), num_classes=2)
+    with pytest.raises(ConfigError, match="--freeze must be between 0 and"):
+        create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, freeze=1000)
+
+
+@pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason="../shared/weights is not present on this machine")
+def test_mobilenet_rejects_weights_of_another_width():
+    wrong = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"
+    with pytest.raises(ModelError, match=r"does not fit mobilenet_v2 \(alpha=0.35\)"):
+        create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(wrong))
+    right = create_model(
+        "mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(wrong), alpha=0.5
+    )
+    assert right.count_params() > 700_000
+
+
+def test_augmentation_keeps_shape_and_range_and_flip_is_exact():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 20, 20, 1)).astype(np.float32)
+    out = augment_batch(x, Augmentation()).numpy()
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, x)
+    flip_only = Augmentation(rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+    flipped = augment_batch(x, flip_only).numpy()
+    for original, result in zip(x, flipped, strict=True):
+        same = np.allclose(result, original, atol=1e-3)
+        mirrored = np.allclose(result, original[:, ::-1], atol=1e-3)
+        assert same or mirrored
+    with pytest.raises(ConfigError, match="zoom must be in"):
+        Augmentation(zoom=1.5)

@@ -1,0 +1,205 @@
+"""Real (small) training runs: run folders, metrics, calibration, CV, Ctrl-C, reproducibility, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from conftest import write_shape_folder
+from visioncascade import ModelSpec
+from visioncascade.errors import DataError, RunExistsError
+from visioncascade.experiment import evaluate_run, train_run
+from visioncascade.models import load_model
+from visioncascade.train import TrainConfig
+
+RUN_FILES = {"model.keras", "spec.json", "metrics.json", "history.csv", "config.yaml", "report.html"}
+METRIC_KEYS = {
+    "accuracy",
+    "balanced_accuracy",
+    "roc_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "minority_f1",
+    "minority_label",
+    "per_class",
+    "confusion_matrix",
+    "parameters",
+    "model_bytes",
+    "training_seconds",
+    "latency_ms",
+}
+
+
+def test_run_folder_is_complete(scratch_run):
+    run = scratch_run.run_dir
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
+    assert (run / "checkpoints" / "best_val_loss.keras").is_file()
+    assert not list(run.parent.glob(f".{run.name}.tmp-*"))  # no temporary left behind
+
+
+def test_metrics_have_the_documented_shape(scratch_run):
+    metrics = json.loads((scratch_run.run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) >= METRIC_KEYS
+    assert set(metrics["cv"]) >= METRIC_KEYS
+    test = metrics["test"]
+    assert test["minority_label"] == "malignant"  # 147 of 546 training images
+    assert test["n"] == 156 and sum(map(sum, test["confusion_matrix"])) == 156
+    assert test["per_class"]["malignant"]["support"] == 42
+    assert 0.0 <= test["minority_f1"] <= 1.0 and 0.0 <= test["roc_auc"] <= 1.0
+    cv = metrics["cv"]
+    assert cv["k"] == 2 and cv["completed"] == 2 and len(cv["folds"]) == 2
+    assert cv["mean"]["minority_f1"] == pytest.approx(np.mean([f["minority_f1"] for f in cv["folds"]]))
+    assert cv["std"]["roc_auc"] is not None
+    assert metrics["model"]["parameters"] < 100_000
+    assert metrics["model"]["file_bytes"] == (scratch_run.run_dir / "model.keras").stat().st_size
+    assert metrics["model"]["latency_ms_p50"] > 0 and metrics["training_seconds"] > 0
+    assert metrics["interrupted"] is False
+    # A better-than-chance model after a few epochs on real data.
+    assert test["roc_auc"] > 0.6
+
+
+def test_spec_travels_with_the_model_and_calibration_is_inside(scratch_run):
+    run = scratch_run.run_dir
+    spec = ModelSpec.load(run)
+    assert spec.labels == ("malignant", "normal_benign")
+    assert spec.input_size == (28, 28) and spec.color_mode == "grayscale" and spec.edges
+    assert spec.architecture == "scratch" and spec.data_fingerprint
+    metrics = json.loads((run / "metrics.json").read_text())
+    temperature = metrics["calibration"]["temperature"]
+    assert spec.temperature == pytest.approx(temperature)
+    model = load_model(run)
+    assert float(model.get_layer("probabilities").temperature.numpy()) == pytest.approx(temperature, rel=1e-6)
+    assert (
+        metrics["calibration"]["val_log_loss_after"] <= metrics["calibration"]["val_log_loss_before"] + 1e-9
+    )
+
+
+def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
+    result = evaluate_run(scratch_run.run_dir, out=tmp_path)
+    stored = json.loads((scratch_run.run_dir / "metrics.json").read_text())["test"]
+    for key in ("accuracy", "roc_auc", "log_loss", "minority_f1"):
+        assert result.metrics[key] == pytest.approx(stored[key], abs=1e-6)
+    assert result.json_path.is_file() and "<img" in result.html_path.read_text()
+
+
+def test_evaluate_other_data_needs_the_same_labels(scratch_run, tmp_path: Path):
+    other = tmp_path / "other.npz"
+    rng = np.random.default_rng(0)
+    np.savez(
+        other,
+        train_images=rng.integers(0, 255, (10, 28, 28), dtype=np.uint8),
+        train_labels=np.array([0, 1] * 5),
+        label_names=np.array(["normal_benign", "malignant"]),  # same names, other order
+    )
+    result = evaluate_run(scratch_run.run_dir, data=other, out=tmp_path / "ev")
+    assert result.metrics["n"] == 10 and result.metrics["per_class"]["malignant"]["support"] == 5
+    np.savez(other, train_images=np.zeros((4, 28, 28), np.uint8), train_labels=np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match=r"classes \['0', '1'\] differ from the model's labels"):
+        evaluate_run(scratch_run.run_dir, data=other)
+
+
+def test_history_config_and_report(scratch_run):
+    run = scratch_run.run_dir
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert {r["stage"] for r in rows} == {"final", "fold1", "fold2"}
+    assert all(float(r["val_loss"]) > 0 for r in rows)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"] == "breastmnist" and config["resolved"]["image_size"] == 28
+    assert TrainConfig.from_dict(config["train"]).folds == 2
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert not re.search(r"(src|href)=[\"']https?://", html)  # self-contained
+    for words in ("Cross-validation", "Calibration", "malignant", "ROC"):
+        assert words in html
+
+
+def test_existing_run_is_refused_then_replaced_with_overwrite(scratch_run, tmp_path: Path):
+    config = TrainConfig.build(folds=0, epochs=1, patience=1, image_size=16)
+    with pytest.raises(RunExistsError, match="already holds a run; pass --overwrite"):
+        train_run("breastmnist", scratch_run.run_dir, config, progress=False)
+    out = tmp_path / "run"
+    train_run("breastmnist", out, config, progress=False)
+    first = (out / "metrics.json").read_text()
+    train_run("breastmnist", out, config.replace(seed=5), progress=False, overwrite=True)
+    assert (out / "metrics.json").read_text() != first
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary or old folder left
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Simulates Ctrl-C: raises KeyboardInterrupt at the end of an epoch."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_the_best_model_so_far(tmp_path: Path):
+    config = TrainConfig.build(folds=3, epochs=50, patience=50, image_size=16)
+    result = train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopAt(2)])
+    metrics = result.metrics
+    assert metrics["interrupted"] is True
+    assert metrics["final"]["epochs_run"] == 3 and 0 <= metrics["final"]["best_epoch"] <= 2
+    assert metrics["cv"]["completed"] == 0
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= RUN_FILES
+    assert "interrupted" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_a_failing_run_leaves_nothing_behind(tmp_path: Path):
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    config = TrainConfig.build(folds=0, epochs=3, image_size=16)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[Boom()])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_seed_same_run(tmp_path: Path):
+    config = TrainConfig.build(folds=0, epochs=3, patience=3, image_size=16, seed=7)
+    a = train_run("breastmnist", tmp_path / "a", config, progress=False)
+    b = train_run("breastmnist", tmp_path / "b", config, progress=False)
+    np.testing.assert_allclose(a.metrics["val"]["log_loss"], b.metrics["val"]["log_loss"], rtol=1e-4)
+    assert a.metrics["test"]["confusion_matrix"] == b.metrics["test"]["confusion_matrix"]
+
+
+def test_folder_dataset_without_splits_trains_and_learns(tmp_path: Path):
+    data = write_shape_folder(tmp_path / "shapes", {"horizontal": 40, "vertical": 80}, seed=3)
+    config = TrainConfig.build(folds=2, epochs=25, patience=6, image_size=24, class_weight="none")
+    result = train_run(data, tmp_path / "run", config, progress=False)
+    metrics = result.metrics
+    assert any("held out" in note for note in metrics["dataset"]["notes"])
+    assert metrics["dataset"]["class_counts"]["test"] == {"horizontal": 8, "vertical": 16}
+    assert result.spec.color_mode == "rgb"  # some images are RGB
+    assert metrics["test"]["minority_label"] == "horizontal"
+    assert metrics["test"]["accuracy"] >= 0.8  # bars are easy: the pipeline really learns
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["resolved"]["class_weight"] is None
+
+
+def test_fewer_images_than_folds_fails_before_training(tmp_path: Path):
+    data = write_shape_folder(tmp_path / "d", {"horizontal": 6, "vertical": 30}, mixed=False)
+    with pytest.raises(DataError, match=r"fewer than --folds 5"):
+        train_run(data, tmp_path / "run", TrainConfig.build(), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_transfer_run_with_frozen_layers(tmp_path: Path):
+    config = TrainConfig.build(arch="mobilenet_v2", freeze=7, folds=0, epochs=2, patience=2, image_size=32)
+    result = train_run("breastmnist", tmp_path / "tl", config, progress=False)
+    assert result.spec.architecture == "mobilenet_v2"
+    assert result.spec.architecture_params["freeze"] == 7
+    assert result.metrics["model"]["parameters"] > 400_000
+    assert result.metrics["model"]["trainable_parameters"] < result.metrics["model"]["parameters"]
