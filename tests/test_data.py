@@ -142,3 +142,12 @@ def test_prepare_image_converts_colour_and_size():
     assert gray.shape == (10, 15, 1) and abs(int(gray[0, 0, 0]) - 76) <= 1  # 0.299 * 255
     up = prepare_image(np.full((4, 4), 9, np.uint8), (8, 8), "rgb")
     assert up.shape == (8, 8, 3) and (up == 9).all()
+
+
+def test_prepare_image_accepts_opencv_bgr_frames():
+    rgb = np.random.default_rng(0).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    for mode in ("rgb", "grayscale"):
+        np.testing.assert_array_equal(
+            prepare_image(bgr, (6, 8), mode, channel_order="bgr"), prepare_image(rgb, (6, 8), mode)
+        )

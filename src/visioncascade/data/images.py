@@ -63,14 +63,24 @@ def to_color_mode(image: np.ndarray, color_mode: str) -> np.ndarray:
     raise DataError(f"unknown colour mode {color_mode!r}; use 'grayscale' or 'rgb'")
 
 
-def prepare_image(image: np.ndarray, size: tuple[int, int], color_mode: str) -> np.ndarray:
+def prepare_image(
+    image: np.ndarray, size: tuple[int, int], color_mode: str, channel_order: str = "rgb"
+) -> np.ndarray:
     """Convert one uint8 image to model input: ``size`` = (height, width), ``color_mode`` channels.
+
+    ``channel_order`` says how a 3-channel ``image`` is laid out: ``"rgb"`` (PIL, camera APIs) or ``"bgr"``
+    (OpenCV's ``imread`` and ``VideoCapture``); the model always receives RGB.
 
     Resizing uses OpenCV's area interpolation when shrinking (no aliasing) and bilinear when enlarging;
     this is the ``"area"`` resize named in every :class:`~visioncascade.spec.ModelSpec`. Returns uint8
     HxWxC; the model itself rescales pixel values.
     """
-    image = to_color_mode(np.asarray(image), color_mode)
+    image = np.asarray(image)
+    if channel_order not in ("rgb", "bgr"):
+        raise DataError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    if channel_order == "bgr" and image.ndim == 3 and image.shape[-1] in (3, 4):
+        image = image[..., 2::-1]
+    image = to_color_mode(image, color_mode)
     height, width = int(size[0]), int(size[1])
     if image.shape[:2] != (height, width):
         shrink = image.shape[0] >= height and image.shape[1] >= width
