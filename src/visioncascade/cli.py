@@ -37,7 +37,20 @@ DataArg = Annotated[
 
 
 def _quiet_tensorflow() -> None:
+    """Import TensorFlow with its start-up chatter (C++ log lines on fd 2) silenced."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    tf.get_logger().setLevel("ERROR")
 
 
 @app.command()

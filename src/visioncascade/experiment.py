@@ -112,8 +112,13 @@ def resolve_image_size(config: TrainConfig, dataset: Dataset) -> int:
     return arch.default_image_size
 
 
-def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x.astype(np.float32), batch_size=256, verbose=0), dtype=np.float64)
+def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Probabilities for a whole split (direct calls: no per-model ``predict`` function to trace)."""
+    out = [
+        keras.ops.convert_to_numpy(model(x[i : i + batch_size].astype(np.float32), training=False))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float64)
 
 
 def _history_csv(histories: dict[str, dict[str, list[float]]]) -> str:

@@ -49,7 +49,7 @@ def resolve_weights(weights: str | None, alpha: float) -> str | None:
     description="Keras MobileNetV2 (ImageNet weights) + global average pool + dense head",
     default_image_size=96,
     min_image_size=32,
-    default_learning_rate=5e-4,
+    default_learning_rate=1e-4,
 )
 def build_mobilenet_v2(
     input_shape: tuple[int, int, int],

@@ -38,12 +38,16 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Compile with Adam, sparse categorical cross-entropy (= log loss) and accuracy, XLA where possible."""
+    """Compile with Adam, sparse categorical cross-entropy (= log loss) and accuracy.
+
+    XLA is off on purpose: on CPU it made MobileNetV2 training 5x slower and the scratch CNN no faster
+    (see BENCHMARKS.md), and it costs seconds of compilation per model.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=True,
+        jit_compile=False,
         steps_per_execution=4,
     )
 

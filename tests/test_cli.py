@@ -1,0 +1,88 @@
+"""The real ``visioncascade`` command line, run as a subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "visioncascade.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "evaluate", "compare"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no/such/folder", "--out", "x"], "no dataset at 'no/such/folder'"),
+        (["train", "breastmnist", "--arch", "vgg", "--out", "x"], "unknown architecture 'vgg'"),
+        (["train", "breastmnist", "--folds", "1", "--out", "x"], "--folds must be 0"),
+        (["train", "breastmnist", "--freeze", "3", "--out", "x"], "--freeze applies to mobilenet_v2 only"),
+        (["evaluate", "not-a-run"], "not-a-run is not a run folder"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path, args: list[str], message: str):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
+    out = tmp_path / "run"
+    args = ["train", "breastmnist", "--out", str(out), "--epochs", "2", "--folds", "0", "--image-size", "16"]
+    result = run_cli(*args, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "I0000" not in result.stderr and "Traceback" not in result.stderr
+    assert (out / "model.keras").is_file()
+    again = run_cli(*args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    evaluated = run_cli("evaluate", str(out), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["n"] == 156 and metrics["minority_label"] == "malignant"
+
+
+@pytest.mark.slow
+def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
+    out = tmp_path / "cmp"
+    result = run_cli("compare", "breastmnist", "--quick", "--epochs", "2", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["dataset"]["name"] == "breastmnist"
+    assert set(comparison["arms"]) == {"scratch", "transfer"}
+    for arm in comparison["arms"].values():
+        for key in (
+            "minority_f1",
+            "roc_auc",
+            "accuracy",
+            "parameters",
+            "model_bytes",
+            "training_seconds",
+            "latency_ms",
+        ):
+            assert arm[key] is not None
+        assert arm["cv"]["folds"] == 2 and "minority_f1_std" in arm["cv"]
+    scratch, transfer = comparison["arms"]["scratch"], comparison["arms"]["transfer"]
+    assert comparison["ratios"]["parameters"] == pytest.approx(transfer["parameters"] / scratch["parameters"])
+    assert transfer["parameters"] > 5 * scratch["parameters"]
+    assert (out / "scratch" / "model.keras").is_file() and (out / "transfer" / "model.keras").is_file()
+    html = (out / "comparison.html").read_text()
+    assert "scratch vs transfer" in html and "data:image/png;base64," in html
