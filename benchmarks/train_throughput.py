@@ -1,0 +1,139 @@
+"""Benchmark 2 of the training issue: visioncascade's fit vs a plain Keras baseline, same model, same run.
+
+Baseline ("the straightforward way"): NumPy arrays + ``model.fit`` with Keras's default compile settings
+(``jit_compile="auto"``), augmentation as Keras preprocessing layers in front of the model, class weights,
+validation data. visioncascade: :func:`visioncascade.train.fit.fit_model` (tf.data pipeline with fused
+augmentation, prefetch, XLA off, steps_per_execution 4, best-val-loss checkpoint callback).
+Both train the same architecture for the same number of epochs (no early stopping) on BreastMNIST.
+
+    python benchmarks/train_throughput.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from visioncascade.data import load_dataset
+from visioncascade.data.pipeline import Augmentation
+from visioncascade.models import create_model
+from visioncascade.train.fit import class_weights, fit_model
+
+CASES = {"scratch": (28, 2e-3, 8), "mobilenet_v2": (96, 1e-4, 4)}  # image size, lr, epochs
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.times.append(now - self._t)
+        self._t = now
+
+
+def _baseline(arch, size, lr, epochs, train, val, weights):
+    aug = Augmentation()
+    augment = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomRotation(aug.rotation_degrees / 360.0),
+            keras.layers.RandomTranslation(aug.shift, aug.shift),
+            keras.layers.RandomZoom(aug.zoom),
+            keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255)),
+            keras.layers.RandomContrast(aug.contrast),
+        ]
+    )
+    core = create_model(arch, input_shape=(size, size, train[0].shape[-1]), num_classes=2, edges=True)
+    inputs = keras.Input(core.input_shape[1:])
+    model = keras.Model(inputs, core(augment(inputs)))
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    timer = _EpochTimer()
+    start = time.perf_counter()
+    model.fit(
+        train[0].astype(np.float32),
+        train[1],
+        batch_size=32,
+        epochs=epochs,
+        validation_data=(val[0].astype(np.float32), val[1]),
+        class_weight=weights,
+        callbacks=[timer],
+        verbose=0,
+    )
+    return time.perf_counter() - start, timer.times
+
+
+def _ours(arch, size, lr, epochs, train, val, weights, tmp):
+    model = create_model(arch, input_shape=(size, size, train[0].shape[-1]), num_classes=2, edges=True)
+    timer = _EpochTimer()
+    start = time.perf_counter()
+    fit_model(
+        model,
+        train,
+        val,
+        epochs=epochs,
+        patience=epochs + 1,
+        batch_size=32,
+        learning_rate=lr,
+        augmentation=Augmentation(),
+        class_weight=weights,
+        seed=0,
+        checkpoint=tmp,
+        callbacks=[timer],
+    )
+    return time.perf_counter() - start, timer.times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--arch", choices=sorted(CASES), action="append")
+    args = parser.parse_args()
+    ds = load_dataset("breastmnist")
+    print(f"{os.cpu_count()} cores, load {os.getloadavg()}")
+    for arch in args.arch or list(CASES):
+        size, lr, epochs = CASES[arch]
+        train = ds.arrays("train", (size, size), "grayscale")
+        val = ds.arrays("val", (size, size), "grayscale")
+        weights = class_weights(train[1], 2)
+        results = {"baseline": [], "visioncascade": []}
+        for repeat in range(args.repeats):
+            for name in results:
+                keras.backend.clear_session()
+                keras.utils.set_random_seed(repeat)
+                if name == "baseline":
+                    total, per_epoch = _baseline(arch, size, lr, epochs, train, val, weights)
+                else:
+                    total, per_epoch = _ours(
+                        arch, size, lr, epochs, train, val, weights, f"/tmp/bench-{arch}.keras"
+                    )
+                steady = len(train[0]) / statistics.median(per_epoch[1:])
+                results[name].append((total, steady))
+        print(f"\n{arch} {size}px, {epochs} epochs x {len(train[0])} images, median of {args.repeats}:")
+        med = {}
+        for name, runs in results.items():
+            total = statistics.median(r[0] for r in runs)
+            steady = statistics.median(r[1] for r in runs)
+            med[name] = (total, steady)
+            print(
+                f"  {name:<14} total {total:7.1f} s   steady {steady:7.0f} images/s   "
+                f"runs {[round(r[0], 1) for r in runs]}"
+            )
+        print(
+            f"  speed-up: end to end {med['baseline'][0] / med['visioncascade'][0]:.2f}x, "
+            f"steady-state {med['visioncascade'][1] / med['baseline'][1]:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
