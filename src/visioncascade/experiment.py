@@ -177,9 +177,11 @@ def train_run(
         edges=config.edges,
         data_fingerprint=dataset.fingerprint(),
         visioncascade_version=__version__,
-        extra={"dataset": dataset.name, "attribution": dataset.attribution}
-        if dataset.attribution
-        else {"dataset": dataset.name},
+        extra={
+            "dataset": dataset.name,
+            "minority_label": dataset.labels[minority],
+            **({"attribution": dataset.attribution} if dataset.attribution else {}),
+        },
     )
     notes = split_notes + dataset.warnings
 
@@ -440,9 +442,8 @@ def evaluate_run(
     model = load_model(run)
     probabilities = _predict(model, x)
     minority_label = (
-        json.loads((run / "metrics.json").read_text())["test"]["minority_label"]
-        if (run / "metrics.json").is_file()
-        else spec.labels[int(np.argmin(np.bincount(y, minlength=spec.num_classes)))]
+        spec.extra.get("minority_label")
+        or spec.labels[int(np.argmin(np.bincount(y, minlength=spec.num_classes)))]
     )
     metrics = compute_metrics(y, probabilities, spec.labels, spec.labels.index(minority_label))
     metrics["data"] = {"name": dataset.name, "source": dataset.source, "splits": split_names, "notes": notes}
