@@ -1,0 +1,242 @@
+"""``Predictor`` backends: onnxruntime (default), LiteRT, Keras (reference) and Core ML (macOS only).
+
+Every predictor reads its input size, colour mode and labels from the artifact's :class:`ModelSpec` — never
+from the caller — and turns raw uint8 frames into probabilities with
+:func:`visioncascade.data.images.prepare_image`, the same function training used.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from visioncascade.data.images import prepare_image
+from visioncascade.errors import ConfigError
+from visioncascade.spec import ModelSpec
+
+__all__ = [
+    "BACKENDS",
+    "CoreMLPredictor",
+    "KerasPredictor",
+    "LiteRTPredictor",
+    "OnnxPredictor",
+    "Predictor",
+    "find_spec",
+    "load_predictor",
+]
+
+BACKENDS = ("auto", "onnx", "litert", "keras", "coreml")
+_SUFFIX_BACKEND = {
+    ".onnx": "onnx",
+    ".tflite": "litert",
+    ".keras": "keras",
+    ".mlpackage": "coreml",
+    ".mlmodel": "coreml",
+}
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Something that turns frames into class probabilities for one model."""
+
+    spec: ModelSpec
+    backend: str
+
+    def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, K)`` for prepared float32 inputs ``(N, H, W, C)`` of raw 0..255 pixels."""
+        ...
+
+    def predict(self, frame: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
+        """Probabilities ``(K,)`` for one raw uint8 frame of any size."""
+        ...
+
+
+def find_spec(artifact: str | Path) -> ModelSpec:
+    """The :class:`ModelSpec` that travels with ``artifact``.
+
+    Looked up, in order: ``<artifact>.spec.json``; an entry for the artifact in ``manifest.json`` beside it;
+    ``spec.json`` beside it (a run folder or an export folder); for a run folder, its ``spec.json``.
+    """
+    artifact = Path(artifact)
+    if artifact.is_dir() and (artifact / "spec.json").is_file() and artifact.suffix != ".mlpackage":
+        return ModelSpec.load(artifact / "spec.json")
+    sidecar = artifact.with_name(artifact.name + ".spec.json")
+    if sidecar.is_file():
+        return ModelSpec.load(sidecar)
+    manifest = artifact.parent / "manifest.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        for entry in data.get("artifacts", []):
+            if Path(str(entry.get("file", entry.get("path", "")))).name == artifact.name and "spec" in entry:
+                return ModelSpec.from_dict(entry["spec"])
+        if "spec" in data:
+            return ModelSpec.from_dict(data["spec"])
+    if (artifact.parent / "spec.json").is_file():
+        return ModelSpec.load(artifact.parent / "spec.json")
+    raise ConfigError(
+        f"no ModelSpec found for {artifact}: expected {sidecar.name}, a manifest.json or a spec.json beside it "
+        "(visioncascade export writes them)"
+    )
+
+
+class _Base:
+    backend = "base"
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def prepare(self, frame: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
+        """One raw frame → a ``(1, H, W, C)`` float32 model input."""
+        prepared = prepare_image(frame, self.spec.input_size, self.spec.color_mode, channel_order)
+        return prepared[None].astype(np.float32)
+
+    def predict(self, frame: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
+        """Probabilities ``(K,)`` for one raw uint8 frame of any size."""
+        return self.predict_batch(self.prepare(frame, channel_order))[0]
+
+    def predict_batch(self, inputs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.name!r})"
+
+
+class OnnxPredictor(_Base):
+    """onnxruntime on the CPU: one intra-op thread and no spinning by default (cascade-friendly)."""
+
+    backend = "onnx"
+
+    def __init__(self, path: str | Path, spec: ModelSpec | None = None, threads: int = 1):
+        import onnxruntime as ort
+
+        super().__init__(spec or find_spec(path))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        self._output = self.session.get_outputs()[0].name
+
+    def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        return self.session.run([self._output], {self._input: np.ascontiguousarray(inputs, np.float32)})[0]
+
+
+class LiteRTPredictor(_Base):
+    """LiteRT (``ai_edge_litert``) interpreter; handles quantized (int8/uint8) inputs and outputs."""
+
+    backend = "litert"
+
+    def __init__(self, path: str | Path, spec: ModelSpec | None = None, threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        super().__init__(spec or find_spec(path))
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self._batch = None
+
+    def _resize(self, batch: int) -> None:
+        if self._batch != batch:
+            self.interpreter.resize_tensor_input(self._in["index"], [batch, *self.spec.input_shape])
+            self.interpreter.allocate_tensors()
+            self._in = self.interpreter.get_input_details()[0]
+            self._out = self.interpreter.get_output_details()[0]
+            self._batch = batch
+
+    def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        self._resize(len(inputs))
+        data = np.asarray(inputs, np.float32)
+        if self._in["dtype"] != np.float32:
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(self._in["dtype"])
+            data = np.clip(np.round(data / scale + zero), info.min, info.max).astype(self._in["dtype"])
+        self.interpreter.set_tensor(self._in["index"], data)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._out["index"])
+        if self._out["dtype"] != np.float32:
+            scale, zero = self._out["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+
+class KerasPredictor(_Base):
+    """The Keras model itself (the reference; slow per frame — use it to check, not to serve)."""
+
+    backend = "keras"
+
+    def __init__(self, path: str | Path, spec: ModelSpec | None = None):
+        from visioncascade.models import load_model
+
+        path = Path(path)
+        super().__init__(spec or find_spec(path))
+        self.model = load_model(path)
+
+    def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        import keras
+
+        return keras.ops.convert_to_numpy(self.model(np.asarray(inputs, np.float32), training=False))
+
+
+class CoreMLPredictor(_Base):
+    """Real Core ML through coremltools (macOS only): image input, classifier output."""
+
+    backend = "coreml"
+
+    def __init__(self, path: str | Path, spec: ModelSpec | None = None):
+        if sys.platform != "darwin":
+            raise ConfigError(
+                f"the coreml backend runs only on macOS (this is {platform.system()}); use --backend onnx or litert"
+            )
+        import coremltools as ct
+
+        super().__init__(spec or find_spec(path))
+        self.model = ct.models.MLModel(str(path))
+        description = self.model.get_spec().description
+        self._input = description.input[0].name
+        self._probs = description.predictedProbabilitiesName
+
+    def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        rows = []
+        for image in np.asarray(inputs, np.float32).round().clip(0, 255).astype(np.uint8):
+            pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+            out = self.model.predict({self._input: pil})[self._probs]
+            rows.append([out[label] for label in self.spec.labels])
+        return np.asarray(rows, np.float32)
+
+
+def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | None = None) -> Predictor:
+    """Open ``path`` with ``backend`` (``auto`` picks by file suffix; a run folder means Keras)."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not path.exists():
+        raise ConfigError(f"model {path} does not exist")
+    if backend == "auto":
+        backend = (
+            "keras" if path.is_dir() and path.suffix != ".mlpackage" else _SUFFIX_BACKEND.get(path.suffix, "")
+        )
+        if not backend:
+            raise ConfigError(
+                f"cannot tell the backend of {path.name}: expected .onnx, .tflite, .keras, .mlpackage or a run folder"
+            )
+    expected = {v for k, v in _SUFFIX_BACKEND.items() if path.suffix == k}
+    if expected and backend not in expected:
+        raise ConfigError(f"backend {backend!r} cannot run {path.name}; it is a {expected.pop()} model")
+    cls = {
+        "onnx": OnnxPredictor,
+        "litert": LiteRTPredictor,
+        "keras": KerasPredictor,
+        "coreml": CoreMLPredictor,
+    }
+    return cls[backend](path, spec)

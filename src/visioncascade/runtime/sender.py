@@ -1,0 +1,213 @@
+"""Posting cascade events to the API without ever blocking the frame loop.
+
+:class:`EventSender` owns a bounded queue and a background thread. The frame loop calls :meth:`offer`,
+which applies the posting policy (post when the decision changes, else at most every ``min_interval_s``)
+and returns at once. The thread posts each event with its idempotency id, retrying with exponential
+backoff while the API is unreachable or answers 5xx/429; a retried event is never stored twice because the
+API deduplicates by ``event_id``. Up to the queue bound nothing is lost; beyond it the oldest event is
+dropped and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "EventPoster",
+    "EventSender",
+    "HttpEventPoster",
+    "PermanentPostError",
+    "SenderStats",
+    "TransientPostError",
+]
+
+
+class TransientPostError(Exception):
+    """The API could not take the event now (connection error, timeout, 5xx, 429): retry later."""
+
+
+class PermanentPostError(Exception):
+    """The API rejected the event (4xx other than 429): retrying would not help."""
+
+
+class EventPoster(Protocol):
+    """Posts one event and returns the API's answer (``{event_id, output, rule}``)."""
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass
+class SenderStats:
+    """Counters of an :class:`EventSender` (all monotonic except ``pending`` and ``api_up``)."""
+
+    produced: int = 0
+    skipped: int = 0
+    queued: int = 0
+    posted: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    retries: int = 0
+    pending: int = 0
+    api_up: bool | None = None
+    last_error: str | None = None
+    last_answer: dict[str, Any] | None = None
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EventSender:
+    """Background, bounded, retrying poster of cascade events."""
+
+    def __init__(
+        self,
+        post: EventPoster,
+        *,
+        queue_size: int = 1000,
+        min_interval_s: float = 1.0,
+        device_id: str | None = None,
+        session_id: str | None = None,
+        initial_backoff_s: float = 0.05,
+        max_backoff_s: float = 5.0,
+        keep_answers: int = 100,
+        on_answer: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    ):
+        self._post = post
+        self.queue_size = queue_size
+        self.min_interval_s = min_interval_s
+        self.device_id = device_id or f"visioncascade-{uuid.getnode():012x}"
+        self.session_id = session_id or str(uuid.uuid4())
+        self.initial_backoff_s = initial_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.keep_answers = keep_answers
+        self.on_answer = on_answer
+        self.stats = SenderStats()
+        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._last_key: tuple | None = None
+        self._last_time = -float("inf")
+        self._thread = threading.Thread(target=self._run, name="event-sender", daemon=True)
+        self._thread.start()
+
+    # -- frame-loop side -------------------------------------------------------------------------------
+    def offer(self, event: dict[str, Any], key: tuple | None = None) -> bool:
+        """Consider ``event`` for posting; returns True when it was queued. Never blocks on the network.
+
+        ``key`` identifies the decision (e.g. context and labels): a new key is always posted, the same key
+        at most every ``min_interval_s``.
+        """
+        now = time.monotonic()
+        with self._cond:
+            self.stats.produced += 1
+            if key == self._last_key and now - self._last_time < self.min_interval_s:
+                self.stats.skipped += 1
+                return False
+            self._last_key, self._last_time = key, now
+            payload = {"device_id": self.device_id, "session_id": self.session_id, **event}
+            if len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.stats.dropped += 1
+            self._queue.append(payload)
+            self.stats.queued += 1
+            self.stats.pending = len(self._queue)
+            self._cond.notify()
+        return True
+
+    # -- background side -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = self.initial_backoff_s
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue and self._closing:
+                    return
+                event = self._queue[0]
+            try:
+                answer = self._post(event)
+            except TransientPostError as exc:
+                with self._cond:
+                    self.stats.api_up = False
+                    self.stats.last_error = str(exc)
+                    self.stats.retries += 1
+                    if self._closing and self._give_up:
+                        return
+                    self._cond.wait(timeout=backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            except PermanentPostError as exc:
+                with self._cond:
+                    self._remove(event)
+                    self.stats.rejected += 1
+                    self.stats.last_error = str(exc)
+                continue
+            backoff = self.initial_backoff_s
+            with self._cond:
+                self._remove(event)
+                self.stats.posted += 1
+                self.stats.api_up = True
+                self.stats.last_answer = answer
+                self.stats.answers.append(answer)
+                del self.stats.answers[: -self.keep_answers]
+            if self.on_answer is not None:
+                self.on_answer(event, answer)
+
+    def _remove(self, event: dict[str, Any]) -> None:
+        if self._queue and self._queue[0] is event:
+            self._queue.popleft()
+        self.stats.pending = len(self._queue)
+
+    _give_up = False
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the queue is empty (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def close(self, timeout: float = 10.0) -> SenderStats:
+        """Post what is queued (waiting up to ``timeout``), then stop the thread; returns the final stats."""
+        self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._give_up = True
+            self._cond.notify_all()
+        self._thread.join(timeout=max(1.0, self.max_backoff_s + 1))
+        with self._cond:
+            self.stats.pending = len(self._queue)
+        return self.stats
+
+
+class HttpEventPoster:
+    """Posts events to ``POST {url}/v1/events`` with an API key; maps failures to transient/permanent."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 5.0):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._httpx = httpx
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._client.post("/v1/events", json=event)
+        except self._httpx.HTTPError as exc:
+            raise TransientPostError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientPostError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise PermanentPostError(f"HTTP {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()

@@ -1,0 +1,166 @@
+"""The frame loop behind ``visioncascade watch``: source → cascade → events, with live statistics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from visioncascade.runtime.cascade import Cascade, CascadeResult
+from visioncascade.runtime.sender import EventSender
+from visioncascade.runtime.sources import Frame, FrameSource
+
+__all__ = ["ContextSchedule", "WatchStats", "annotate", "watch"]
+
+
+class ContextSchedule:
+    """Which context applies to frame *i*: one fixed context, or several switched every N frames."""
+
+    def __init__(self, contexts: list[str], switch_every: int | None = None):
+        if not contexts:
+            raise ValueError("at least one context is needed")
+        self.contexts = contexts
+        self.switch_every = switch_every
+
+    def __call__(self, index: int) -> str:
+        if len(self.contexts) == 1 or not self.switch_every:
+            return self.contexts[0]
+        return self.contexts[(index // self.switch_every) % len(self.contexts)]
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "mean": None}
+    arr = np.asarray(values)
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+    }
+
+
+@dataclass
+class WatchStats:
+    """Running statistics of a watch loop; :meth:`summary` is what ``--json`` prints."""
+
+    frames: int = 0
+    events: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    decisions: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, list[float]] = field(
+        default_factory=lambda: {"domain": [], "specialist": [], "cascade": []}
+    )
+    last: CascadeResult | None = None
+
+    def add(self, result: CascadeResult) -> None:
+        """Account one frame's result."""
+        self.frames += 1
+        self.last = result
+        self.decisions[result.decision] = self.decisions.get(result.decision, 0) + 1
+        self.events += result.is_event
+        for stage, ms in result.timings_ms.items():
+            self.latency[stage].append(ms)
+        self.latency["cascade"].append(result.latency_ms)
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per wall-clock second so far."""
+        elapsed = time.perf_counter() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def summary(self, source: FrameSource | None = None, sender: EventSender | None = None) -> dict[str, Any]:
+        """Frames, dropped, fps, latency p50/p99 per stage and overall, events produced/posted/dropped."""
+        out: dict[str, Any] = {
+            "frames": self.frames,
+            "dropped": source.dropped if source is not None else 0,
+            "fps": self.fps,
+            "seconds": time.perf_counter() - self.started,
+            "latency_ms": {stage: _percentiles(values) for stage, values in self.latency.items()},
+            "decisions": dict(self.decisions),
+            "events": {"produced": self.events},
+        }
+        if sender is not None:
+            stats = sender.stats
+            out["events"].update(
+                posted=stats.posted,
+                queued=stats.queued,
+                skipped=stats.skipped,
+                dropped=stats.dropped,
+                rejected=stats.rejected,
+                pending=stats.pending,
+                retries=stats.retries,
+                api_up=stats.api_up,
+                last_answer=stats.last_answer,
+            )
+        return out
+
+
+def annotate(image: np.ndarray, channel_order: str, result: CascadeResult, fps: float) -> np.ndarray:
+    """A BGR copy of ``image`` with the cascade's labels, probabilities and fps drawn on it."""
+    frame = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if channel_order == "rgb" and frame.ndim == 3:
+        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    frame = np.ascontiguousarray(frame).copy()
+    scale = max(0.4, frame.shape[1] / 900)
+    lines = [f"context {result.context}  {fps:.0f} fps"]
+    for stage in result.stages:
+        mark = "+" if stage.passed else "-"
+        lines.append(f"{mark} {stage.stage}: {stage.top_label} {stage.top_probability:.2f}")
+    if result.is_event:
+        lines.append("EVENT")
+    for i, text in enumerate(lines):
+        y = int(22 * scale * (i + 1))
+        cv2.putText(frame, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 3, cv2.LINE_AA)
+        color = (0, 220, 0) if (result.is_event and i) else (255, 255, 255)
+        cv2.putText(frame, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, color, 1, cv2.LINE_AA)
+    return frame
+
+
+def watch(
+    cascade: Cascade,
+    source: FrameSource,
+    context: ContextSchedule | Callable[[int], str],
+    *,
+    sender: EventSender | None = None,
+    save: Path | None = None,
+    on_result: Callable[[Frame, CascadeResult, WatchStats], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> WatchStats:
+    """Run ``cascade`` on every frame ``source`` yields (live sources drop frames when inference lags).
+
+    Events go to ``sender`` (non-blocking). ``save`` writes an annotated MP4. Ctrl-C ends the loop cleanly.
+    """
+    stats = WatchStats()
+    writer: cv2.VideoWriter | None = None
+    try:
+        for frame in source:
+            if should_stop is not None and should_stop():
+                break
+            result = cascade.run(frame.image, context(stats.frames), channel_order=frame.channel_order)
+            stats.add(result)
+            if sender is not None and result.event is not None:
+                domain, special = result.labels
+                sender.offer(result.event, key=(result.context, domain, special))
+            if save is not None:
+                drawn = annotate(frame.image, frame.channel_order, result, stats.fps)
+                if writer is None:
+                    save.parent.mkdir(parents=True, exist_ok=True)
+                    fps = source.fps or 30.0
+                    writer = cv2.VideoWriter(
+                        str(save), cv2.VideoWriter_fourcc(*"mp4v"), fps, (drawn.shape[1], drawn.shape[0])
+                    )
+                writer.write(drawn)
+            if on_result is not None:
+                on_result(frame, result, stats)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if writer is not None:
+            writer.release()
+        source.close()
+    return stats
