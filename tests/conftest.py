@@ -74,3 +74,36 @@ def weights_035() -> Path:
     from visioncascade.models.mobilenet import resolve_weights
 
     return Path(resolve_weights(None, 0.35))
+
+
+def write_scene_folder(root: Path, count: int = 40, seed: int = 0, size: int = 32) -> Path:
+    """Domain data: 'object' (a bright bar, either orientation) vs 'empty' (noise only)."""
+    rng = np.random.default_rng(seed)
+    for label in ("object", "empty"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        kind = "horizontal" if i % 2 else "vertical"
+        Image.fromarray(make_shape_image(kind, size, rng, rgb=True)).save(root / "object" / f"{i}.png")
+        noise = rng.normal(60, 20, (size, size, 3)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(noise).save(root / "empty" / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cascade_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small trained runs: 'domain' (object/empty) and 'orientation' (horizontal/vertical), RGB 24 px."""
+    from visioncascade.experiment import train_run
+    from visioncascade.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("cascade-runs")
+    config = TrainConfig.build(
+        folds=0, epochs=30, patience=10, image_size=24, color_mode="rgb", batch_size=16, seed=0
+    )
+    domain = write_scene_folder(root / "scenes", count=50)
+    shapes = write_shape_folder(root / "shapes", {"horizontal": 40, "vertical": 40}, seed=1, size=32)
+    return {
+        "domain": train_run(domain, root / "domain", config, name="domain", progress=False).run_dir,
+        "orientation": train_run(
+            shapes, root / "orientation", config, name="orientation", progress=False
+        ).run_dir,
+    }

@@ -52,7 +52,7 @@ from visioncascade.evaluate.report import (
 from visioncascade.evaluate.timing import measure_latency
 from visioncascade.models import create_model, get_architecture, load_model, resolve_params, save_model
 from visioncascade.spec import ModelSpec
-from visioncascade.train.calibration import fit_temperature
+from visioncascade.train.calibration import MIN_CALIBRATION_IMAGES, fit_temperature
 from visioncascade.train.config import TrainConfig
 from visioncascade.train.fit import class_weights, fit_model
 from visioncascade.train.progress import TrainingProgress
@@ -234,6 +234,11 @@ def train_run(
             p_val_raw = _predict(model, x_val)
             p_test_raw = _predict(model, x_test)
             temperature = fit_temperature(p_val_raw, y_val)
+            if len(y_val) < MIN_CALIBRATION_IMAGES:
+                notes.append(
+                    f"the val split has {len(y_val)} images, fewer than {MIN_CALIBRATION_IMAGES}: "
+                    "no calibration temperature was fitted (T = 1)"
+                )
             model.get_layer("probabilities").set_temperature(temperature)
             p_val = _predict(model, x_val)
             p_test = _predict(model, x_test)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = ["apply_temperature", "fit_temperature"]
+__all__ = ["MIN_CALIBRATION_IMAGES", "apply_temperature", "fit_temperature"]
 
 _EPS = 1e-12
+#: Fewer validation images than this and no temperature is fitted (it would just memorise them).
+MIN_CALIBRATION_IMAGES = 30
+_BOUNDS = (0.25, 8.0)
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -23,12 +26,18 @@ def _nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature in [0.05, 20] that minimises validation log loss of ``probabilities`` (made at T=1)."""
+    """The temperature in [0.25, 8] that minimises validation log loss of ``probabilities`` (made at T=1).
+
+    Returns 1.0 (no scaling) for fewer than :data:`MIN_CALIBRATION_IMAGES` images or when scaling does not
+    lower the log loss.
+    """
+    if len(labels) < MIN_CALIBRATION_IMAGES:
+        return 1.0
 
     def loss(log_t: float) -> float:
         return _nll(apply_temperature(probabilities, float(np.exp(log_t))), labels)
 
-    result = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = minimize_scalar(loss, bounds=(np.log(_BOUNDS[0]), np.log(_BOUNDS[1])), method="bounded")
     temperature = float(np.exp(result.x))
     # Never make things worse than no scaling (flat optimum, tiny validation sets).
     return temperature if loss(result.x) < loss(0.0) else 1.0

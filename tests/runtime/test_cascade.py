@@ -1,0 +1,214 @@
+"""Cascades of real trained models on real frames (Keras backend here; exported backends in test_backends)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from conftest import make_shape_image
+
+from visioncascade.errors import ConfigError
+from visioncascade.models import load_model, save_model
+from visioncascade.runtime import Cascade, ContextSchedule, load_cascade_config, open_source, watch
+
+
+def write_cascade(folder: Path, runs: dict[str, Path], specialists: dict[str, dict], **extra) -> Path:
+    """Copy the runs into ``folder/models`` and write ``folder/cascade.yaml`` (paths relative to it)."""
+    models = folder / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for name, run in runs.items():
+        if not (models / name).exists():
+            shutil.copytree(run, models / name)
+    doc = {
+        "name": "test-cascade",
+        "backend": "keras",
+        "domain": {"model": "models/domain", "threshold": 0.5, "continue_on": ["object"]},
+        "specialists": specialists,
+        **extra,
+    }
+    path = folder / "cascade.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def bar(kind: str, size: int = 32, seed: int = 0) -> np.ndarray:
+    return make_shape_image(kind, size, np.random.default_rng(seed), rgb=True)
+
+
+def empty(size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(60, 20, (size, size, 3)).clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def cascade_file(tmp_path: Path, cascade_runs) -> Path:
+    return write_cascade(
+        tmp_path,
+        cascade_runs,
+        {
+            "hiking": {"model": "models/orientation"},
+            "kitchen": {"model": "models/orientation", "threshold": 0.6},
+        },
+    )
+
+
+def test_routing_events_and_payload(cascade_file: Path):
+    cascade = Cascade.from_file(cascade_file)
+    assert cascade.loaded_specialists == 0  # lazy
+    result = cascade.run(bar("horizontal"), "hiking")
+    assert [s.stage for s in result.stages] == ["domain", "hiking"]
+    assert result.stages[0].top_label == "object" and result.stages[0].passed
+    assert result.decision == "event" and result.stages[1].top_label == "horizontal"
+    event = result.event
+    uuid.UUID(event["event_id"])
+    assert event["context"] == "hiking" and event["captured_at"].endswith("+00:00")
+    assert [s["model"] for s in event["stages"]] == ["domain", "orientation"]
+    for stage in event["stages"]:
+        assert stage["version"] == "1" and len(stage["labels"]) == len(stage["probabilities"]) == 2
+        assert sum(stage["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    assert cascade.run(bar("vertical", seed=3), "kitchen").stages[1].top_label == "vertical"
+    assert cascade.loaded_specialists == 1  # both contexts share one model file
+    nothing = cascade.run(empty(), "hiking")  # confidently "empty": passes stage 1 but may not continue
+    assert nothing.stages[0].top_label == "empty" and nothing.stages[0].passed
+    assert nothing.decision == "filtered" and len(nothing.stages) == 1 and nothing.event is None
+
+
+def test_unknown_context_fails_clearly_and_default_catches_all(
+    tmp_path: Path, cascade_file: Path, cascade_runs
+):
+    cascade = Cascade.from_file(cascade_file)
+    with pytest.raises(
+        ConfigError, match=r"unknown context 'office'.*known contexts: hiking, kitchen.*'default'"
+    ):
+        cascade.run(bar("horizontal"), "office")
+    with_default = write_cascade(tmp_path / "d", cascade_runs, {"default": {"model": "models/orientation"}})
+    result = Cascade.from_file(with_default).run(bar("horizontal"), "office")
+    assert result.specialist == "default" and result.decision == "event"
+
+
+def test_threshold_is_strict_exactly_half_does_not_pass(tmp_path: Path, cascade_runs):
+    flat_dir = tmp_path / "flat"
+    shutil.copytree(cascade_runs["orientation"], flat_dir)
+    model = load_model(flat_dir)
+    logits = model.get_layer("logits")
+    logits.set_weights([np.zeros_like(w) for w in logits.get_weights()])  # softmax(0, 0) = exactly 0.5
+    save_model(model, flat_dir / "model.keras")
+    runs = {**cascade_runs, "flat": flat_dir}
+    strict = write_cascade(tmp_path / "a", runs, {"x": {"model": "models/flat", "threshold": 0.5}})
+    result = Cascade.from_file(strict).run(bar("horizontal"), "x")
+    assert result.stages[1].top_probability == 0.5
+    assert result.decision == "no_specialist" and result.event is None
+    lenient = write_cascade(tmp_path / "b", runs, {"x": {"model": "models/flat", "threshold": 0.49}})
+    assert Cascade.from_file(lenient).run(bar("horizontal"), "x").decision == "event"
+
+
+def test_domain_labels_restrict_specialists(tmp_path: Path, cascade_runs):
+    path = write_cascade(
+        tmp_path, cascade_runs, {"x": {"model": "models/orientation", "domain_labels": ["empty"]}}
+    )
+    result = Cascade.from_file(path).run(bar("horizontal"), "x")
+    assert result.decision == "filtered" and len(result.stages) == 1
+
+
+def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade_runs):
+    models = tmp_path / "models"
+    for i in range(13):
+        shutil.copytree(cascade_runs["orientation"], models / f"s{i}")
+    specialists = {f"ctx{i}": {"model": f"models/s{i}"} for i in range(13)}
+    cascade = Cascade.from_file(write_cascade(tmp_path, cascade_runs, specialists))
+    frame = bar("vertical")
+    for i in range(13):
+        result = cascade.run(frame, f"ctx{i}")
+        assert result.specialist == f"ctx{i}" and result.stages[1].top_label == "vertical"
+    assert cascade.loaded_specialists == 13
+    first = cascade.specialist("ctx0")[2]
+    cascade.run(frame, "ctx0")
+    assert cascade.specialist("ctx0")[2] is first and cascade.loaded_specialists == 13
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(colour="red"), r"colour: unknown key"),
+        (lambda d: d["domain"].update(threshold=1.0), r"domain.threshold: Input should be less than 1"),
+        (lambda d: d["domain"].update(threshold=0), r"domain.threshold: Input should be greater than 0"),
+        (lambda d: d["specialists"]["hiking"].update(model="models/nope.onnx"), r"nope.onnx does not exist"),
+        (lambda d: d["domain"].update(continue_on=["animal"]), r"\['animal'\] are not labels of the domain"),
+        (lambda d: d.update(specialists={}), r"specialists: .*at least 1 item"),
+        (lambda d: d["specialists"].update(office={}), r"specialists.office.model: Field required"),
+        (lambda d: d.update(backend="tensorrt"), r"unknown backend 'tensorrt'"),
+    ],
+    ids=[
+        "unknown-key",
+        "threshold-1",
+        "threshold-0",
+        "missing-model",
+        "label-mismatch",
+        "no-specialists",
+        "context-without-model",
+        "backend",
+    ],
+)
+def test_bad_cascade_files_fail_with_what_and_where(cascade_file: Path, change, message):
+    doc = yaml.safe_load(cascade_file.read_text())
+    change(doc)
+    cascade_file.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match=message):
+        load_cascade_config(cascade_file)
+
+
+def _write_video(path: Path, frames: int, fps: float = 25.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(frames):
+        rgb = bar("horizontal" if (i // 5) % 2 else "vertical", size=48, seed=i)
+        writer.write(cv2.cvtColor(cv2.resize(rgb, (64, 48)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_watch_a_video_file_with_changing_contexts(tmp_path: Path, cascade_file: Path):
+    video = _write_video(tmp_path / "clip.mp4", 20)
+    cascade = Cascade.from_file(cascade_file)
+    source = open_source(video)
+    stats = watch(
+        cascade, source, ContextSchedule(["hiking", "kitchen"], switch_every=10), save=tmp_path / "o.mp4"
+    )
+    summary = stats.summary(source)
+    assert summary["frames"] == 20 and summary["dropped"] == 0
+    assert summary["events"]["produced"] == summary["decisions"].get("event", 0) > 10
+    assert summary["latency_ms"]["cascade"]["p50"] > 0 and summary["latency_ms"]["domain"]["p99"] > 0
+    annotated = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+
+
+def test_live_sources_drop_frames_instead_of_queueing(tmp_path: Path, cascade_file: Path):
+    video = _write_video(tmp_path / "fast.mp4", 60, fps=400.0)
+    cascade = Cascade.from_file(cascade_file)
+    source = open_source(video, realtime=True)
+
+    def slow(frame, result, stats):
+        time.sleep(0.02)  # inference "falls behind" a 400 fps source
+
+    stats = watch(cascade, source, ContextSchedule(["hiking"]), on_result=slow)
+    summary = stats.summary(source)
+    assert summary["dropped"] > 0
+    assert summary["frames"] + summary["dropped"] == source.read_frames == 60
+
+
+def test_folder_source_and_bad_sources(tmp_path: Path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), bar("vertical", seed=i))
+    frames = list(open_source(folder))
+    assert len(frames) == 3 and frames[0].channel_order == "rgb"
+    with pytest.raises(ConfigError, match="is not a camera index, an existing video file or folder"):
+        open_source(tmp_path / "missing.mp4")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(Exception, match="is not a video file"):
+        open_source(tmp_path / "notes.txt")
