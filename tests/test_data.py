@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_shape_folder
 from visioncascade.data import load_dataset, prepare_image, resolve_splits, stratified_folds
 from visioncascade.errors import DataError
+
+from conftest import write_shape_folder
 
 
 def test_bundled_breastmnist_has_official_splits_and_names():

@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import make_shape_image
 
 from visioncascade.errors import ConfigError
 from visioncascade.models import load_model, save_model
 from visioncascade.runtime import Cascade, ContextSchedule, load_cascade_config, open_source, watch
+
+from conftest import make_shape_image
 
 
 def write_cascade(folder: Path, runs: dict[str, Path], specialists: dict[str, dict], **extra) -> Path:
