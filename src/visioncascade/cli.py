@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from visioncascade.errors import VisionCascadeError
+from visioncascade.errors import ConfigError, VisionCascadeError
 
 app = typer.Typer(
     name="visioncascade",
@@ -172,6 +172,194 @@ def compare(
     if not quiet:
         _print_comparison(result.comparison)
     console.print(f"wrote {result.out_dir / 'comparison.json'} and {result.out_dir / 'comparison.html'}")
+
+
+def _make_sender(config, post: bool, quiet_errors: bool = False):
+    """An EventSender for the cascade's api section (None without one, or with --no-post)."""
+    from visioncascade.runtime.sender import EventSender, HttpEventPoster
+
+    if not post or config.api is None:
+        return None
+    api = config.api
+    if api.api_key() is None:
+        console.print(f"[yellow]warning:[/] ${api.key_env} is not set; posting without an API key")
+    poster = HttpEventPoster(api.url, api.api_key(), api.timeout_s)
+    return EventSender(
+        poster, queue_size=api.queue_size, min_interval_s=api.min_interval_s, device_id=api.device_id
+    )
+
+
+def _live_table(stats, source, sender):
+    from rich.table import Table
+
+    summary = stats.summary(source, sender)
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_row(
+        "frames", f"{summary['frames']}  (dropped {summary['dropped']})", "fps", f"{summary['fps']:.1f}"
+    )
+    lat = summary["latency_ms"]
+    table.add_row(
+        "latency p50 ms",
+        " ".join(f"{k} {v['p50']:.2f}" for k, v in lat.items() if v["p50"] is not None),
+        "events",
+        str(summary["events"]["produced"]),
+    )
+    last = stats.last
+    if last is not None:
+        labels = "  →  ".join(f"{s.stage}: {s.top_label} {s.top_probability:.2f}" for s in last.stages)
+        table.add_row("context", last.context, "decision", last.decision)
+        table.add_row("labels", labels, "", "")
+    if sender is not None:
+        ev = summary["events"]
+        state = {True: "[green]up[/]", False: "[red]down — retrying[/]", None: "—"}[ev["api_up"]]
+        table.add_row(
+            "API",
+            f"{state}  posted {ev['posted']} pending {ev['pending']} dropped {ev['dropped']}",
+            "answer",
+            json.dumps((ev.get("last_answer") or {}).get("output"))[:60],
+        )
+    return table
+
+
+@app.command()
+def watch(
+    cascade_file: Annotated[Path, typer.Argument(help="The cascade YAML file.")],
+    source: Annotated[
+        str, typer.Option(help="Camera index, video file, image folder or rtsp/http URL.")
+    ] = "0",
+    context: Annotated[list[str], typer.Option(help="The user's context (repeat to cycle contexts).")] = [],  # noqa: B006
+    switch_every: Annotated[
+        int | None, typer.Option(help="Switch to the next --context every N frames.")
+    ] = None,
+    save: Annotated[Path | None, typer.Option(help="Write an annotated video (.mp4).")] = None,
+    show: Annotated[bool, typer.Option(help="Show a window (needs a display and GUI OpenCV).")] = False,
+    post: Annotated[bool, typer.Option("--post/--no-post", help="Send events to the cascade's API.")] = True,
+    realtime: Annotated[
+        bool | None,
+        typer.Option("--realtime/--no-realtime", help="Drop frames when behind (default: live sources)"),
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")
+    ] = False,
+) -> None:
+    """Run a cascade on live frames: fps, per-stage latency, labels and API answers; a summary at the end."""
+    _quiet_tensorflow()
+    from rich.live import Live
+
+    from visioncascade.runtime import Cascade, ContextSchedule, open_source
+    from visioncascade.runtime import watch as run_watch
+
+    if not context:
+        raise ConfigError("--context is required: the user's context routes frames to a specialist")
+    cascade = Cascade.from_file(cascade_file)
+    for ctx in context:
+        cascade.config.specialist_for(ctx)  # unknown contexts fail before the first frame
+    frames = open_source(source, realtime=realtime, max_frames=max_frames)
+    sender = _make_sender(cascade.config, post)
+    on_result = None
+    if show:
+        on_result = _window_callback()
+    live = Live(console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
+    last_draw = [0.0]
+
+    def update(frame, result, stats):
+        if on_result is not None:
+            on_result(frame, result, stats)
+        if live is not None and stats.frames - last_draw[0] >= 5:
+            last_draw[0] = stats.frames
+            live.update(_live_table(stats, frames, sender))
+
+    if live is not None:
+        live.start()
+    try:
+        stats = run_watch(
+            cascade,
+            frames,
+            ContextSchedule(list(context), switch_every),
+            sender=sender,
+            save=save,
+            on_result=update,
+        )
+        if sender is not None:
+            sender.close(timeout=10.0)
+        if live is not None:
+            live.update(_live_table(stats, frames, sender))
+    finally:
+        if live is not None:
+            live.stop()
+    summary = stats.summary(frames, sender)
+    if as_json:
+        out_console.print_json(json.dumps(summary, default=str))
+    else:
+        console.print(
+            f"{summary['frames']} frames ({summary['dropped']} dropped) at {summary['fps']:.1f} fps; "
+            f"cascade p50 {summary['latency_ms']['cascade']['p50'] or 0:.2f} ms; "
+            f"events {summary['events']['produced']}"
+            + (
+                f", posted {summary['events']['posted']}, dropped {summary['events']['dropped']}"
+                if sender
+                else ""
+            )
+        )
+
+
+def _window_callback():
+    import cv2
+
+    from visioncascade.runtime.watch import annotate
+
+    try:
+        cv2.namedWindow("visioncascade")
+    except cv2.error as exc:
+        raise ConfigError(
+            "--show needs a display and an OpenCV build with GUI support (pip install opencv-python); "
+            "use --save out.mp4 instead"
+        ) from exc
+
+    def show(frame, result, stats):
+        cv2.imshow("visioncascade", annotate(frame.image, frame.channel_order, result, stats.fps))
+        if cv2.waitKey(1) & 0xFF == ord("q"):
+            raise KeyboardInterrupt
+
+    return show
+
+
+@app.command()
+def predict(
+    cascade_file: Annotated[Path, typer.Argument(help="The cascade YAML file.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    context: Annotated[str, typer.Option(help="The user's context.")],
+    post: Annotated[bool, typer.Option("--post/--no-post", help="Send events to the cascade's API.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Run a cascade on single images (for scripts)."""
+    _quiet_tensorflow()
+    from visioncascade.data.images import read_image
+    from visioncascade.runtime import Cascade
+
+    cascade = Cascade.from_file(cascade_file)
+    sender = _make_sender(cascade.config, post)
+    results = []
+    for image in images:
+        result = cascade.run(read_image(image), context)
+        if sender is not None and result.event is not None:
+            sender.offer(result.event)
+        results.append({"image": str(image), **result.to_dict()})
+    if sender is not None:
+        stats = sender.close(timeout=10.0)
+        answers = {a.get("event_id"): a for a in stats.answers}
+        for item in results:
+            if item.get("event"):
+                item["api"] = answers.get(item["event"]["event_id"])
+    if as_json:
+        out_console.print_json(json.dumps({"context": context, "results": results}, default=str))
+    else:
+        for item in results:
+            labels = ", ".join(
+                f"{s['stage']}: {s['top_label']} {s['top_probability']:.3f}" for s in item["stages"]
+            )
+            out_console.print(f"{item['image']}: {item['decision']} ({labels})")
 
 
 def _fmt(value: object) -> str:

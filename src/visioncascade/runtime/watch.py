@@ -51,6 +51,7 @@ class WatchStats:
     frames: int = 0
     events: int = 0
     started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
     decisions: dict[str, int] = field(default_factory=dict)
     latency: dict[str, list[float]] = field(
         default_factory=lambda: {"domain": [], "specialist": [], "cascade": []}
@@ -68,10 +69,14 @@ class WatchStats:
         self.latency["cascade"].append(result.latency_ms)
 
     @property
+    def seconds(self) -> float:
+        """Wall-clock seconds of the loop (until now while it runs)."""
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
     def fps(self) -> float:
-        """Frames processed per wall-clock second so far."""
-        elapsed = time.perf_counter() - self.started
-        return self.frames / elapsed if elapsed > 0 else 0.0
+        """Frames processed per wall-clock second."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self, source: FrameSource | None = None, sender: EventSender | None = None) -> dict[str, Any]:
         """Frames, dropped, fps, latency p50/p99 per stage and overall, events produced/posted/dropped."""
@@ -79,7 +84,7 @@ class WatchStats:
             "frames": self.frames,
             "dropped": source.dropped if source is not None else 0,
             "fps": self.fps,
-            "seconds": time.perf_counter() - self.started,
+            "seconds": self.seconds,
             "latency_ms": {stage: _percentiles(values) for stage, values in self.latency.items()},
             "decisions": dict(self.decisions),
             "events": {"produced": self.events},
@@ -160,6 +165,7 @@ def watch(
     except KeyboardInterrupt:
         pass
     finally:
+        stats.ended = time.perf_counter()
         if writer is not None:
             writer.release()
         source.close()
