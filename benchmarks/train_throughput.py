@@ -26,7 +26,7 @@ from visioncascade.data.pipeline import Augmentation
 from visioncascade.models import create_model
 from visioncascade.train.fit import class_weights, fit_model
 
-CASES = {"scratch": (28, 2e-3, 8), "mobilenet_v2": (96, 1e-4, 4)}  # image size, lr, epochs
+CASES = {"scratch": (28, 1e-3, 8), "mobilenet_v2": (96, 1e-4, 4)}  # image size, lr, epochs
 
 
 class _EpochTimer(keras.callbacks.Callback):

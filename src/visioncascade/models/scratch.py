@@ -16,7 +16,7 @@ __all__ = ["build_scratch"]
     description="small VGG-style CNN: 2 x (conv3x3-BN-ReLU) per stage, max-pool, global average pool",
     default_image_size=64,
     min_image_size=8,
-    default_learning_rate=2e-3,
+    default_learning_rate=1e-3,
 )
 def build_scratch(
     input_shape: tuple[int, int, int],
