@@ -34,14 +34,14 @@ class SobelEdges(keras.layers.Layer):
         channels = inputs.shape[-1]
         if channels == 3:
             gray = ops.sum(
-                inputs * ops.convert_to_tensor(np.array(_LUMA, dtype=np.float32)), axis=-1, keepdims=True
+                inputs * ops.convert_to_tensor(np.array(_LUMA), dtype=inputs.dtype), axis=-1, keepdims=True
             )
         elif channels == 1:
             gray = inputs
         else:
             raise ValueError(f"SobelEdges takes 1 or 3 channels, got {channels}")
         kernel = np.stack([_SOBEL_X, _SOBEL_X.T], axis=-1)[:, :, None, :]  # (3, 3, 1, 2)
-        grads = ops.conv(gray, ops.convert_to_tensor(kernel), strides=1, padding="same")
+        grads = ops.conv(gray, ops.convert_to_tensor(kernel, dtype=inputs.dtype), strides=1, padding="same")
         magnitude = ops.sqrt(ops.sum(ops.square(grads), axis=-1, keepdims=True) + 1e-6) / (4.0 * np.sqrt(2.0))
         if self.append:
             return ops.concatenate([inputs, magnitude], axis=-1)

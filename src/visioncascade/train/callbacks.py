@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -16,37 +17,61 @@ __all__ = ["BestValLoss", "RichEpochProgress"]
 class BestValLoss(keras.callbacks.Callback):
     """Early stopping on ``val_loss`` (the validation log loss) that always keeps the best weights.
 
-    Saves a checkpoint of the best model at ``checkpoint`` (if given) whenever validation log loss improves,
-    stops after ``patience`` epochs without improvement, and :meth:`restore` puts the best weights back —
-    also after Ctrl-C, when Keras skips ``on_train_end``.
+    Keeps the best weights in memory and writes them as a checkpoint of the best model at ``checkpoint``
+    (if given) — at most every ``checkpoint_every_s`` seconds while training (saving costs more than a small
+    model's epoch) and always when training ends or is interrupted. Stops after ``patience`` epochs without
+    improvement; :meth:`restore` puts the best weights back — also after Ctrl-C, when Keras skips
+    ``on_train_end``.
     """
 
-    def __init__(self, patience: int, checkpoint: Path | None = None, min_delta: float = 1e-4):
+    def __init__(
+        self,
+        patience: int,
+        checkpoint: Path | None = None,
+        min_delta: float = 1e-4,
+        checkpoint_every_s: float = 10.0,
+    ):
         super().__init__()
         self.patience = patience
         self.checkpoint = checkpoint
         self.min_delta = min_delta
+        self.checkpoint_every_s = checkpoint_every_s
         self.best = math.inf
         self.best_epoch = -1
         self.best_weights: list[np.ndarray] | None = None
         self.wait = 0
+        self._dirty = False
+        self._saved_at = -math.inf
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = float((logs or {}).get("val_loss", math.nan))
         if math.isfinite(value) and value < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             self.best_weights = self.model.get_weights()
-            if self.checkpoint is not None:
-                save_model(self.model, self.checkpoint)
+            self._dirty = True
+            if time.monotonic() - self._saved_at >= self.checkpoint_every_s:
+                self.save_checkpoint()
         else:
             self.wait += 1
             if self.wait >= self.patience:
                 self.model.stop_training = True
 
+    def save_checkpoint(self) -> None:
+        """Write the best weights so far to ``checkpoint`` (when there is something new to write)."""
+        if self.checkpoint is None or not self._dirty or self.best_weights is None:
+            return
+        current = self.model.get_weights()
+        self.model.set_weights(self.best_weights)
+        save_model(self.model, self.checkpoint)
+        self.model.set_weights(current)
+        self._dirty = False
+        self._saved_at = time.monotonic()
+
     def restore(self) -> None:
-        """Load the best weights seen into the model (no-op before the first finished epoch)."""
+        """Load the best weights seen into the model and write the final checkpoint."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+            self.save_checkpoint()
 
 
 class RichEpochProgress(keras.callbacks.Callback):
