@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,28 +82,73 @@ def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
             yield from iter_layers(layer)
 
 
-def converter_error(fmt: str, model: keras.Model, exc: BaseException) -> ExportError:
-    """An :class:`ExportError` for a failed conversion that names the layer(s) responsible where it can.
+_OP_PATTERNS = (
+    r"\btf\.([A-Z][A-Za-z0-9]+)",
+    r"TF op '([A-Za-z0-9]+)'",
+    r"OpType: ([A-Za-z0-9]+)",
+    r"No Op registered for ([A-Za-z0-9]+)",
+    r"Custom ops: ([A-Za-z0-9]+)",
+)
 
-    A layer is named when its name appears in the converter's message (converters report the failing
-    TensorFlow op, whose name carries the Keras layer's name); layers of classes the exporters are not
-    tested on are listed as suspects otherwise.
+
+def _unsupported_ops(text: str) -> list[str]:
+    found: list[str] = []
+    for pattern in _OP_PATTERNS:
+        found += re.findall(pattern, text)
+    return list(dict.fromkeys(op for op in found if op not in {"Identity", "NoOp", "Placeholder"}))
+
+
+def _layers_for_ops(model: keras.Model, op_types: list[str]) -> list[tuple[keras.layers.Layer, str]]:
+    """Which layers of ``model`` emit TensorFlow ops of ``op_types`` (found by tracing the model)."""
+    import tensorflow as tf
+
+    try:
+        signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(signature).graph
+    except Exception:  # tracing itself fails: no layer can be pinned down this way
+        return []
+    layers = {layer.name: layer for layer in iter_layers(model)}
+    found: list[tuple[keras.layers.Layer, str]] = []
+    for op in graph.get_operations():
+        if op.type not in op_types:
+            continue
+        for part in reversed(op.name.split("/")[:-1]):
+            name = part if part in layers else re.sub(r"_\d+$", "", part)
+            if name in layers:
+                if all(layer is not layers[name] for layer, _ in found):
+                    found.append((layers[name], op.type))
+                break
+    return found
+
+
+def converter_error(fmt: str, model: keras.Model, exc: BaseException) -> ExportError:
+    """An :class:`ExportError` for a failed conversion that names the layer responsible and why.
+
+    The converter's message names the TensorFlow op it has no rule for; tracing the model maps that op to
+    the Keras layer that emits it. Failing that, layers of classes the exporters are not tested on are
+    named as suspects.
     """
     text = str(exc)
-    lowered = text.lower()
-    layers = list(iter_layers(model))
-    named = [layer for layer in layers if layer.name.lower() in lowered and len(layer.name) > 2]
-    named = [layer for layer in named if not any(o is not layer and layer.name in o.name for o in named)]
-    untested = [layer for layer in layers if type(layer).__name__ not in TESTED_LAYERS]
-    culprits = named or untested
-    first_line = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+    ops = _unsupported_ops(text)
+    culprits = _layers_for_ops(model, ops) if ops else []
+    summary = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:300]
     if culprits:
-        who = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in culprits[:5])
-        return ExportError(
-            f"{fmt} conversion failed at layer {who}: the converter cannot handle it ({first_line[:400]}); "
-            "rewrite the layer with standard ops (convolution, elementwise maths, softmax) or drop it"
+        who = ", ".join(
+            f"{layer.name!r} ({type(layer).__name__}, TensorFlow op {op})" for layer, op in culprits
         )
-    return ExportError(f"{fmt} conversion failed: {first_line[:400]}")
+        return ExportError(
+            f"{fmt} conversion failed at layer {who}: the {fmt} converter has no rule for op "
+            f"{', '.join(dict.fromkeys(op for _, op in culprits))}; rewrite the layer with standard ops "
+            "(convolution, elementwise maths, softmax) or leave it out"
+        )
+    untested = [layer for layer in iter_layers(model) if type(layer).__name__ not in TESTED_LAYERS]
+    if untested:
+        who = ", ".join(f"{layer.name!r} ({type(layer).__name__})" for layer in untested[:5])
+        return ExportError(
+            f"{fmt} conversion failed ({summary}); layers the exporters are not tested on: {who} — "
+            "rewrite them with standard ops or leave them out"
+        )
+    return ExportError(f"{fmt} conversion failed: {summary}")
 
 
 def artifact_bytes(path: Path) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from pathlib import Path
 
@@ -44,11 +45,18 @@ def export_onnx(
     try:
         with tempfile.TemporaryDirectory(prefix="vc-onnx-") as tmp:
             raw = Path(tmp) / "model.onnx"
-            with contextlib.redirect_stdout(io.StringIO()):
-                model.export(
-                    str(raw), format="onnx", opset_version=opset, input_signature=signature, verbose=False
-                )
+            quiet = logging.getLogger("tf2onnx")
+            level = quiet.level
+            quiet.setLevel(logging.CRITICAL)  # unsupported ops are reported through the ExportError
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    model.export(
+                        str(raw), format="onnx", opset_version=opset, input_signature=signature, verbose=False
+                    )
+            finally:
+                quiet.setLevel(level)
             graph_model = onnx.load(str(raw))
+        onnx.checker.check_model(graph_model, full_check=True)
     except Exception as exc:
         raise converter_error("onnx", model, exc) from exc
     _rename_io(graph_model)
