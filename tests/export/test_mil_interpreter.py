@@ -115,16 +115,20 @@ def test_unknown_op_is_cannot_validate_never_a_pass(tmp_path):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(3, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    spec = ModelSpec(name="t", labels=LABELS, input_size=(8, 8), color_mode="grayscale", architecture="scratch")
+    spec = ModelSpec(
+        name="t", labels=LABELS, input_size=(8, 8), color_mode="grayscale", architecture="scratch"
+    )
     path = export_coreml(model, tmp_path / "wavy.mlpackage", spec, precision="fp32")
-    with pytest.raises(ExportError, match="cannot validate.*op sin"):
+    with pytest.raises(ExportError, match=r"cannot validate.*op sin"):
         MILProgram(path)
 
 
 def test_interpreter_refuses_neural_network_mlmodel(tmp_path):
     keras.utils.set_random_seed(0)
     model = create_model("scratch", input_shape=(16, 16, 1), num_classes=3, edges=False, filters=[4])
-    spec = ModelSpec(name="t", labels=LABELS, input_size=(16, 16), color_mode="grayscale", architecture="scratch")
+    spec = ModelSpec(
+        name="t", labels=LABELS, input_size=(16, 16), color_mode="grayscale", architecture="scratch"
+    )
     path = export_coreml(model, tmp_path / "m.mlmodel", spec, precision="fp32", coreml_format="mlmodel")
     with pytest.raises(ExportError, match="not an ML Program"):
         MILProgram(path)

@@ -63,7 +63,7 @@ class ParityFrames:
         """A JSON-ready summary for the manifest."""
         kinds: dict[str, int] = {}
         for source in self.sources:
-            kind = source.split(" ", 1)[1]
+            kind = source.split(" ")[1]
             kinds[kind] = kinds.get(kind, 0) + 1
         return {
             "split": self.split,
