@@ -415,8 +415,16 @@ class MILProgram:
             images = images[..., ::-1]
         return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, K)`` for ``(N, H, W, C)`` images, in :attr:`classes` order."""
+    def predict(self, images: np.ndarray, chunk: int = 32) -> np.ndarray:
+        """Class probabilities ``(N, K)`` for ``(N, H, W, C)`` images, in :attr:`classes` order.
+
+        Images run ``chunk`` at a time (each op is batch-independent) to bound memory.
+        """
+        images = np.asarray(images)
+        parts = [self._run(images[i : i + chunk]) for i in range(0, len(images), chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)))
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
         env: dict[str, Any] = {self.image_input.name: self.image_to_tensor(images)}
         for op in self.operations:
             out = op.outputs[0]
