@@ -89,6 +89,14 @@ def bench_run(run_dir: Path, workdir: Path, calls: int, rounds: int, parity_imag
         }
     )
     rows.append({"artifact": "Keras tf.function (traced)", "bytes": None, **tf_function})
+    try:
+        xla = tf.function(lambda t: model(t, training=False), jit_compile=True)
+        rows.append(
+            {"artifact": "Keras tf.function (XLA jit_compile)", "bytes": None,
+             **_time(lambda x: xla(tf.constant(x)).numpy(), xs, calls, rounds)}
+        )  # fmt: skip
+    except Exception as exc:  # XLA unavailable for some op: reported, not fatal
+        print(f"XLA tf.function skipped: {exc}")
     for out_dir, entry in exports:
         path = out_dir / entry["file"]
         row = {

@@ -56,6 +56,12 @@ def test_unknown_format(formats, message, tmp_path):
             r"ML Program needs iOS 15 or later.*--coreml-format mlmodel",
         ),
         ("coreml", "fp16", {"ios_target": "iOS9"}, r"unknown iOS target 'iOS9'"),
+        (
+            "tflite",
+            "int8",
+            {"tflite_int8": "int4"},
+            r"unknown TFLite int8 mode 'int4'; choose from full, dynamic",
+        ),
         ("coreml", "fp16", {"coreml_format": "mlmodel", "ios_target": "iOS17"}, r"targets iOS 15 or earlier"),
     ],
 )

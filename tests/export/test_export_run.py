@@ -129,6 +129,16 @@ def test_int8_artifacts_pass_their_limit(exported_int8):
     assert _artifact(exported_int8, "tflite")["bytes"] < 0.5 * 296_000
 
 
+@pytest.mark.slow
+def test_tflite_dynamic_range_int8_option(scratch_run, tmp_path):
+    result = export_run(
+        scratch_run.run_dir, "tflite", "int8", out=tmp_path / "ex", parity_images=20, tflite_int8="dynamic"
+    )
+    (entry,) = result.artifacts
+    assert entry["precision_detail"].startswith("dynamic-range int8")
+    assert entry["parity"]["passed"] and entry["parity"]["max_abs_diff"] <= 5e-2
+
+
 def test_frames_are_app_like_and_bgr_equals_rgb(parity_set, scratch_run):
     frames, _ = parity_set
     kinds = [s.split(" ")[1] for s in frames.sources]

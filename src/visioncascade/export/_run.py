@@ -44,7 +44,7 @@ from visioncascade.export._parity import (
     representative_images,
     run_dataset,
 )
-from visioncascade.export._tflite import export_tflite
+from visioncascade.export._tflite import INT8_MODES, export_tflite
 from visioncascade.models import load_model
 from visioncascade.spec import ModelSpec
 
@@ -134,6 +134,7 @@ def _export_one(
     coreml_format: str,
     ios_target: str | None,
     representative: np.ndarray | None,
+    tflite_int8: str = "full",
 ) -> Path:
     if fmt == "coreml":
         with contextlib.redirect_stdout(io.StringIO()):
@@ -141,7 +142,14 @@ def _export_one(
                 model, path, spec, precision=precision, coreml_format=coreml_format, ios_target=ios_target
             )
     if fmt == "tflite":
-        return export_tflite(model, path, spec, precision=precision, representative_images=representative)
+        return export_tflite(
+            model,
+            path,
+            spec,
+            precision=precision,
+            representative_images=representative,
+            int8_mode=tflite_int8,
+        )
     return export_onnx(model, path, spec, precision=precision)
 
 
@@ -209,6 +217,7 @@ def export_run(
     ios_target: str | None = None,
     parity_images: int = 200,
     data: str | Path | None = None,
+    tflite_int8: str = "full",
 ) -> ExportResult:
     """Export a run's model to the requested formats and prove each artifact equals the Keras model.
 
@@ -223,6 +232,8 @@ def export_run(
         ios_target: Core ML minimum deployment target, e.g. ``"iOS16"``.
         parity_images: How many held-out images to draw frames from (each gives 2-3 app frames).
         data: The run's dataset, when its ``config.yaml`` source is not reachable from here.
+        tflite_int8: TFLite int8 mode: ``"full"`` (full-integer, calibrated on the run's training images,
+            float32 I/O) or ``"dynamic"`` (dynamic-range).
 
     Returns:
         The export folder and its manifest.
@@ -238,6 +249,8 @@ def export_run(
         raise ExportError(f"no export format given; choose from {', '.join(FORMATS)}")
     precs = _parse_list(precisions, "precision", ("fp32", "fp16", "int8"))
     plan = _plan(fmts, precs, coreml_format)
+    if tflite_int8 not in INT8_MODES:
+        raise ExportError(f"unknown TFLite int8 mode {tflite_int8!r}; choose from {', '.join(INT8_MODES)}")
     if "coreml" in fmts:
         from visioncascade.export._coreml import _resolve_target
 
@@ -265,6 +278,7 @@ def export_run(
             _export_one(
                 model, spec, fmt, precision, path,
                 coreml_format=coreml_format, ios_target=ios_target, representative=representative,
+                tflite_int8=tflite_int8,
             )  # fmt: skip
             seconds = time.perf_counter() - started
             record = _prove(path, fmt, precision, spec, frames, reference)
@@ -292,7 +306,9 @@ def export_run(
                     "fp32": "fp32",
                     "fp16": "fp16 weights, fp32 compute on CPU",
                     "int8": "full-integer int8 weights and activations (calibrated on "
-                    f"{0 if representative is None else len(representative)} training images), float32 I/O",
+                    f"{0 if representative is None else len(representative)} training images), float32 I/O"
+                    if tflite_int8 == "full"
+                    else "dynamic-range int8: int8 weights, activations quantized at run time, float32 I/O",
                 }[precision]
             else:
                 entry["opset"] = ONNX_OPSET

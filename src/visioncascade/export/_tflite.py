@@ -22,7 +22,9 @@ from visioncascade.errors import ExportError
 from visioncascade.export._common import check_precision, converter_error
 from visioncascade.spec import ModelSpec
 
-__all__ = ["LiteRTRunner", "export_tflite"]
+__all__ = ["INT8_MODES", "LiteRTRunner", "export_tflite"]
+
+INT8_MODES = ("full", "dynamic")
 
 
 def export_tflite(
@@ -32,6 +34,7 @@ def export_tflite(
     *,
     precision: str = "fp32",
     representative_images: np.ndarray | None = None,
+    int8_mode: str = "full",
 ) -> Path:
     """Convert ``model`` to a ``.tflite`` file at ``path``.
 
@@ -41,7 +44,10 @@ def export_tflite(
         spec: The run's spec (input shape).
         precision: ``fp32``, ``fp16`` (float16 weights) or ``int8`` (full-integer, float I/O).
         representative_images: ``(N, H, W, C)`` prepared training images (uint8 or float 0..255); required
-            for ``int8``.
+            for full-integer ``int8``.
+        int8_mode: ``"full"`` (default: int8 weights and activations calibrated on
+            ``representative_images``, float32 I/O) or ``"dynamic"`` (dynamic-range: int8 weights,
+            activations quantized on the fly, no representative set).
 
     Returns:
         The written path.
@@ -52,7 +58,13 @@ def export_tflite(
     path = Path(path)
     if path.suffix != ".tflite":
         raise ExportError(f"a TFLite model is saved as .tflite, got path {path}")
-    if precision == "int8" and (representative_images is None or len(representative_images) == 0):
+    if int8_mode not in INT8_MODES:
+        raise ExportError(f"unknown TFLite int8 mode {int8_mode!r}; choose from {', '.join(INT8_MODES)}")
+    if (
+        precision == "int8"
+        and int8_mode == "full"
+        and (representative_images is None or len(representative_images) == 0)
+    ):
         raise ExportError("int8 TFLite export needs representative training images; none were given")
     height, width = spec.input_size
     signature = [tf.TensorSpec((None, height, width, spec.channels), tf.float32, name="image")]
@@ -69,6 +81,8 @@ def export_tflite(
             if precision == "fp16":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_types = [tf.float16]
+            elif precision == "int8" and int8_mode == "dynamic":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
             elif precision == "int8":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.representative_dataset = _representative(representative_images)

@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
         data: Annotated[
             str | None, typer.Option(help="The run's dataset, if not where config.yaml says.")
         ] = None,
+        tflite_int8: Annotated[
+            str,
+            typer.Option(
+                help="TFLite int8: full (integer, calibrated on training images) | dynamic (range)."
+            ),
+        ] = "full",
         overwrite: Annotated[bool, typer.Option(help="Replace existing exports (atomically).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     ) -> None:
@@ -87,6 +93,7 @@ def register(app: typer.Typer) -> None:
             ios_target=ios_target,
             parity_images=parity_images,
             data=data,
+            tflite_int8=tflite_int8,
         )
         if as_json:
             _out.print_json(json.dumps(result.manifest))
