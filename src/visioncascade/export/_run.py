@@ -134,7 +134,7 @@ def _export_one(
     coreml_format: str,
     ios_target: str | None,
     representative: np.ndarray | None,
-    tflite_int8: str = "full",
+    tflite_int8: str = "dynamic",
 ) -> Path:
     if fmt == "coreml":
         with contextlib.redirect_stdout(io.StringIO()):
@@ -217,7 +217,7 @@ def export_run(
     ios_target: str | None = None,
     parity_images: int = 200,
     data: str | Path | None = None,
-    tflite_int8: str = "full",
+    tflite_int8: str = "dynamic",
 ) -> ExportResult:
     """Export a run's model to the requested formats and prove each artifact equals the Keras model.
 
@@ -232,8 +232,8 @@ def export_run(
         ios_target: Core ML minimum deployment target, e.g. ``"iOS16"``.
         parity_images: How many held-out images to draw frames from (each gives 2-3 app frames).
         data: The run's dataset, when its ``config.yaml`` source is not reachable from here.
-        tflite_int8: TFLite int8 mode: ``"full"`` (full-integer, calibrated on the run's training images,
-            float32 I/O) or ``"dynamic"`` (dynamic-range).
+        tflite_int8: TFLite int8 mode: ``"dynamic"`` (default, dynamic-range) or ``"full"`` (full-integer,
+            calibrated on the run's training images); float32 I/O either way.
 
     Returns:
         The export folder and its manifest.
@@ -419,7 +419,7 @@ def validate_exports(
 
 
 def export_sizes(run_dir: Path, workdir: Path) -> dict[str, int]:
-    """Bytes of the run's Core ML fp16 ``.mlpackage``, TFLite int8 and ONNX fp32 files.
+    """Bytes of the run's Core ML fp16 ``.mlpackage``, TFLite int8 (dynamic-range) and ONNX fp32 files.
 
     Exports into ``workdir`` (created if needed; files are left there) without the parity proof — for
     size comparisons such as ``compare``'s transfer/scratch ratio. Returns
@@ -428,8 +428,7 @@ def export_sizes(run_dir: Path, workdir: Path) -> dict[str, int]:
     run_dir, model, spec = _load_run(run_dir)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    dataset, seed = run_dataset(run_dir)
-    representative = representative_images(dataset, spec, limit=100, seed=seed)
+    representative = None
     name = _safe_name(spec.name)
     sizes = {}
     for fmt, precision in (("coreml", "fp16"), ("tflite", "int8"), ("onnx", "fp32")):

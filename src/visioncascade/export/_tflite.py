@@ -4,9 +4,12 @@ Conversion goes Keras → SavedModel (Keras's ``ExportArchive``, the path Keras 
 → ``tf.lite.TFLiteConverter`` restricted to TFLite *builtin* ops, so an artifact never needs the Flex
 (select TensorFlow ops) delegate that apps would have to bundle.
 
-int8 is **full-integer** post-training quantization (int8 weights and activations) calibrated on a
-representative set of the run's own training images, with **float32 input and output** so apps feed the
-same raw 0..255 pixels and read the same probabilities as with fp32 — only the arithmetic inside is int8.
+int8 keeps **float32 input and output** so apps feed the same raw 0..255 pixels and read the same
+probabilities as with fp32. Two modes: ``dynamic`` (default; dynamic-range: int8 weights, activations
+quantized at run time) and ``full`` (full-integer: int8 weights and activations, calibrated on a
+representative set of the run's own training images). The default is dynamic-range because full-integer
+measured outside the parity limits on real BreastMNIST runs (max |Δp| 0.057, top-1 agreement 98 %), while
+dynamic-range stayed within them (0.0095, 99.7 %); the parity proof checks whichever is chosen.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def export_tflite(
     *,
     precision: str = "fp32",
     representative_images: np.ndarray | None = None,
-    int8_mode: str = "full",
+    int8_mode: str = "dynamic",
 ) -> Path:
     """Convert ``model`` to a ``.tflite`` file at ``path``.
 
@@ -45,9 +48,9 @@ def export_tflite(
         precision: ``fp32``, ``fp16`` (float16 weights) or ``int8`` (full-integer, float I/O).
         representative_images: ``(N, H, W, C)`` prepared training images (uint8 or float 0..255); required
             for full-integer ``int8``.
-        int8_mode: ``"full"`` (default: int8 weights and activations calibrated on
-            ``representative_images``, float32 I/O) or ``"dynamic"`` (dynamic-range: int8 weights,
-            activations quantized on the fly, no representative set).
+        int8_mode: ``"dynamic"`` (default; dynamic-range: int8 weights, activations quantized on the fly)
+            or ``"full"`` (full-integer: int8 weights and activations calibrated on
+            ``representative_images``). Both keep float32 input and output.
 
     Returns:
         The written path.
