@@ -264,7 +264,7 @@ def export_run(
     reference = _keras_probabilities(model, frames.prepared)
     representative = (
         representative_images(dataset, spec, seed=seed)
-        if any(p == "int8" for f, p in plan if f == "tflite")
+        if tflite_int8 == "full" and any(p == "int8" for f, p in plan if f == "tflite")
         else None
     )
     name = _safe_name(spec.name)
