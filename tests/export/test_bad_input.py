@@ -103,7 +103,7 @@ def test_existing_exports_refused_then_replaced_atomically(exported, scratch_run
     out = tmp_path / "exports"
     shutil.copytree(exported.out_dir, out)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    with pytest.raises(RunExistsError, match="pass --overwrite"):
+    with pytest.raises(RunExistsError, match=r"already holds exports \(manifest\.json\); pass --overwrite"):
         export_run(scratch_run.run_dir, "onnx", out=out, parity_images=4)
 
     # A failing proof (limits made impossible) with --overwrite leaves the old exports untouched.

@@ -25,7 +25,7 @@ import numpy as np
 
 from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir
-from visioncascade.errors import ExportError, RunNotFoundError
+from visioncascade.errors import ExportError, RunExistsError, RunNotFoundError
 from visioncascade.export._common import (
     DEFAULT_PRECISION,
     FORMATS,
@@ -257,6 +257,12 @@ def export_run(
         _resolve_target(coreml_format, ios_target)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "exports"
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        what = "exports (manifest.json)" if (out / "manifest.json").exists() else "files"
+        raise RunExistsError(
+            f"output folder {out} already holds {what}; pass --overwrite to replace them atomically, "
+            "or choose another --out"
+        )
     check_output_dir(out, overwrite)
     run_dir, model, spec = _load_run(run_dir)
     dataset, seed = run_dataset(run_dir, data)
