@@ -410,6 +410,9 @@ def _register_subcommands() -> None:
     from visioncascade.api.cli import register as register_api
 
     register_api(app)
+    from visioncascade.export.cli import register as register_export
+
+    register_export(app)
 
 
 _register_subcommands()

@@ -1,0 +1,242 @@
+"""The parity proof: every artifact must compute the Keras model's probabilities from the same app frames.
+
+Frames are the run's held-out test images at their **original size** as raw uint8 frames, the way an app
+receives them:
+
+* an RGB dataset gives each image as an RGB frame (camera / PIL path) and as a BGR frame (OpenCV path);
+* a grayscale dataset gives each image as a 1-channel frame, as a camera-like colour RGB frame (the gray
+  image tinted so that R, G and B differ) and as that colour frame in OpenCV's BGR order.
+
+Each frame goes through :func:`~visioncascade.data.images.prepare_image` (``channel_order="bgr"`` for the
+OpenCV frames) — the one definition of frame → model input — and then through the artifact's own input
+path (a Core ML image input, a TFLite / ONNX float tensor). The Keras model gets the same prepared input.
+Limits: max absolute probability difference fp32 ≤ 1e-4, fp16 ≤ 1e-2, int8 ≤ 5e-2, top-1 agreement ≥ 99 %.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from visioncascade.data import Dataset, load_dataset, prepare_image, resolve_splits
+from visioncascade.errors import ExportError, VisionCascadeError
+from visioncascade.spec import ModelSpec
+
+__all__ = [
+    "LIMITS",
+    "MIN_TOP1_AGREEMENT",
+    "ParityFrames",
+    "artifact_predictor",
+    "compare_probabilities",
+    "parity_frames",
+    "representative_images",
+    "run_dataset",
+]
+
+LIMITS = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
+MIN_TOP1_AGREEMENT = 0.99
+_TINT = np.array([1.0, 0.86, 0.72], dtype=np.float32)  # camera-like colour cast: R, G and B differ
+
+
+@dataclass
+class ParityFrames:
+    """The parity images: raw frames, how each was fed, and the prepared model input."""
+
+    frames: list[np.ndarray]
+    channel_orders: list[str]
+    sources: list[str]
+    prepared: np.ndarray
+    split: str
+    fingerprint: str = field(default="")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for the manifest."""
+        kinds: dict[str, int] = {}
+        for source in self.sources:
+            kind = source.split(" ")[1]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return {
+            "split": self.split,
+            "frames": len(self),
+            "source_images": len({s.split(" ", 1)[0] for s in self.sources}),
+            "frame_kinds": kinds,
+            "fingerprint": self.fingerprint,
+            "prepared_with": "visioncascade.data.images.prepare_image",
+        }
+
+
+def run_dataset(run_dir: Path, data: str | Path | None = None) -> tuple[Dataset, int]:
+    """The run's dataset with the run's own splits (``config.yaml``'s data and seed), and the seed."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    seed = int((config.get("train") or {}).get("seed", 0))
+    source = data if data is not None else config.get("data")
+    if source is None:
+        raise ExportError(
+            f"{run_dir} has no config.yaml naming its data, so there are no held-out images for the parity "
+            "proof; pass --data with the run's dataset"
+        )
+    try:
+        dataset = load_dataset(source)
+    except VisionCascadeError as exc:
+        raise ExportError(
+            f"cannot load the run's data {source!r} for the parity proof ({exc}); pass --data with the dataset"
+        ) from exc
+    dataset, _ = resolve_splits(dataset, seed=seed)
+    return dataset, seed
+
+
+def _pick(n: int, limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def parity_frames(dataset: Dataset, spec: ModelSpec, limit: int = 200, seed: int = 0) -> ParityFrames:
+    """Build app-like frames from up to ``limit`` held-out images (test split, else val) of ``dataset``."""
+    split = "test" if len(dataset.splits.get("test", [])) else "val"
+    if split not in dataset.splits or not len(dataset.splits[split]):
+        raise ExportError(f"dataset {dataset.name!r} has no held-out test or val images for the parity proof")
+    images = dataset.splits[split].images
+    frames: list[np.ndarray] = []
+    orders: list[str] = []
+    sources: list[str] = []
+    for i in _pick(len(images), limit, seed):
+        image = np.asarray(images[i])
+        where = f"{split}[{i}]"
+        gray = image.ndim == 2 or image.shape[-1] == 1
+        if gray:
+            plain = image.reshape(image.shape[:2])
+            colour = np.clip(plain[..., None].astype(np.float32) * _TINT, 0, 255).astype(np.uint8)
+            frames += [plain, colour, np.ascontiguousarray(colour[..., ::-1])]
+            orders += ["rgb", "rgb", "bgr"]
+            h, w = plain.shape
+            sources += [
+                f"{where} gray-frame {w}x{h}",
+                f"{where} rgb-camera-frame {w}x{h}",
+                f"{where} bgr-opencv-frame {w}x{h}",
+            ]
+        else:
+            rgb = image[..., :3]
+            frames += [rgb, np.ascontiguousarray(rgb[..., ::-1])]
+            orders += ["rgb", "bgr"]
+            h, w = rgb.shape[:2]
+            sources += [f"{where} rgb-camera-frame {w}x{h}", f"{where} bgr-opencv-frame {w}x{h}"]
+    prepared = np.stack(
+        [
+            prepare_image(frame, spec.input_size, spec.color_mode, channel_order=order)
+            for frame, order in zip(frames, orders, strict=True)
+        ]
+    )
+    digest = hashlib.sha256(prepared.tobytes()).hexdigest()[:16]
+    return ParityFrames(frames, orders, sources, prepared, split, digest)
+
+
+def representative_images(dataset: Dataset, spec: ModelSpec, limit: int = 200, seed: int = 0) -> np.ndarray:
+    """Up to ``limit`` training images prepared for the model: the int8 calibration set."""
+    images = dataset.splits["train"].images
+    index = _pick(len(images), limit, seed)
+    return np.stack([prepare_image(images[i], spec.input_size, spec.color_mode) for i in index])
+
+
+def compare_probabilities(
+    reference: np.ndarray, got: np.ndarray, precision: str, sources: list[str]
+) -> dict[str, Any]:
+    """Parity figures of ``got`` against ``reference`` (both ``(N, K)`` probabilities) for ``precision``."""
+    reference = np.asarray(reference, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != reference.shape:
+        raise ExportError(
+            f"the artifact returned probabilities of shape {got.shape}, Keras {reference.shape}"
+        )
+    diff = np.abs(got - reference)
+    per_image = diff.max(axis=1)
+    worst = int(per_image.argmax())
+    top1 = float(np.mean(got.argmax(axis=1) == reference.argmax(axis=1)))
+    limit = LIMITS[precision]
+    finite = bool(np.isfinite(got).all())
+    return {
+        "images": len(per_image),
+        "max_abs_diff": float(per_image.max()) if finite else float("inf"),
+        "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
+        "top1_agreement": top1,
+        "worst_index": worst,
+        "worst_image": sources[worst],
+        "limit_max_abs_diff": limit,
+        "limit_top1_agreement": MIN_TOP1_AGREEMENT,
+        "passed": finite and float(per_image.max()) <= limit and top1 >= MIN_TOP1_AGREEMENT,
+    }
+
+
+def failure_message(artifact: str, parity: dict[str, Any], precision: str) -> str:
+    """One line naming the artifact, the worst image and the difference."""
+    return (
+        f"parity failed for {artifact} ({precision}): max |Δp| {parity['max_abs_diff']:.3g} on "
+        f"{parity['worst_image']} (limit {parity['limit_max_abs_diff']:g}), top-1 agreement "
+        f"{parity['top1_agreement']:.2%} (needs ≥ {MIN_TOP1_AGREEMENT:.0%}) over {parity['images']} frames"
+    )
+
+
+def artifact_predictor(path: Path, fmt: str) -> tuple[Callable[[np.ndarray], np.ndarray], str] | None:
+    """A function ``prepared uint8 (N, H, W, C) → probabilities (N, K)`` through the artifact's input path.
+
+    Returns ``(predict, backend)``, or ``None`` for a neural-network ``.mlmodel`` on Linux (structure
+    checks only there: the NumPy interpreter runs ML Programs).
+    """
+    path = Path(path)
+    if fmt == "tflite":
+        from visioncascade.export._tflite import LiteRTRunner
+
+        return LiteRTRunner(path).predict, "ai_edge_litert"
+    if fmt == "onnx":
+        from visioncascade.export._onnx import OnnxRunner
+
+        return OnnxRunner(path).predict, "onnxruntime"
+    if fmt == "coreml":
+        if platform.system() == "Darwin":
+            return _native_coreml(path), "coreml (MLModel.predict)"
+        if path.suffix == ".mlmodel":
+            return None
+        from visioncascade.export._mil_interpreter import MILProgram
+
+        program = MILProgram(path)
+        return program.predict, "mil-numpy-interpreter (coremltools loader)"
+    raise ExportError(f"unknown format {fmt!r}")
+
+
+def _native_coreml(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Real Core ML (macOS only): feed each prepared image as a PIL image to ``MLModel.predict``."""
+    import coremltools as ct
+    from PIL import Image
+
+    model = ct.models.MLModel(str(path))
+    spec = model.get_spec()
+    labels_json = dict(spec.description.metadata.userDefined).get("visioncascade.labels")
+    import json
+
+    labels = json.loads(labels_json) if labels_json else None
+    probs_name = spec.description.predictedProbabilitiesName
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        rows = []
+        for image in images:
+            pil = (
+                Image.fromarray(image[..., 0], "L") if image.shape[-1] == 1 else Image.fromarray(image, "RGB")
+            )
+            out = model.predict({"image": pil})[probs_name]
+            keys = labels or list(out)
+            rows.append([out[k] for k in keys])
+        return np.asarray(rows, dtype=np.float64)
+
+    return predict

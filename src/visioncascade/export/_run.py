@@ -1,0 +1,450 @@
+"""Exporting a run folder, writing ``exports/manifest.json`` atomically, and re-validating exports.
+
+``export_run`` builds every requested artifact in a temporary sibling of ``exports/``, proves each one
+against the Keras model (parity + Core ML structure checks), writes the manifest last and only then swaps
+the folder into place — so ``exports/`` is either the previous complete set or the new complete set, never a
+half-written package that looks valid. A failed proof raises :class:`ExportError` and leaves the previous
+exports untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from visioncascade import __version__
+from visioncascade._fs import atomic_dir, check_output_dir
+from visioncascade.errors import ExportError, RunExistsError, RunNotFoundError
+from visioncascade.export._common import (
+    DEFAULT_PRECISION,
+    FORMATS,
+    artifact_bytes,
+    artifact_sha256,
+    check_precision,
+)
+from visioncascade.export._coreml import check_coreml_structure, export_coreml
+from visioncascade.export._onnx import ONNX_OPSET, export_onnx
+from visioncascade.export._parity import (
+    ParityFrames,
+    artifact_predictor,
+    compare_probabilities,
+    failure_message,
+    parity_frames,
+    representative_images,
+    run_dataset,
+)
+from visioncascade.export._tflite import INT8_MODES, export_tflite
+from visioncascade.models import load_model
+from visioncascade.spec import ModelSpec
+
+__all__ = ["MANIFEST_VERSION", "ExportResult", "export_run", "export_sizes", "validate_exports"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class ExportResult:
+    """A finished export: the folder, its manifest, and whether every proof passed."""
+
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The manifest's artifact entries."""
+        return self.manifest["artifacts"]
+
+
+def _parse_list(
+    value: str | list[str] | tuple[str, ...] | None, what: str, known: tuple[str, ...]
+) -> list[str]:
+    if value is None:
+        return []
+    items = [v.strip().lower() for v in (value.split(",") if isinstance(value, str) else value)]
+    items = [v for v in items if v]
+    unknown = [v for v in items if v not in known]
+    if unknown:
+        raise ExportError(f"unknown {what} {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+    return list(dict.fromkeys(items))
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def _plan(formats: list[str], precisions: list[str], coreml_format: str) -> list[tuple[str, str]]:
+    plan = []
+    for fmt in formats:
+        wanted = precisions or [DEFAULT_PRECISION[fmt]]
+        for precision in wanted:
+            check_precision(
+                "coreml-mlmodel" if fmt == "coreml" and coreml_format == "mlmodel" else fmt, precision
+            )
+            plan.append((fmt, precision))
+    return plan
+
+
+def _file_name(name: str, fmt: str, precision: str, coreml_format: str) -> str:
+    suffix = {
+        "coreml": ".mlpackage" if coreml_format == "mlprogram" else ".mlmodel",
+        "tflite": ".tflite",
+        "onnx": ".onnx",
+    }[fmt]
+    tag = "" if precision == DEFAULT_PRECISION[fmt] else f"-{precision}"
+    return f"{name}{tag}{suffix}"
+
+
+def _load_run(run_dir: str | Path) -> tuple[Path, keras.Model, ModelSpec]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunNotFoundError(
+            f"{run_dir} is not a run folder; pass the --out folder of `visioncascade train`"
+        )
+    for required in ("model.keras", "spec.json"):
+        if not (run_dir / required).is_file():
+            raise RunNotFoundError(
+                f"{run_dir} lacks {required}, so there is no model to export; pass a complete run folder "
+                "written by `visioncascade train`"
+            )
+    return run_dir, load_model(run_dir), ModelSpec.load(run_dir / "spec.json")
+
+
+def _keras_probabilities(model: keras.Model, prepared: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(prepared.astype(np.float32), batch_size=64, verbose=0), dtype=np.float64)
+
+
+def _export_one(
+    model: keras.Model,
+    spec: ModelSpec,
+    fmt: str,
+    precision: str,
+    path: Path,
+    *,
+    coreml_format: str,
+    ios_target: str | None,
+    representative: np.ndarray | None,
+    tflite_int8: str = "dynamic",
+) -> Path:
+    if fmt == "coreml":
+        with contextlib.redirect_stdout(io.StringIO()):
+            return export_coreml(
+                model, path, spec, precision=precision, coreml_format=coreml_format, ios_target=ios_target
+            )
+    if fmt == "tflite":
+        return export_tflite(
+            model,
+            path,
+            spec,
+            precision=precision,
+            representative_images=representative,
+            int8_mode=tflite_int8,
+        )
+    return export_onnx(model, path, spec, precision=precision)
+
+
+def _input_description(fmt: str, spec: ModelSpec, structure: dict[str, Any] | None) -> dict[str, Any]:
+    height, width = spec.input_size
+    if fmt == "coreml":
+        return {
+            "name": "image",
+            "type": "image",
+            "color_layout": "GRAYSCALE" if spec.color_mode == "grayscale" else "RGB",
+            "width": width,
+            "height": height,
+            "scale": 1.0,
+            "bias": 0.0,
+            "output": "classifier: classLabel + classLabel_probs",
+            "resize": spec.preprocessing.get("resize", "area"),
+        }
+    return {
+        "name": "image",
+        "type": "tensor",
+        "dtype": "float32",
+        "shape": ["batch" if fmt == "onnx" else 1, height, width, spec.channels],
+        "layout": "NHWC",
+        "range": [0, 255],
+        "color_mode": spec.color_mode,
+        "resize": spec.preprocessing.get("resize", "area"),
+        "output": "probabilities (float32, one per label, softmax, temperature applied)",
+    }
+
+
+def _prove(
+    path: Path, fmt: str, precision: str, spec: ModelSpec, frames: ParityFrames, reference: np.ndarray
+) -> dict[str, Any]:
+    """Structure checks and parity for one artifact; the returned record says whether it passed."""
+    record: dict[str, Any] = {}
+    if fmt == "coreml":
+        record["structure"] = check_coreml_structure(path, spec)
+    started = time.perf_counter()
+    runner = artifact_predictor(path, fmt)
+    if runner is None:
+        record["parity"] = {
+            "status": "structure-only",
+            "reason": "a neural-network .mlmodel cannot be executed on Linux and the NumPy interpreter runs "
+            "ML Programs only; its parity is proven by the macOS workflow",
+            "passed": True,
+        }
+        return record
+    predict, backend = runner
+    got = predict(frames.prepared)
+    parity = compare_probabilities(reference, got, precision, frames.sources)
+    parity["backend"] = backend
+    parity["seconds"] = round(time.perf_counter() - started, 3)
+    record["parity"] = parity
+    return record
+
+
+def export_run(
+    run_dir: str | Path,
+    formats: str | list[str] | tuple[str, ...] = FORMATS,
+    precisions: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    coreml_format: str = "mlprogram",
+    ios_target: str | None = None,
+    parity_images: int = 200,
+    data: str | Path | None = None,
+    tflite_int8: str = "dynamic",
+) -> ExportResult:
+    """Export a run's model to the requested formats and prove each artifact equals the Keras model.
+
+    Args:
+        run_dir: A run folder with ``model.keras`` and ``spec.json``.
+        formats: Any of ``coreml``, ``tflite``, ``onnx`` (list or comma-separated).
+        precisions: ``fp32``/``fp16``/``int8`` (list or comma-separated), applied to every format;
+            ``None`` gives each format its default (Core ML fp16, TFLite fp32, ONNX fp32).
+        out: Output folder (default ``<run_dir>/exports``).
+        overwrite: Replace an existing exports folder (atomically).
+        coreml_format: ``mlprogram`` (``.mlpackage``) or ``mlmodel`` (neural network, old iOS).
+        ios_target: Core ML minimum deployment target, e.g. ``"iOS16"``.
+        parity_images: How many held-out images to draw frames from (each gives 2-3 app frames).
+        data: The run's dataset, when its ``config.yaml`` source is not reachable from here.
+        tflite_int8: TFLite int8 mode: ``"dynamic"`` (default, dynamic-range) or ``"full"`` (full-integer,
+            calibrated on the run's training images); float32 I/O either way.
+
+    Returns:
+        The export folder and its manifest.
+
+    Raises:
+        RunNotFoundError: No model in ``run_dir``.
+        ExportError: Unknown format, impossible precision, a converter failure (naming the layer), or a
+            failed parity / structure proof (naming the artifact, the worst image and the difference).
+        RunExistsError: ``out`` holds exports and ``overwrite`` is false.
+    """
+    fmts = _parse_list(formats, "format", FORMATS)
+    if not fmts:
+        raise ExportError(f"no export format given; choose from {', '.join(FORMATS)}")
+    precs = _parse_list(precisions, "precision", ("fp32", "fp16", "int8"))
+    plan = _plan(fmts, precs, coreml_format)
+    if tflite_int8 not in INT8_MODES:
+        raise ExportError(f"unknown TFLite int8 mode {tflite_int8!r}; choose from {', '.join(INT8_MODES)}")
+    if "coreml" in fmts:
+        from visioncascade.export._coreml import _resolve_target
+
+        _resolve_target(coreml_format, ios_target)
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "exports"
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        what = "exports (manifest.json)" if (out / "manifest.json").exists() else "files"
+        raise RunExistsError(
+            f"output folder {out} already holds {what}; pass --overwrite to replace them atomically, "
+            "or choose another --out"
+        )
+    check_output_dir(out, overwrite)
+    run_dir, model, spec = _load_run(run_dir)
+    dataset, seed = run_dataset(run_dir, data)
+    frames = parity_frames(dataset, spec, limit=parity_images, seed=seed)
+    reference = _keras_probabilities(model, frames.prepared)
+    representative = (
+        representative_images(dataset, spec, seed=seed)
+        if tflite_int8 == "full" and any(p == "int8" for f, p in plan if f == "tflite")
+        else None
+    )
+    name = _safe_name(spec.name)
+    entries: list[dict[str, Any]] = []
+    failures: list[str] = []
+    with atomic_dir(out, overwrite) as tmp:
+        for fmt, precision in plan:
+            file_name = _file_name(name, fmt, precision, coreml_format)
+            path = tmp / file_name
+            started = time.perf_counter()
+            _export_one(
+                model, spec, fmt, precision, path,
+                coreml_format=coreml_format, ios_target=ios_target, representative=representative,
+                tflite_int8=tflite_int8,
+            )  # fmt: skip
+            seconds = time.perf_counter() - started
+            record = _prove(path, fmt, precision, spec, frames, reference)
+            entry = {
+                "file": file_name,
+                "format": fmt,
+                "container": path.suffix.lstrip("."),
+                "precision": precision,
+                "bytes": artifact_bytes(path),
+                "sha256": artifact_sha256(path),
+                "input": _input_description(fmt, spec, record.get("structure")),
+                "labels": list(spec.labels),
+                "export_seconds": round(seconds, 3),
+                **record,
+            }
+            if fmt == "coreml":
+                entry["ios_target"] = ios_target or ("iOS16" if coreml_format == "mlprogram" else "iOS13")
+                entry["precision_detail"] = {
+                    "fp32": "fp32 weights and compute",
+                    "fp16": "fp16 weights and compute",
+                    "int8": "int8 symmetric weight compression (tensors > 2048 elements), fp16 compute",
+                }[precision]
+            elif fmt == "tflite":
+                entry["precision_detail"] = {
+                    "fp32": "fp32",
+                    "fp16": "fp16 weights, fp32 compute on CPU",
+                    "int8": "full-integer int8 weights and activations (calibrated on "
+                    f"{0 if representative is None else len(representative)} training images), float32 I/O"
+                    if tflite_int8 == "full"
+                    else "dynamic-range int8: int8 weights, activations quantized at run time, float32 I/O",
+                }[precision]
+            else:
+                entry["opset"] = ONNX_OPSET
+            entries.append(entry)
+            if not entry["parity"]["passed"]:
+                failures.append(failure_message(file_name, entry["parity"], precision))
+        if failures:
+            raise ExportError("; ".join(failures) + f"; nothing was written to {out}")
+        spec.save(tmp / "spec.json")
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "run_dir": str(run_dir.resolve()),
+            "model_sha256": artifact_sha256(run_dir / "model.keras"),
+            "spec": spec.to_dict(),
+            "labels": list(spec.labels),
+            "parity_frames": frames.describe(),
+            "artifacts": entries,
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "visioncascade_version": __version__,
+            "tools": _tool_versions(),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    keras.backend.clear_session()
+    return ExportResult(out_dir=out, manifest=manifest)
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {}
+    for module in ("tensorflow", "keras", "coremltools", "onnx", "onnxruntime", "tf2onnx", "ai_edge_litert"):
+        try:
+            from importlib.metadata import version
+
+            versions[module] = version(module.replace("_", "-"))
+        except Exception:  # not installed: recorded as absent
+            versions[module] = "absent"
+    return versions
+
+
+def validate_exports(
+    exports_dir: str | Path, *, run_dir: str | Path | None = None, data: str | Path | None = None
+) -> dict[str, Any]:
+    """Re-run the parity proof for every artifact in ``exports_dir`` from its ``manifest.json``.
+
+    Checks each artifact's sha256 against the manifest, the Core ML structure, and parity against the
+    run's Keras model on the same held-out frames (their fingerprint must match the manifest's).
+
+    Returns:
+        A report: per artifact the fresh parity figures and ``passed``; ``passed`` overall.
+
+    Raises:
+        ExportError: No manifest, a missing or modified artifact, or a failed proof (all failures listed).
+    """
+    exports_dir = Path(exports_dir)
+    manifest_path = exports_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise ExportError(
+            f"{exports_dir} has no manifest.json; pass the exports folder written by `visioncascade export`"
+        )
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    run = Path(run_dir) if run_dir is not None else Path(manifest.get("run_dir", exports_dir.parent))
+    if not (run / "model.keras").is_file():
+        run = exports_dir.parent
+    run, model, spec = _load_run(run)
+    problems: list[str] = []
+    if spec.to_dict() != manifest["spec"]:
+        problems.append(f"the run's spec.json at {run} differs from the spec the exports were made from")
+    if artifact_sha256(run / "model.keras") != manifest.get("model_sha256"):
+        problems.append(f"{run / 'model.keras'} changed since the export; re-export the run")
+    dataset, seed = run_dataset(run, data)
+    described = manifest["parity_frames"]
+    source_images = described.get("source_images", 200)
+    frames = parity_frames(dataset, spec, limit=source_images, seed=seed)
+    if frames.fingerprint != described.get("fingerprint"):
+        problems.append("the held-out parity frames differ from those used at export time (data changed?)")
+    reference = _keras_probabilities(model, frames.prepared)
+    report: dict[str, Any] = {"exports_dir": str(exports_dir), "run_dir": str(run), "artifacts": []}
+    for entry in manifest["artifacts"]:
+        path = exports_dir / entry["file"]
+        item: dict[str, Any] = {
+            "file": entry["file"],
+            "format": entry["format"],
+            "precision": entry["precision"],
+        }
+        if not path.exists():
+            problems.append(f"{entry['file']} is listed in the manifest but missing")
+            item["passed"] = False
+            report["artifacts"].append(item)
+            continue
+        if artifact_sha256(path) != entry["sha256"]:
+            problems.append(f"{entry['file']} was modified after export (sha256 differs from the manifest)")
+        try:
+            record = _prove(path, entry["format"], entry["precision"], spec, frames, reference)
+        except ExportError as exc:
+            problems.append(f"{entry['file']}: {exc}")
+            item["passed"] = False
+            report["artifacts"].append(item)
+            continue
+        item.update(record)
+        item["passed"] = record["parity"]["passed"]
+        if not item["passed"]:
+            problems.append(failure_message(entry["file"], record["parity"], entry["precision"]))
+        report["artifacts"].append(item)
+    report["problems"] = problems
+    report["passed"] = not problems
+    if problems:
+        raise ExportError(f"validation of {exports_dir} failed: " + "; ".join(problems))
+    return report
+
+
+def export_sizes(run_dir: Path, workdir: Path) -> dict[str, int]:
+    """Bytes of the run's Core ML fp16 ``.mlpackage``, TFLite int8 (dynamic-range) and ONNX fp32 files.
+
+    Exports into ``workdir`` (created if needed; files are left there) without the parity proof — for
+    size comparisons such as ``compare``'s transfer/scratch ratio. Returns
+    ``{"coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"}``.
+    """
+    run_dir, model, spec = _load_run(run_dir)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    representative = None
+    name = _safe_name(spec.name)
+    sizes = {}
+    for fmt, precision in (("coreml", "fp16"), ("tflite", "int8"), ("onnx", "fp32")):
+        path = workdir / _file_name(name, fmt, precision, "mlprogram")
+        if path.is_dir():
+            shutil.rmtree(path)
+        _export_one(
+            model, spec, fmt, precision, path, coreml_format="mlprogram", ios_target=None,
+            representative=representative,
+        )  # fmt: skip
+        sizes[f"{fmt}_{precision}_bytes"] = artifact_bytes(path)
+    keras.backend.clear_session()
+    return sizes

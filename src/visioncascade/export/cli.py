@@ -1,0 +1,122 @@
+"""CLI commands of the export stage (``export``, ``validate``), registered by ``visioncascade.cli``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["register"]
+
+_console = Console(stderr=True)
+_out = Console()
+
+
+def _fmt_parity(parity: dict) -> str:
+    if "max_abs_diff" not in parity:
+        return parity.get("status", "—")
+    return (
+        f"max|Δp| {parity['max_abs_diff']:.2e}  mean {parity['mean_abs_diff']:.1e}  "
+        f"top-1 {parity['top1_agreement']:.1%}  ({parity['images']} frames, limit {parity['limit_max_abs_diff']:g})"
+    )
+
+
+def _print_artifacts(title: str, artifacts: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("artifact", "precision", "bytes", "parity", "ok"):
+        table.add_column(column, justify="right" if column == "bytes" else "left")
+    for entry in artifacts:
+        parity = entry.get("parity", {})
+        table.add_row(
+            entry["file"],
+            entry["precision"],
+            f"{entry['bytes']:,}" if "bytes" in entry else "",
+            _fmt_parity(parity),
+            "✓" if entry.get("passed", parity.get("passed")) else "✗",
+        )
+    _console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` and ``validate`` commands to ``app``."""
+
+    @app.command()
+    def export(
+        run: Annotated[Path, typer.Argument(help="A run folder written by `visioncascade train`.")],
+        to: Annotated[str, typer.Option("--to", help="Formats, comma-separated: coreml,tflite,onnx.")] = (
+            "coreml,tflite,onnx"
+        ),
+        precision: Annotated[
+            str | None,
+            typer.Option(
+                help="fp32 | fp16 | int8 (comma-separated for several) for every format; default per format: "
+                "Core ML fp16, TFLite fp32, ONNX fp32."
+            ),
+        ] = None,
+        out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/exports).")] = None,
+        coreml_format: Annotated[
+            str, typer.Option(help="mlprogram (.mlpackage, iOS 15+) | mlmodel (neural network, old iOS).")
+        ] = "mlprogram",
+        ios_target: Annotated[
+            str | None, typer.Option(help="Core ML minimum iOS: iOS13..iOS18 (default iOS16; mlmodel iOS13).")
+        ] = None,
+        parity_images: Annotated[int, typer.Option(help="Held-out images for the parity proof.")] = 200,
+        data: Annotated[
+            str | None, typer.Option(help="The run's dataset, if not where config.yaml says.")
+        ] = None,
+        tflite_int8: Annotated[
+            str,
+            typer.Option(
+                help="TFLite int8: full (integer, calibrated on training images) | dynamic (range)."
+            ),
+        ] = "full",
+        overwrite: Annotated[bool, typer.Option(help="Replace existing exports (atomically).")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    ) -> None:
+        """Export RUN to Core ML / TFLite / ONNX and prove every artifact equals the Keras model."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from visioncascade.export import export_run
+
+        result = export_run(
+            run,
+            to,
+            precision,
+            out=out,
+            overwrite=overwrite,
+            coreml_format=coreml_format,
+            ios_target=ios_target,
+            parity_images=parity_images,
+            data=data,
+            tflite_int8=tflite_int8,
+        )
+        if as_json:
+            _out.print_json(json.dumps(result.manifest))
+        else:
+            _print_artifacts(f"exports of {run}", result.artifacts)
+        _console.print(f"wrote {result.out_dir} (manifest.json); every artifact passed the parity proof")
+
+    @app.command()
+    def validate(
+        exports: Annotated[Path, typer.Argument(help="An exports folder with manifest.json.")],
+        run: Annotated[Path | None, typer.Option(help="The run folder (default: from the manifest).")] = None,
+        data: Annotated[
+            str | None, typer.Option(help="The run's dataset, if not where config.yaml says.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        """Re-run the parity proof of every artifact in EXPORTS against the run's Keras model."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from visioncascade.export import validate_exports
+
+        report = validate_exports(exports, run_dir=run, data=data)
+        if as_json:
+            _out.print_json(json.dumps(report))
+        else:
+            _print_artifacts(f"validation of {exports}", report["artifacts"])
+        _console.print(f"{len(report['artifacts'])} artifacts in {exports} passed the parity proof")

@@ -1,0 +1,133 @@
+"""Bad input: no model, unknown format, impossible precision, unconvertible layer, existing exports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import keras
+import pytest
+
+from visioncascade.errors import ExportError, RunExistsError, RunNotFoundError
+from visioncascade.export import export_coreml, export_onnx, export_run, export_tflite
+from visioncascade.spec import ModelSpec
+
+
+def test_run_folder_without_model(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    ModelSpec(
+        name="x", labels=("a", "b"), input_size=(16, 16), color_mode="grayscale", architecture="scratch"
+    ).save(run / "spec.json")
+    with pytest.raises(RunNotFoundError, match=r"lacks model\.keras, so there is no model to export"):
+        export_run(run, "onnx")
+    with pytest.raises(RunNotFoundError, match="is not a run folder"):
+        export_run(tmp_path / "missing", "onnx")
+
+
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [
+        ("coreml,pdf", r"unknown format 'pdf'; choose from coreml, tflite, onnx"),
+        ("", r"no export format given"),
+    ],
+)
+def test_unknown_format(formats, message, tmp_path):
+    with pytest.raises(ExportError, match=message):
+        export_run(tmp_path, formats)
+
+
+@pytest.mark.parametrize(
+    ("formats", "precision", "kwargs", "message"),
+    [
+        ("onnx", "int8", {}, r"format onnx cannot be exported at precision int8; it supports fp32"),
+        ("tflite,onnx", "fp16", {}, r"format onnx cannot be exported at precision fp16"),
+        (
+            "coreml",
+            "int8",
+            {"coreml_format": "mlmodel"},
+            r"coreml-mlmodel cannot be exported at precision int8",
+        ),
+        ("tflite", "int4", {}, r"unknown precision 'int4'; choose from fp32, fp16, int8"),
+        (
+            "coreml",
+            "fp16",
+            {"ios_target": "iOS14"},
+            r"ML Program needs iOS 15 or later.*--coreml-format mlmodel",
+        ),
+        ("coreml", "fp16", {"ios_target": "iOS9"}, r"unknown iOS target 'iOS9'"),
+        (
+            "tflite",
+            "int8",
+            {"tflite_int8": "int4"},
+            r"unknown TFLite int8 mode 'int4'; choose from full, dynamic",
+        ),
+        ("coreml", "fp16", {"coreml_format": "mlmodel", "ios_target": "iOS17"}, r"targets iOS 15 or earlier"),
+    ],
+)
+def test_precision_or_target_a_format_cannot_do(formats, precision, kwargs, message, tmp_path):
+    # refused before the run is even read: tmp_path is not a run folder
+    with pytest.raises(ExportError, match=message):
+        export_run(tmp_path, formats, precision, **kwargs)
+
+
+class Erfinv(keras.layers.Layer):
+    """A layer calling an op none of the converters has a rule for."""
+
+    def call(self, x):
+        return keras.ops.erfinv(keras.ops.clip(x / 300.0, -0.9, 0.9))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("exporter", "suffix"),
+    [(export_coreml, ".mlpackage"), (export_tflite, ".tflite"), (export_onnx, ".onnx")],
+)
+def test_layer_a_converter_cannot_handle_is_named(exporter, suffix, tmp_path):
+    inputs = keras.Input((16, 16, 1), name="image")
+    x = Erfinv(name="inverse_error_fn")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    spec = ModelSpec(
+        name="w", labels=("a", "b"), input_size=(16, 16), color_mode="grayscale", architecture="x"
+    )
+    with pytest.raises(
+        ExportError, match=r"conversion failed at layer 'inverse_error_fn' \(Erfinv, TensorFlow op Erfinv\)"
+    ):
+        exporter(model, tmp_path / f"m{suffix}", spec)
+    assert not (tmp_path / f"m{suffix}").exists()
+
+
+@pytest.mark.slow
+def test_existing_exports_refused_then_replaced_atomically(exported, scratch_run, tmp_path, monkeypatch):
+    out = tmp_path / "exports"
+    shutil.copytree(exported.out_dir, out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(RunExistsError, match=r"already holds exports \(manifest\.json\); pass --overwrite"):
+        export_run(scratch_run.run_dir, "onnx", out=out, parity_images=4)
+
+    # A failing proof (limits made impossible) with --overwrite leaves the old exports untouched.
+    from visioncascade.export import _parity
+
+    monkeypatch.setitem(_parity.LIMITS, "fp32", 0.0)
+    with pytest.raises(
+        ExportError, match=r"parity failed for .*\.onnx \(fp32\): max \|Δp\| .* on test\[\d+\]"
+    ):
+        export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=4)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"], "no half-written sibling left"
+    monkeypatch.undo()
+
+    # A passing export with --overwrite swaps in the complete new set.
+    result = export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=4)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([result.artifacts[0]["file"], "manifest.json", "spec.json"])
+    assert json.loads((out / "manifest.json").read_text())["artifacts"][0]["format"] == "onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"]
+
+
+def test_validate_without_manifest(tmp_path):
+    from visioncascade.export import validate_exports
+
+    with pytest.raises(ExportError, match=r"has no manifest\.json"):
+        validate_exports(tmp_path)

@@ -1,0 +1,46 @@
+"""The ``export`` and ``validate`` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from visioncascade.cli import app
+from visioncascade.errors import ExportError, RunNotFoundError
+
+runner = CliRunner()
+
+
+def test_commands_are_registered():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "export" in result.output and "validate" in result.output
+
+
+def test_export_bad_format_and_missing_model_exit_nonzero(tmp_path):
+    result = runner.invoke(app, ["export", str(tmp_path), "--to", "coreml,jpeg"])
+    assert result.exit_code != 0 and isinstance(result.exception, ExportError)
+    assert "unknown format 'jpeg'" in str(result.exception)
+    result = runner.invoke(app, ["export", str(tmp_path), "--to", "onnx"])
+    assert result.exit_code != 0 and isinstance(result.exception, RunNotFoundError)
+
+
+@pytest.mark.slow
+def test_export_and_validate_commands(scratch_run, exported, tmp_path):
+    out = tmp_path / "ex"
+    result = runner.invoke(
+        app, ["export", str(scratch_run.run_dir), "--to", "tflite", "--precision", "fp16", "--out", str(out),
+              "--parity-images", "6", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(a["format"], a["precision"]) for a in manifest["artifacts"]] == [("tflite", "fp16")]
+    copy = tmp_path / "copy"
+    shutil.copytree(exported.out_dir, copy)
+    result = runner.invoke(app, ["validate", str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] and len(report["artifacts"]) == 3

@@ -1,0 +1,244 @@
+"""Exporting a real trained run: artifacts executed for real and compared with Keras, manifest, validate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from export_helpers import PARITY_IMAGES, make_run_folder, write_rgb_folder
+
+from visioncascade.errors import ExportError
+from visioncascade.export import (
+    MILProgram,
+    check_coreml_structure,
+    export_onnx,
+    export_run,
+    export_sizes,
+    validate_exports,
+)
+from visioncascade.export._common import artifact_sha256
+from visioncascade.spec import ModelSpec
+
+
+def _artifact(result, fmt: str, precision: str | None = None) -> dict:
+    return next(
+        a
+        for a in result.artifacts
+        if a["format"] == fmt and (precision is None or a["precision"] == precision)
+    )
+
+
+@pytest.mark.slow
+def test_export_writes_every_artifact_with_manifest(exported, scratch_run):
+    out = exported.out_dir
+    name = scratch_run.spec.name
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}.mlpackage", f"{name}.tflite", f"{name}.onnx", "manifest.json", "spec.json"]
+    )
+    assert not list(out.parent.glob(".exports.tmp-*")), "no temporary folder is left behind"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(exported.manifest))
+    assert ModelSpec.load(out / "spec.json") == scratch_run.spec
+    assert manifest["parity_frames"]["source_images"] == PARITY_IMAGES
+    assert manifest["parity_frames"]["frames"] == 3 * PARITY_IMAGES  # gray, RGB camera, BGR OpenCV
+    formats = {(a["format"], a["precision"]) for a in manifest["artifacts"]}
+    assert formats == {("coreml", "fp16"), ("tflite", "fp32"), ("onnx", "fp32")}
+    for entry in manifest["artifacts"]:
+        path = out / entry["file"]
+        assert entry["sha256"] == artifact_sha256(path)
+        assert entry["bytes"] > 10_000
+        assert entry["labels"] == list(scratch_run.spec.labels)
+        assert entry["input"]["name"] == "image"
+        parity = entry["parity"]
+        assert parity["passed"] is True
+        assert parity["images"] == 3 * PARITY_IMAGES
+        assert parity["max_abs_diff"] <= {"fp32": 1e-4, "fp16": 1e-2}[entry["precision"]]
+        assert parity["top1_agreement"] >= 0.99
+        assert "worst_image" in parity
+    coreml = _artifact(exported, "coreml")
+    assert coreml["input"]["color_layout"] == "GRAYSCALE"
+    assert coreml["parity"]["backend"].startswith("mil-numpy-interpreter")
+    assert coreml["structure"]["labels"] == list(scratch_run.spec.labels)
+
+
+@pytest.mark.slow
+def test_tflite_and_onnx_run_for_real_match_keras(exported, parity_set):
+    """Run the artifacts directly (LiteRT, onnxruntime), batch 1 and a dynamic batch, against Keras."""
+    frames, reference = parity_set
+    x = frames.prepared.astype(np.float32)
+    interpreter = Interpreter(model_path=str(exported.out_dir / _artifact(exported, "tflite")["file"]))
+    interpreter.allocate_tensors()
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert list(inp["shape_signature"][1:]) == [28, 28, 1] and inp["dtype"] == np.float32
+    got = []
+    for image in x:
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(outp["index"])[0])
+    assert np.abs(np.array(got) - reference).max() <= 1e-4
+
+    path = exported.out_dir / _artifact(exported, "onnx")["file"]
+    model = onnx.load(str(path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batched = session.run(["probabilities"], {"image": x})[0]
+    single = np.concatenate([session.run(None, {"image": x[i : i + 1]})[0] for i in range(5)])
+    assert np.abs(batched - reference).max() <= 1e-4
+    np.testing.assert_allclose(single, batched[:5], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_coreml_package_executes_in_interpreter_and_has_vision_interface(exported, parity_set, scratch_run):
+    import coremltools as ct
+
+    frames, reference = parity_set
+    path = exported.out_dir / _artifact(exported, "coreml")["file"]
+    program = MILProgram(path)
+    assert program.image_input.color_space == "GRAYSCALE"
+    assert (program.image_input.height, program.image_input.width) == (28, 28)
+    got = program.predict(frames.prepared)
+    assert np.abs(got - reference).max() <= 1e-2
+    assert np.mean(got.argmax(1) == reference.argmax(1)) >= 0.99
+    facts = check_coreml_structure(path, scratch_run.spec)
+    assert facts["type"] == "mlProgram"
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    meta = model.user_defined_metadata
+    assert ModelSpec.from_json(meta["visioncascade.spec"]) == scratch_run.spec
+    assert float(meta["visioncascade.temperature"]) == pytest.approx(scratch_run.spec.temperature)
+    assert model.author and model.license and model.version == scratch_run.spec.version
+    description = model.get_spec().description
+    assert description.predictedFeatureName == "classLabel"
+    assert description.input[0].type.imageType.colorSpace == description.input[0].type.imageType.GRAYSCALE
+
+
+@pytest.mark.slow
+def test_int8_artifacts_pass_their_limit(exported_int8):
+    for fmt in ("coreml", "tflite"):
+        entry = _artifact(exported_int8, fmt, "int8")
+        assert entry["file"].endswith(("-int8.mlpackage", "-int8.tflite"))
+        assert entry["parity"]["passed"] and entry["parity"]["max_abs_diff"] <= 5e-2
+        assert entry["parity"]["top1_agreement"] >= 0.99
+    # int8 weights are smaller than fp16 / fp32 ones
+    assert _artifact(exported_int8, "tflite")["bytes"] < 0.5 * 296_000
+    assert _artifact(exported_int8, "tflite")["precision_detail"].startswith("dynamic-range int8")
+
+
+@pytest.mark.slow
+def test_tflite_full_integer_int8_option(scratch_run, keras_model, parity_set, tmp_path):
+    """Full-integer int8: int8 activations inside, float32 I/O, calibrated on the run's training images."""
+    from visioncascade.export import export_tflite
+    from visioncascade.export._parity import representative_images, run_dataset
+
+    dataset, seed = run_dataset(scratch_run.run_dir)
+    rep = representative_images(dataset, scratch_run.spec, limit=50, seed=seed)
+    path = export_tflite(
+        keras_model, tmp_path / "full.tflite", scratch_run.spec, precision="int8",
+        representative_images=rep, int8_mode="full",
+    )  # fmt: skip
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    dtypes = {t["dtype"] for t in interpreter.get_tensor_details()}
+    assert np.int8 in dtypes
+    frames, reference = parity_set
+    from visioncascade.export import LiteRTRunner
+
+    got = LiteRTRunner(path).predict(frames.prepared)
+    assert np.abs(got - reference).max() < 0.15  # measured 0.02-0.08: why dynamic-range is the default
+    with pytest.raises(ExportError, match="needs representative training images"):
+        export_tflite(
+            keras_model, tmp_path / "x.tflite", scratch_run.spec, precision="int8", int8_mode="full"
+        )
+
+
+def test_frames_are_app_like_and_bgr_equals_rgb(parity_set, scratch_run):
+    frames, _ = parity_set
+    kinds = [s.split(" ")[1] for s in frames.sources]
+    assert kinds[:3] == ["gray-frame", "rgb-camera-frame", "bgr-opencv-frame"]
+    assert frames.frames[0].ndim == 2 and frames.frames[1].shape[-1] == 3
+    assert not np.array_equal(frames.frames[1][..., 0], frames.frames[1][..., 2]), "camera frame is coloured"
+    np.testing.assert_array_equal(frames.frames[1], frames.frames[2][..., ::-1])
+    # the OpenCV BGR frame, prepared with channel_order="bgr", is exactly the RGB frame's model input
+    for i in range(0, len(frames), 3):
+        np.testing.assert_array_equal(frames.prepared[i + 1], frames.prepared[i + 2])
+    assert frames.prepared.shape[1:] == (*scratch_run.spec.input_size, 1)
+
+
+@pytest.mark.slow
+def test_validate_passes_then_catches_a_swapped_artifact(exported, tmp_path, scratch_run, keras_model):
+    copy = tmp_path / "exports"
+    shutil.copytree(exported.out_dir, copy)
+    report = validate_exports(copy)
+    assert report["passed"] and len(report["artifacts"]) == 3
+    assert all(a["parity"]["max_abs_diff"] <= 1e-2 for a in report["artifacts"])
+
+    # Swap the ONNX file for one from a perturbed model and fix up its sha256 in the manifest, so only the
+    # parity proof can notice: it must name the artifact, the worst image and the difference.
+    import keras
+
+    perturbed = keras.models.clone_model(keras_model)
+    weights = keras_model.get_weights()
+    perturbed.set_weights([w * 1.3 if w.ndim == 2 else w for w in weights])  # scale the dense head
+    entry_file = _artifact(exported, "onnx")["file"]
+    export_onnx(perturbed, copy / entry_file, scratch_run.spec)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for entry in manifest["artifacts"]:
+        if entry["file"] == entry_file:
+            entry["sha256"] = artifact_sha256(copy / entry_file)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=rf"parity failed for {entry_file}.*max \|Δp\| .* on test\[\d+\]"):
+        validate_exports(copy)
+
+
+@pytest.mark.slow
+def test_validate_catches_modified_bytes(exported, tmp_path):
+    copy = tmp_path / "exports"
+    shutil.copytree(exported.out_dir, copy)
+    tflite = copy / _artifact(exported, "tflite")["file"]
+    tflite.write_bytes(tflite.read_bytes() + b"\0")
+    with pytest.raises(ExportError, match=r"\.tflite was modified after export"):
+        validate_exports(copy)
+
+
+@pytest.mark.slow
+def test_mlmodel_neural_network_format_structure_only(scratch_run, tmp_path):
+    result = export_run(
+        scratch_run.run_dir, "coreml", out=tmp_path / "ex", coreml_format="mlmodel", parity_images=8
+    )
+    (entry,) = result.artifacts
+    assert entry["file"].endswith(".mlmodel") and entry["ios_target"] == "iOS13"
+    assert entry["structure"]["type"] == "neuralNetworkClassifier"
+    assert entry["structure"]["input"]["color_space"] == "GRAYSCALE"
+    assert entry["parity"]["status"] == "structure-only"
+
+
+@pytest.mark.slow
+def test_rgb_mobilenet_run_exports_and_proves_every_format(tmp_path, weights_035):
+    """An RGB dataset (RGB camera + BGR OpenCV frames) through a MobileNetV2 with edges, all formats."""
+    data = write_rgb_folder(tmp_path / "bars")
+    run = make_run_folder(
+        tmp_path / "run", data, "mobilenet_v2", 32, "rgb", edges=True, weights=str(weights_035)
+    )
+    result = export_run(run, "coreml,tflite,onnx", out=run / "exports", parity_images=8)
+    kinds = result.manifest["parity_frames"]["frame_kinds"]
+    assert kinds == {"rgb-camera-frame": 8, "bgr-opencv-frame": 8}
+    for entry in result.artifacts:
+        assert entry["parity"]["passed"], entry
+    assert _artifact(result, "coreml")["input"]["color_layout"] == "RGB"
+    assert validate_exports(run / "exports")["passed"]
+
+
+@pytest.mark.slow
+def test_export_sizes_gives_bytes_of_three_artifacts(scratch_run, tmp_path):
+    sizes = export_sizes(scratch_run.run_dir, tmp_path / "sizes")
+    assert set(sizes) == {"coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"}
+    assert all(isinstance(v, int) and v > 10_000 for v in sizes.values())
+    assert sizes["tflite_int8_bytes"] < sizes["onnx_fp32_bytes"]
