@@ -83,6 +83,12 @@ def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
     scratch, transfer = comparison["arms"]["scratch"], comparison["arms"]["transfer"]
     assert comparison["ratios"]["parameters"] == pytest.approx(transfer["parameters"] / scratch["parameters"])
     assert transfer["parameters"] > 5 * scratch["parameters"]
+    for key in ("coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"):
+        assert scratch["exported"][key] > 10_000 and transfer["exported"][key] > scratch["exported"][key]
+        assert comparison["ratios"][f"exported.{key}"] == pytest.approx(
+            transfer["exported"][key] / scratch["exported"][key]
+        )
+    assert not list(out.glob(".sizes-*"))
     assert (out / "scratch" / "model.keras").is_file() and (out / "transfer" / "model.keras").is_file()
     html = (out / "comparison.html").read_text()
     assert "scratch vs transfer" in html and "data:image/png;base64," in html

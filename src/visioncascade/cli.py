@@ -149,11 +149,18 @@ def compare(
         bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing comparison in --out.")] = False,
+    export_sizes: Annotated[
+        bool, typer.Option("--export-sizes/--no-export-sizes", help="Measure Core ML/TFLite/ONNX sizes.")
+    ] = True,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train scratch and transfer arms the same way and compare them side by side."""
     _quiet_tensorflow()
     from visioncascade.experiment import compare as run_compare
+
+    sizes = None
+    if export_sizes:
+        from visioncascade.export import export_sizes as sizes
 
     result = run_compare(
         data,
@@ -168,6 +175,7 @@ def compare(
         quick=quick,
         overwrite=overwrite,
         progress=not quiet,
+        artifact_sizes=sizes,
     )
     if not quiet:
         _print_comparison(result.comparison)

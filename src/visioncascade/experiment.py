@@ -23,7 +23,9 @@ import csv
 import datetime as _dt
 import io
 import json
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -489,6 +491,9 @@ _COMPARE_ROWS = (
     ("model bytes (.keras)", "model_bytes"),
     ("training seconds", "training_seconds"),
     ("latency ms (1 image)", "latency_ms"),
+    ("Core ML fp16 bytes", "exported.coreml_fp16_bytes"),
+    ("TFLite int8 bytes", "exported.tflite_int8_bytes"),
+    ("ONNX fp32 bytes", "exported.onnx_fp32_bytes"),
 )
 
 
@@ -536,11 +541,14 @@ def compare(
     quick: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    artifact_sizes: Callable[[Path, Path], dict[str, int]] | None = None,
 ) -> CompareResult:
     """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
 
     Both arms share the splits, folds, seed, augmentation, edge channel and early-stopping rules. Writes
     ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` and ``comparison.html``.
+    ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`, which the CLI
+    passes) adds each arm's exported sizes; this stage does not import the export stage itself.
     """
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -559,6 +567,11 @@ def compare(
             arms[arm] = _arm_summary(result.metrics)
             arms[arm]["architecture"] = config.arch
             arms[arm]["image_size"] = result.spec.input_size[0]
+            if artifact_sizes is not None:
+                display.stage(f"{arm}: exported sizes")
+                workdir = tmp / f".sizes-{arm}"
+                arms[arm]["exported"] = artifact_sizes(tmp / arm, workdir)
+                shutil.rmtree(workdir, ignore_errors=True)
             if result.metrics["interrupted"]:
                 break
         rows = []

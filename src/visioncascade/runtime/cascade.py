@@ -42,12 +42,13 @@ class StageResult:
     latency_ms: float
 
     def as_event_stage(self) -> dict[str, Any]:
-        """The stage as the API's event payload expects it."""
+        """The stage as the API's event payload expects it (probabilities renormalised to sum to 1)."""
+        total = sum(self.probabilities) or 1.0
         return {
             "model": self.model,
             "version": self.version,
             "labels": self.labels,
-            "probabilities": self.probabilities,
+            "probabilities": [p / total for p in self.probabilities],
         }
 
 

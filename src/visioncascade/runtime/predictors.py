@@ -112,60 +112,28 @@ class OnnxPredictor(_Base):
     backend = "onnx"
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, threads: int = 1):
-        import onnxruntime as ort
+        from visioncascade.export import OnnxRunner
 
         super().__init__(spec or find_spec(path))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._input = self.session.get_inputs()[0].name
-        self._output = self.session.get_outputs()[0].name
+        self.runner = OnnxRunner(path, intra_op_threads=threads)
 
     def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
-        return self.session.run([self._output], {self._input: np.ascontiguousarray(inputs, np.float32)})[0]
+        return self.runner.predict(inputs)
 
 
 class LiteRTPredictor(_Base):
-    """LiteRT (``ai_edge_litert``) interpreter; handles quantized (int8/uint8) inputs and outputs."""
+    """LiteRT (``ai_edge_litert``) interpreter, one image at a time; exported models take float32 in and out."""
 
     backend = "litert"
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from visioncascade.export import LiteRTRunner
 
         super().__init__(spec or find_spec(path))
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self._in = self.interpreter.get_input_details()[0]
-        self._out = self.interpreter.get_output_details()[0]
-        self._batch = None
-
-    def _resize(self, batch: int) -> None:
-        if self._batch != batch:
-            self.interpreter.resize_tensor_input(self._in["index"], [batch, *self.spec.input_shape])
-            self.interpreter.allocate_tensors()
-            self._in = self.interpreter.get_input_details()[0]
-            self._out = self.interpreter.get_output_details()[0]
-            self._batch = batch
+        self.runner = LiteRTRunner(path, num_threads=threads)
 
     def predict_batch(self, inputs: np.ndarray) -> np.ndarray:
-        self._resize(len(inputs))
-        data = np.asarray(inputs, np.float32)
-        if self._in["dtype"] != np.float32:
-            scale, zero = self._in["quantization"]
-            info = np.iinfo(self._in["dtype"])
-            data = np.clip(np.round(data / scale + zero), info.min, info.max).astype(self._in["dtype"])
-        self.interpreter.set_tensor(self._in["index"], data)
-        self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._out["index"])
-        if self._out["dtype"] != np.float32:
-            scale, zero = self._out["quantization"]
-            out = (out.astype(np.float32) - zero) * scale
-        return out
+        return self.runner.predict(inputs)
 
 
 class KerasPredictor(_Base):

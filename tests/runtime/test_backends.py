@@ -1,0 +1,86 @@
+"""The cascade on exported artifacts: onnxruntime and LiteRT give the Keras reference's answers."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from visioncascade.errors import ConfigError
+from visioncascade.export import export_run
+from visioncascade.runtime import Cascade, find_spec, load_predictor
+
+from .test_cascade import bar, empty
+
+
+@pytest.fixture(scope="session")
+def exported(cascade_runs, tmp_path_factory) -> dict[str, Path]:
+    """Each cascade run exported to TFLite and ONNX (fp32), parity-proven by export_run."""
+    root = tmp_path_factory.mktemp("exported")
+    out = {}
+    for name, run in cascade_runs.items():
+        result = export_run(run, ["tflite", "onnx"], out=root / name, parity_images=20)
+        out[name] = result.out_dir
+    return out
+
+
+def _cascade_file(folder: Path, exported: dict[str, Path], backend: str, suffix: str) -> Path:
+    doc = {
+        "name": f"{backend}-cascade",
+        "backend": backend,
+        "domain": {"model": str(exported["domain"] / f"domain.{suffix}"), "continue_on": ["object"]},
+        "specialists": {
+            "hiking": {"model": str(exported["orientation"] / f"orientation.{suffix}")},
+        },
+    }
+    path = folder / f"{backend}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(("backend", "suffix"), [("onnx", "onnx"), ("litert", "tflite")])
+def test_exported_backends_match_keras(tmp_path: Path, exported, cascade_runs, backend: str, suffix: str):
+    reference = Cascade.from_file(_write_keras(tmp_path, cascade_runs))
+    cascade = Cascade.from_file(_cascade_file(tmp_path, exported, backend, suffix))
+    assert cascade.domain.backend == backend
+    frames = [bar("horizontal", seed=i) for i in range(4)] + [bar("vertical", seed=9), empty(seed=2)]
+    for frame in frames:
+        got, want = cascade.run(frame, "hiking"), reference.run(frame, "hiking")
+        assert got.decision == want.decision
+        for a, b in zip(got.stages, want.stages, strict=True):
+            np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
+            assert a.labels == b.labels and a.model == b.model
+
+
+def _write_keras(folder: Path, runs: dict[str, Path]) -> Path:
+    doc = {
+        "name": "keras-cascade",
+        "backend": "keras",
+        "domain": {"model": str(runs["domain"]), "continue_on": ["object"]},
+        "specialists": {"hiking": {"model": str(runs["orientation"])}},
+    }
+    path = folder / "keras.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_spec_is_found_beside_exported_artifacts(exported, tmp_path: Path):
+    onnx = exported["domain"] / "domain.onnx"
+    assert find_spec(onnx).labels == ("empty", "object")
+    lonely = tmp_path / "lonely.onnx"
+    shutil.copy(onnx, lonely)
+    with pytest.raises(ConfigError, match="no ModelSpec found for .*lonely.onnx"):
+        load_predictor(lonely)
+    shutil.copy(exported["domain"] / "spec.json", tmp_path / "lonely.onnx.spec.json")
+    assert load_predictor(lonely).spec.labels == ("empty", "object")
+    with pytest.raises(ConfigError, match="backend 'litert' cannot run domain.onnx"):
+        load_predictor(onnx, backend="litert")
+    package = tmp_path / "m.mlpackage"
+    package.mkdir()
+    if sys.platform != "darwin":
+        with pytest.raises(ConfigError, match="runs only on macOS"):
+            load_predictor(package)
