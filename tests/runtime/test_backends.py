@@ -73,11 +73,11 @@ def test_spec_is_found_beside_exported_artifacts(exported, tmp_path: Path):
     assert find_spec(onnx).labels == ("empty", "object")
     lonely = tmp_path / "lonely.onnx"
     shutil.copy(onnx, lonely)
-    with pytest.raises(ConfigError, match="no ModelSpec found for .*lonely.onnx"):
+    with pytest.raises(ConfigError, match=r"no ModelSpec found for .*lonely\.onnx"):
         load_predictor(lonely)
     shutil.copy(exported["domain"] / "spec.json", tmp_path / "lonely.onnx.spec.json")
     assert load_predictor(lonely).spec.labels == ("empty", "object")
-    with pytest.raises(ConfigError, match="backend 'litert' cannot run domain.onnx"):
+    with pytest.raises(ConfigError, match=r"backend 'litert' cannot run domain\.onnx"):
         load_predictor(onnx, backend="litert")
     package = tmp_path / "m.mlpackage"
     package.mkdir()
