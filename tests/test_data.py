@@ -11,7 +11,7 @@ from PIL import Image
 from visioncascade.data import load_dataset, prepare_image, resolve_splits, stratified_folds
 from visioncascade.errors import DataError
 
-from conftest import write_shape_folder
+from synthetic import write_shape_folder
 
 
 def test_bundled_breastmnist_has_official_splits_and_names():

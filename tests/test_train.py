@@ -18,7 +18,7 @@ from visioncascade.experiment import evaluate_run, train_run
 from visioncascade.models import load_model
 from visioncascade.train import TrainConfig
 
-from conftest import write_shape_folder
+from synthetic import write_shape_folder
 
 RUN_FILES = {"model.keras", "spec.json", "metrics.json", "history.csv", "config.yaml", "report.html"}
 METRIC_KEYS = {

@@ -7,7 +7,6 @@ and exit with status 2.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from visioncascade._tf import quiet_tensorflow
 from visioncascade.errors import ConfigError, VisionCascadeError
 
 app = typer.Typer(
@@ -34,23 +34,6 @@ DataArg = Annotated[
         "or a bundled sample name (breastmnist)."
     ),
 ]
-
-
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow with its start-up chatter (C++ log lines on fd 2) silenced."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    tf.get_logger().setLevel("ERROR")
 
 
 @app.command()
@@ -87,7 +70,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train a classifier on DATA and write a run folder (model, spec, metrics, report)."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from visioncascade.experiment import train_run
     from visioncascade.train import TrainConfig
 
@@ -121,7 +104,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a trained run on its test split or on other data."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from visioncascade.experiment import evaluate_run
 
     result = evaluate_run(run, data=data, out=out)
@@ -155,7 +138,7 @@ def compare(
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train scratch and transfer arms the same way and compare them side by side."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from visioncascade.experiment import compare as run_compare
 
     sizes = None
@@ -252,7 +235,7 @@ def watch(
     ] = False,
 ) -> None:
     """Run a cascade on live frames: fps, per-stage latency, labels and API answers; a summary at the end."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from rich.live import Live
 
     from visioncascade.runtime import Cascade, ContextSchedule, open_source
@@ -342,7 +325,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Run a cascade on single images (for scripts)."""
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from visioncascade.data.images import read_image
     from visioncascade.runtime import Cascade
 

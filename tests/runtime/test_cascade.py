@@ -16,7 +16,7 @@ from visioncascade.errors import ConfigError
 from visioncascade.models import load_model, save_model
 from visioncascade.runtime import Cascade, ContextSchedule, load_cascade_config, open_source, watch
 
-from conftest import make_shape_image
+from synthetic import make_shape_image
 
 
 def write_cascade(folder: Path, runs: dict[str, Path], specialists: dict[str, dict], **extra) -> Path:

@@ -10,13 +10,32 @@
 This stage imports ``data``, ``models`` and ``spec`` — never ``runtime`` or ``api``.
 """
 
-from visioncascade.export._common import DEFAULT_PRECISION, FORMATS, PRECISIONS, SUPPORTED_PRECISIONS
-from visioncascade.export._coreml import check_coreml_structure, export_coreml
-from visioncascade.export._mil_interpreter import SUPPORTED_OPS, MILProgram
-from visioncascade.export._onnx import OnnxRunner, export_onnx
-from visioncascade.export._parity import LIMITS, MIN_TOP1_AGREEMENT, compare_probabilities, parity_frames
-from visioncascade.export._run import ExportResult, export_run, export_sizes, validate_exports
-from visioncascade.export._tflite import LiteRTRunner, export_tflite
+import importlib
+from typing import Any
+
+# Lazy: the CLI and the API import this package's cli without paying for TensorFlow and converters.
+_LAZY = {
+    "DEFAULT_PRECISION": "visioncascade.export._common",
+    "ExportResult": "visioncascade.export._run",
+    "FORMATS": "visioncascade.export._common",
+    "LIMITS": "visioncascade.export._parity",
+    "LiteRTRunner": "visioncascade.export._tflite",
+    "MILProgram": "visioncascade.export._mil_interpreter",
+    "MIN_TOP1_AGREEMENT": "visioncascade.export._parity",
+    "OnnxRunner": "visioncascade.export._onnx",
+    "PRECISIONS": "visioncascade.export._common",
+    "SUPPORTED_OPS": "visioncascade.export._mil_interpreter",
+    "SUPPORTED_PRECISIONS": "visioncascade.export._common",
+    "check_coreml_structure": "visioncascade.export._coreml",
+    "compare_probabilities": "visioncascade.export._parity",
+    "export_coreml": "visioncascade.export._coreml",
+    "export_onnx": "visioncascade.export._onnx",
+    "export_run": "visioncascade.export._run",
+    "export_sizes": "visioncascade.export._run",
+    "export_tflite": "visioncascade.export._tflite",
+    "parity_frames": "visioncascade.export._parity",
+    "validate_exports": "visioncascade.export._run",
+}
 
 __all__ = [
     "DEFAULT_PRECISION",
@@ -40,3 +59,9 @@ __all__ = [
     "parity_frames",
     "validate_exports",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'visioncascade.export' has no attribute {name!r}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from visioncascade._tf import quiet_tensorflow
 
 __all__ = ["register"]
 
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     ) -> None:
         """Export RUN to Core ML / TFLite / ONNX and prove every artifact equals the Keras model."""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_tensorflow()
         from visioncascade.export import export_run
 
         result = export_run(
@@ -111,7 +112,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
         """Re-run the parity proof of every artifact in EXPORTS against the run's Keras model."""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_tensorflow()
         from visioncascade.export import validate_exports
 
         report = validate_exports(exports, run_dir=run, data=data)
