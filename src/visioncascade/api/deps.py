@@ -1,0 +1,85 @@
+"""FastAPI dependencies: the application state, the caller's key (401/403) and its rate limit (429)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from visioncascade.api.auth import Authenticator, Principal, RateLimiter, allows
+from visioncascade.api.metrics import Metrics
+from visioncascade.api.rules import RulesHolder
+from visioncascade.api.settings import Settings
+from visioncascade.api.storage import Database, GroupCommitter
+
+__all__ = ["AppState", "get_state", "require_scope"]
+
+
+@dataclass
+class AppState:
+    """Everything the routes share, built by :func:`visioncascade.api.app.create_app`."""
+
+    settings: Settings
+    db: Database
+    rules: RulesHolder
+    committer: GroupCommitter
+    authenticator: Authenticator
+    limiter: RateLimiter
+    metrics: Metrics
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def get_state(request: Request) -> AppState:
+    """The application's shared state."""
+    return request.app.state.vc
+
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same key as `X-API-Key`.")
+_ANONYMOUS = Principal(0, "anonymous", "admin")
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that answers 401 without a valid key, 403 for the wrong scope, 429 over the limit."""
+
+    async def dependency(
+        state: Annotated[AppState, Depends(get_state)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key)],
+    ) -> Principal:
+        if not state.settings.auth_enabled:
+            return _ANONYMOUS
+        raw = bearer.credentials if bearer is not None else api_key
+        if not raw:
+            raise HTTPException(
+                401,
+                "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+                "(create one with `visioncascade keys create`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        hit, principal = state.authenticator.lookup_cached(raw)
+        if not hit:
+            principal = await asyncio.to_thread(state.authenticator.lookup, raw)
+        if principal is None:
+            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        if not allows(principal.scope, scope):
+            raise HTTPException(
+                403,
+                f"this key has scope {principal.scope!r}; this operation needs scope {scope!r} (or admin)",
+            )
+        wait = state.limiter.acquire(principal.key_id)
+        if wait > 0:
+            state.metrics.inc("visioncascade_rate_limited_total", help="Requests answered 429.")
+            raise HTTPException(
+                429,
+                f"rate limit of {state.settings.rate_limit_per_second:g} requests/s for this key exceeded; "
+                "retry after the Retry-After seconds",
+                headers={"Retry-After": RateLimiter.retry_after_header(wait)},
+            )
+        return principal
+
+    return dependency
