@@ -22,7 +22,7 @@ async def get_rules(
     state: Annotated[AppState, Depends(get_state)],
     _: Annotated[Principal, Depends(require_scope("admin"))],
 ) -> dict[str, Any]:
-    """Rule names in order, the file, reload counts, and the last reload error (null when the last was good)."""
+    """Rule names in order, the file, reload counts, and the last reload error (null after a good one)."""
     holder = state.rules
     rules = holder.rules
     return {
