@@ -53,7 +53,7 @@ def _clean_text(value: str) -> str:
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_clean_text)]
 Version = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean_text)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
