@@ -49,7 +49,9 @@ def train(
         str | None,
         typer.Option(help="mobilenet_v2 weights: imagenet | none | PATH to a no-top .h5 (default: bundled)."),
     ] = None,
-    freeze: Annotated[int | None, typer.Option(help="Freeze the first N layers of the pretrained base.")] = None,
+    freeze: Annotated[
+        int | None, typer.Option(help="Freeze the first N layers of the pretrained base.")
+    ] = None,
     alpha: Annotated[float | None, typer.Option(help="MobileNetV2 width multiplier (0.35 default).")] = None,
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels.")] = None,
     color_mode: Annotated[str, typer.Option(help="auto | grayscale | rgb.")] = "auto",
@@ -120,11 +122,15 @@ def compare(
     folds: Annotated[int | None, typer.Option(help="CV folds for both arms.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs for both arms.")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience for both arms.")] = None,
-    weights: Annotated[str | None, typer.Option(help="Transfer weights: imagenet | PATH (default: bundled).")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Transfer weights: imagenet | PATH (default: bundled).")
+    ] = None,
     freeze: Annotated[int | None, typer.Option(help="Layers of MobileNetV2 to freeze.")] = None,
     edges: Annotated[bool, typer.Option("--edges/--no-edges")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    quick: Annotated[bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing comparison in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:

@@ -86,6 +86,18 @@ CASES: list[tuple[str, Any, int, str]] = [
         422,
         "in the future; check the device clock",
     ),
+    (
+        "before 2000",
+        make_event(captured_at="1999-12-31T23:59:59Z"),
+        422,
+        "before 2000-01-01; check the device clock",
+    ),
+    (
+        "out of range",
+        make_event(captured_at="0001-01-01T00:00:00+01:00"),
+        422,
+        "out of the supported date range",
+    ),
     ("bad uuid", make_event(event_id="1234"), 422, "event_id"),
     ("probability as text", make_event(stages=[make_stage(probs=("0.2", 0.8))]), 422, "valid number"),  # type: ignore[arg-type]
 ]

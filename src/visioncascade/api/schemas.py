@@ -8,7 +8,7 @@ events per batch, probabilities summing to 1 within :data:`SUM_TOLERANCE`.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -32,6 +32,7 @@ __all__ = [
     "StageIn",
     "StatsGroup",
     "StatsOut",
+    "UtcDatetime",
 ]
 
 MAX_STAGES = 16
@@ -50,6 +51,23 @@ def _clean_text(value: str) -> str:
         raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
     return value
 
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of the supported date range (years 1-9999 in UTC)") from exc
+
+
+def _plausible_capture(value: datetime) -> datetime:
+    if value < EARLIEST_CAPTURE:
+        raise ValueError(f"is before {EARLIEST_CAPTURE.date()}; check the device clock")
+    return value
+
+
+#: An ISO-8601 timestamp with a timezone, converted to UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+EARLIEST_CAPTURE = datetime(2000, 1, 1, tzinfo=UTC)
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_clean_text)]
 Version = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean_text)]
@@ -96,7 +114,10 @@ class EventIn(_Strict):
     device_id: Text
     session_id: Text
     context: Text = Field(description="Where/why the frame was taken, e.g. 'clinic'.")
-    captured_at: AwareDatetime = Field(description="ISO-8601 with a timezone, e.g. 2026-01-02T03:04:05Z.")
+    captured_at: Annotated[UtcDatetime, AfterValidator(_plausible_capture)] = Field(
+        description="ISO-8601 with a timezone, e.g. 2026-01-02T03:04:05Z; not before 2000 and not more than "
+        "max_future_seconds (default 300) in the future."
+    )
     stages: list[StageIn] = Field(min_length=1, max_length=MAX_STAGES)
 
     model_config = ConfigDict(

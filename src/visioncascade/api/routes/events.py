@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import AwareDatetime
 
 from visioncascade.api.auth import Principal
 from visioncascade.api.deps import AppState, get_state, require_scope
@@ -20,6 +19,7 @@ from visioncascade.api.schemas import (
     EventIn,
     EventPage,
     EventResult,
+    UtcDatetime,
 )
 from visioncascade.api.storage import StoredResult, decode_cursor, list_events
 from visioncascade.errors import StorageError
@@ -158,8 +158,8 @@ async def get_events(
     label: Annotated[
         str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, description="A stage's top label.")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="captured_at >= since")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="captured_at < until")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="captured_at >= since")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="captured_at < until")] = None,
     cursor: Annotated[
         str | None, Query(max_length=400, description="next_cursor of the previous page")
     ] = None,

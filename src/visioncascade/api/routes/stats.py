@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import AwareDatetime
 
 from visioncascade.api.auth import Principal
 from visioncascade.api.deps import AppState, get_state, require_scope
-from visioncascade.api.schemas import MAX_ID_LENGTH, ErrorOut, StatsOut
+from visioncascade.api.schemas import MAX_ID_LENGTH, ErrorOut, StatsOut, UtcDatetime
 from visioncascade.api.storage import stats
 
 router = APIRouter(prefix="/v1", tags=["stats"])
@@ -31,12 +30,12 @@ router = APIRouter(prefix="/v1", tags=["stats"])
 async def get_stats(
     state: Annotated[AppState, Depends(get_state)],
     _: Annotated[Principal, Depends(require_scope("read"))],
-    since: Annotated[AwareDatetime | None, Query(description="Window start (default: until − 24 h).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Window end, exclusive (default: now).")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="Window start (default: until − 24 h).")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Window end, exclusive (default: now).")] = None,
     reference_since: Annotated[
-        AwareDatetime | None, Query(description="Reference window start (default: the window before).")
+        UtcDatetime | None, Query(description="Reference window start (default: the window before).")
     ] = None,
-    reference_until: Annotated[AwareDatetime | None, Query(description="Reference window end.")] = None,
+    reference_until: Annotated[UtcDatetime | None, Query(description="Reference window end.")] = None,
     confidence: Annotated[float, Query(ge=0, le=1, description="share_below_confidence's level.")] = 0.5,
     model: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
     context: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
