@@ -194,8 +194,7 @@ class Database:
             raise StorageError(f"unsupported database {self.dialect!r}; use SQLite or PostgreSQL")
         try:
             if self.dialect == "sqlite":
-                if parsed.database and parsed.database != ":memory:":
-                    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _ensure_sqlite_folder(url)
                 self.writer = _sqlite_engine(url, sqlite_synchronous, immediate=True, pool_size=1)
                 self.reader = _sqlite_engine(url, sqlite_synchronous, immediate=False, pool_size=8)
             else:
@@ -222,6 +221,12 @@ class Database:
         """Close every connection."""
         self.writer.dispose()
         self.reader.dispose()
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_engine(url: str, synchronous: str, *, immediate: bool, pool_size: int) -> Engine:
@@ -263,8 +268,9 @@ def upgrade_database(url: str, revision: str = "head") -> None:
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["database_url"] = url
     try:
+        _ensure_sqlite_folder(url)
         command.upgrade(cfg, revision)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         raise StorageError(f"cannot migrate {make_url(url).render_as_string()}: {exc}") from exc
 
 

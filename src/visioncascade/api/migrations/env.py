@@ -30,6 +30,7 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            connection.commit()  # close the implicit transaction, or the migration's would never commit
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -37,6 +38,7 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+        connection.commit()
     engine.dispose()
 
 
