@@ -90,11 +90,11 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server running the app in a thread, on 127.0.0.1 and a random port."""
 
-    def __init__(self, url: str, **settings: Any) -> None:
+    def __init__(self, url: str, port: int | None = None, **settings: Any) -> None:
         self.db_url = url
         self.settings = load_settings(database_url=url, **settings)
         self.app = create_app(self.settings)
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
@@ -139,11 +139,11 @@ def server_factory() -> Iterator[Callable[..., LiveServer]]:
     """Starts live servers (``server_factory(db_url, **settings)``) and stops them after the test."""
     servers: list[LiveServer] = []
 
-    def make(url: str, **settings: Any) -> LiveServer:
+    def make(url: str, port: int | None = None, **settings: Any) -> LiveServer:
         settings.setdefault("environment", "development")
         settings.setdefault("rate_limit_per_second", 100000.0)
         settings.setdefault("rate_limit_burst", 100000)
-        server = LiveServer(url, **settings).start()
+        server = LiveServer(url, port, **settings).start()
         servers.append(server)
         return server
 
