@@ -23,7 +23,7 @@ from visioncascade import __version__
 from visioncascade.api.auth import Authenticator, RateLimiter
 from visioncascade.api.deps import AppState
 from visioncascade.api.metrics import Metrics, MetricsMiddleware
-from visioncascade.api.routes import api_router
+from visioncascade.api.routes import admin, events, health, stats
 from visioncascade.api.rules import RulesHolder
 from visioncascade.api.settings import Settings, load_settings
 from visioncascade.api.storage import Database, GroupCommitter
@@ -126,7 +126,7 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
             },
             status_code=400,
         )
-    if any(e["type"] == "model_attributes_type" and e["loc"] == ["body"] for e in errors):
+    if any(e["type"] in ("model_attributes_type", "model_type") and e["loc"] == ["body"] for e in errors):
         return JSONResponse(
             {
                 "detail": "the body must be one JSON object sent with Content-Type: application/json",
@@ -150,6 +150,29 @@ async def _storage_handler(request: Request, exc: StorageError) -> JSONResponse:
     return JSONResponse(
         {"detail": f"database error, retry later: {exc}"}, status_code=503, headers={"Retry-After": "1"}
     )
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Add the bodies the ingest routes parse themselves (EventIn, BatchIn) to the OpenAPI components."""
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    from visioncascade.api.schemas import BatchIn, EventIn
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _, defs = models_json_schema(
+            [(EventIn, "validation"), (BatchIn, "validation")], ref_template="#/components/schemas/{model}"
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -237,7 +260,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.vc = state
-    app.include_router(api_router)
+    _document_raw_bodies(app)
+    for module in (health, events, stats, admin):  # directly on the app: one routing level, not two
+        app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StorageError, _storage_handler)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from visioncascade.api.rules import RulesHolder
 from visioncascade.api.settings import Settings
 from visioncascade.api.storage import Database, GroupCommitter
 
-__all__ = ["AppState", "get_state", "require_scope"]
+__all__ = ["SECURITY", "AppState", "authorize", "get_state", "require_scope"]
 
 
 @dataclass
@@ -33,7 +33,7 @@ class AppState:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The application's shared state."""
     return request.app.state.vc
 
@@ -43,43 +43,66 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The sam
 _ANONYMOUS = Principal(0, "anonymous", "admin")
 
 
+def _raw_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def authorize(request: Request, scope: str) -> Principal:
+    """The caller's principal; raises 401 without a valid key, 403 for the wrong scope, 429 over the limit.
+
+    A plain function (not a FastAPI dependency) so the event-ingest path stays cheap; the routes declare
+    the security schemes in OpenAPI themselves.
+    """
+    state: AppState = request.app.state.vc
+    if not state.settings.auth_enabled:
+        return _ANONYMOUS
+    raw = _raw_key(request)
+    if not raw:
+        raise HTTPException(
+            401,
+            "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+            "(create one with `visioncascade keys create`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    hit, principal = state.authenticator.lookup_cached(raw)
+    if not hit:
+        principal = await asyncio.to_thread(state.authenticator.lookup, raw)
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    if not allows(principal.scope, scope):
+        raise HTTPException(
+            403,
+            f"this key has scope {principal.scope!r}; this operation needs scope {scope!r} (or admin)",
+        )
+    wait = state.limiter.acquire(principal.key_id)
+    if wait > 0:
+        state.metrics.inc("visioncascade_rate_limited_total", help="Requests answered 429.")
+        raise HTTPException(
+            429,
+            f"rate limit of {state.settings.rate_limit_per_second:g} requests/s for this key exceeded; "
+            "retry after the Retry-After seconds",
+            headers={"Retry-After": RateLimiter.retry_after_header(wait)},
+        )
+    return principal
+
+
 def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that answers 401 without a valid key, 403 for the wrong scope, 429 over the limit."""
+    """A dependency running :func:`authorize` (the security schemes appear in OpenAPI through it)."""
 
     async def dependency(
-        state: Annotated[AppState, Depends(get_state)],
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        api_key: Annotated[str | None, Depends(_api_key)],
+        request: Request,
+        _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        _api_key_header: Annotated[str | None, Depends(_api_key)],
     ) -> Principal:
-        if not state.settings.auth_enabled:
-            return _ANONYMOUS
-        raw = bearer.credentials if bearer is not None else api_key
-        if not raw:
-            raise HTTPException(
-                401,
-                "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
-                "(create one with `visioncascade keys create`)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        hit, principal = state.authenticator.lookup_cached(raw)
-        if not hit:
-            principal = await asyncio.to_thread(state.authenticator.lookup, raw)
-        if principal is None:
-            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-        if not allows(principal.scope, scope):
-            raise HTTPException(
-                403,
-                f"this key has scope {principal.scope!r}; this operation needs scope {scope!r} (or admin)",
-            )
-        wait = state.limiter.acquire(principal.key_id)
-        if wait > 0:
-            state.metrics.inc("visioncascade_rate_limited_total", help="Requests answered 429.")
-            raise HTTPException(
-                429,
-                f"rate limit of {state.settings.rate_limit_per_second:g} requests/s for this key exceeded; "
-                "retry after the Retry-After seconds",
-                headers={"Retry-After": RateLimiter.retry_after_header(wait)},
-            )
-        return principal
+        return await authorize(request, scope)
 
     return dependency
+
+
+#: OpenAPI ``security`` of routes that call :func:`authorize` directly.
+SECURITY = [{"HTTPBearer": []}, {"APIKeyHeader": []}]

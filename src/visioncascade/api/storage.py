@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -57,7 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from visioncascade.api.rules import Observation, RuleSet, StageObservation, entropy, evaluate, top_of
-from visioncascade.api.schemas import EventIn
+from visioncascade.api.schemas import EventIn, StageIn
 from visioncascade.errors import StorageError
 
 __all__ = [
@@ -357,11 +358,26 @@ class StoredResult:
     rule: str | None
 
 
+_STAGES_JSON = TypeAdapter(list[StageIn])
+# Datetimes go to SQLite as SQLAlchemy writes them ("YYYY-MM-DD HH:MM:SS.ffffff", sortable as text).
+
+
+def _sqlite_executemany(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    params = [
+        tuple(v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v for v in (r[c] for c in cols))
+        for r in rows
+    ]
+    conn.exec_driver_sql(sql, params)
+
+
 def payload_hash(ev: EventIn) -> str:
     """A hash of the event's content (UTC-normalised) to tell a retry from a reused event_id."""
-    data = ev.model_dump(mode="json")
-    data["captured_at"] = _naive_utc(ev.captured_at).isoformat()
-    return hashlib.sha256(_dumps(data).encode("utf-8")).hexdigest()
+    # captured_at is already in UTC (schemas.UtcDatetime), so equal instants serialise equally.
+    return hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
 
 
 def _observation(ev: EventIn, event_id: str) -> Observation:
@@ -490,7 +506,7 @@ def write_events(
                         "context": ev.context,
                         "captured_at": captured,
                         "received_at": now,
-                        "stages": _dumps([s.model_dump() for s in ev.stages]),
+                        "stages": _STAGES_JSON.dump_json(ev.stages).decode("utf-8"),
                         "payload_hash": hashes[i],
                         "output": _dumps(decision.output),
                         "rule": decision.rule,
@@ -518,7 +534,11 @@ def write_events(
                 if db.is_sqlite:
                     # BEGIN IMMEDIATE holds the write lock since the SELECT above: no other writer can
                     # have inserted these ids, and a conflict would raise (never a false "created").
-                    conn.execute(insert(EVENTS), event_rows)
+                    # Plain DB-API executemany: SQLAlchemy's per-row parameter processing was a third
+                    # of the write time.
+                    _sqlite_executemany(conn, EVENTS, event_rows)
+                    _sqlite_executemany(conn, STAGES, stage_rows)
+                    stage_rows = []
                 else:
                     stmt = pg_insert(EVENTS).on_conflict_do_nothing(index_elements=["event_id"])
                     inserted = {

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from visioncascade.api.auth import Principal
-from visioncascade.api.deps import AppState, get_state, require_scope
+from visioncascade.api.deps import SECURITY, AppState, authorize, get_state, require_scope
 from visioncascade.api.schemas import (
     MAX_ID_LENGTH,
     BatchIn,
@@ -25,6 +27,7 @@ from visioncascade.api.storage import StoredResult, decode_cursor, list_events
 from visioncascade.errors import StorageError
 
 router = APIRouter(prefix="/v1", tags=["events"])
+_M = TypeVar("_M", bound=BaseModel)
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or invalid API key."},
@@ -75,22 +78,42 @@ async def _submit(state: AppState, events: list[EventIn], principal: Principal) 
     return results
 
 
+def _body_schema(model: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+        },
+        "security": SECURITY,
+    }
+
+
+def _parse(model: type[_M], body: bytes) -> _M:
+    """Validate the raw body with pydantic's JSON parser (faster than json.loads + validation)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_input=False)]
+        ) from None
+
+
 @router.post(
     "/events",
     response_model=EventResult,
     summary="Store one event and answer with the rule-chosen output",
+    openapi_extra=_body_schema("EventIn"),
     responses={
         **_WRITE_ERRORS,
         409: {"model": ErrorOut, "description": "This event_id was used for a different payload."},
     },
 )
-async def post_event(
-    event: EventIn,
-    state: Annotated[AppState, Depends(get_state)],
-    principal: Annotated[Principal, Depends(require_scope("ingest"))],
-) -> Response:
+async def post_event(request: Request) -> Response:
     """Answers only after the event is committed. Retrying with the same ``event_id`` (and payload)
     returns the same answer, with header ``Idempotent-Replayed: true``, and stores nothing twice."""
+    principal = await authorize(request, "ingest")
+    state: AppState = request.app.state.vc
+    event = _parse(EventIn, await request.body())
     _check_clock(state, [event], ("body",))
     (res,) = await _submit(state, [event], principal)
     if res.status == "conflict":
@@ -100,9 +123,7 @@ async def post_event(
             "make a new UUID for a new event",
         )
     headers = {"Idempotent-Replayed": "true"} if res.status == "duplicate" else None
-    body = json.dumps(
-        {"event_id": res.event_id, "output": res.output, "rule": res.rule}, separators=(",", ":")
-    )
+    body = _dumps({"event_id": res.event_id, "output": res.output, "rule": res.rule})
     return Response(content=body, media_type="application/json", headers=headers)
 
 
@@ -110,31 +131,37 @@ async def post_event(
     "/events:batch",
     response_model=BatchOut,
     summary="Store up to 500 events (an offline queue flushing)",
+    openapi_extra=_body_schema("BatchIn"),
     responses=_WRITE_ERRORS,
 )
-async def post_batch(
-    batch: BatchIn,
-    state: Annotated[AppState, Depends(get_state)],
-    principal: Annotated[Principal, Depends(require_scope("ingest"))],
-) -> dict[str, Any]:
+async def post_batch(request: Request) -> Response:
     """All events are validated first (one bad event rejects the batch with its index in ``errors``);
     then they are committed together and each gets its own result."""
+    principal = await authorize(request, "ingest")
+    state: AppState = request.app.state.vc
+    batch = _parse(BatchIn, await request.body())
     _check_clock(state, batch.events, ("body", "events"))
     results = await _submit(state, batch.events, principal)
-    return {
-        "results": [
-            {
-                "event_id": r.event_id,
-                "status": r.status,
-                "output": r.output,
-                "rule": r.rule,
-                "detail": "event_id already stored with a different payload"
-                if r.status == "conflict"
-                else None,
-            }
-            for r in results
-        ]
-    }
+    conflict = "event_id already stored with a different payload"
+    body = _dumps(
+        {
+            "results": [
+                {
+                    "event_id": r.event_id,
+                    "status": r.status,
+                    "output": r.output,
+                    "rule": r.rule,
+                    "detail": conflict if r.status == "conflict" else None,
+                }
+                for r in results
+            ]
+        }
+    )
+    return Response(content=body, media_type="application/json")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 OptText = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
