@@ -131,8 +131,22 @@ def start_api(db_url: str, rules: Path, workers: int) -> tuple[subprocess.Popen[
         "VISIONCASCADE_RATE_LIMIT_PER_SECOND": "1000000",
         "VISIONCASCADE_RATE_LIMIT_BURST": "1000000",
     }
-    cmd = [sys.executable, "-m", "visioncascade.cli", "serve", "--db", db_url, "--rules", str(rules),
-           "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "visioncascade.cli",
+        "serve",
+        "--db",
+        db_url,
+        "--rules",
+        str(rules),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     wait_up(base + "/healthz", proc)
@@ -142,8 +156,20 @@ def start_api(db_url: str, rules: Path, workers: int) -> tuple[subprocess.Popen[
 def start_baseline(db_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VC_BASELINE_DB": str(db_path)}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.api_baseline_app:create_app",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "benchmarks.api_baseline_app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     wait_up(base + "/docs", proc)
@@ -161,11 +187,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_wrk(url: str, path: str, lua: Path, seconds: int, batch: int, key: str | None) -> dict[str, Any]:
-    env = {**os.environ, "VC_BATCH": str(batch), "VC_PATH": path, "VC_KEY": key or "",
-           "VC_CAPTURED": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    env = {
+        **os.environ,
+        "VC_BATCH": str(batch),
+        "VC_PATH": path,
+        "VC_KEY": key or "",
+        "VC_CAPTURED": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
     out = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
-        capture_output=True, text=True, env=env, timeout=seconds + 60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=seconds + 60,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("VCRESULT "))
     r = json.loads(line.removeprefix("VCRESULT "))
@@ -208,7 +242,9 @@ def drop_pg_schema(schema: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)

@@ -52,7 +52,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -368,10 +367,37 @@ def _sqlite_executemany(conn: Any, table: Any, rows: list[dict[str, Any]]) -> No
     cols = list(rows[0])
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     params = [
-        tuple(v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v for v in (r[c] for c in cols))
+        tuple(
+            v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v for v in (r[c] for c in cols)
+        )
         for r in rows
     ]
     conn.exec_driver_sql(sql, params)
+
+
+_PG_ARRAY_TYPES = {
+    String: "varchar[]",
+    Text: "text[]",
+    DateTime: "timestamp[]",
+    Float: "float8[]",
+    SmallInteger: "int2[]",
+    Integer: "int4[]",
+    BigInteger: "int8[]",
+}
+
+
+def _pg_unnest_insert(conn: Any, table: Any, rows: list[dict[str, Any]], returning: str | None) -> list[Any]:
+    if not rows:
+        return []
+    cols = list(rows[0])
+    casts = [_PG_ARRAY_TYPES[type(table.c[c].type)] for c in cols]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(cols)}) "
+        f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in casts)}) "
+        + (f"ON CONFLICT ({returning}) DO NOTHING RETURNING {returning}" if returning else "")
+    )
+    result = conn.exec_driver_sql(sql, tuple([r[c] for r in rows] for c in cols))
+    return result.all() if returning else []
 
 
 def payload_hash(ev: EventIn) -> str:
@@ -540,13 +566,14 @@ def write_events(
                     _sqlite_executemany(conn, STAGES, stage_rows)
                     stage_rows = []
                 else:
-                    stmt = pg_insert(EVENTS).on_conflict_do_nothing(index_elements=["event_id"])
-                    inserted = {
-                        r[0] for r in conn.execute(stmt.returning(EVENTS.c.event_id), event_rows).all()
-                    }
+                    # One INSERT ... SELECT FROM unnest(arrays) per table: a single round trip for the
+                    # whole group; ON CONFLICT DO NOTHING settles races with other workers.
+                    inserted = {r[0] for r in _pg_unnest_insert(conn, EVENTS, event_rows, "event_id")}
                     lost = set(answers) - inserted
                     if lost:
                         stage_rows = [r for r in stage_rows if r["event_id"] not in lost]
+                    _pg_unnest_insert(conn, STAGES, stage_rows, None)
+                    stage_rows = []
                 if stage_rows:
                     conn.execute(insert(STAGES), stage_rows)
         if lost:  # another worker committed these ids between our SELECT and INSERT: answer as it did
