@@ -108,11 +108,19 @@ def _loc(loc: Any) -> str:
     return out or "body"
 
 
+def _friendly(error: dict[str, Any]) -> str:
+    if error.get("type") == "string_pattern_mismatch" and "\\x00" in str(
+        (error.get("ctx") or {}).get("pattern")
+    ):
+        return "must not contain NUL characters (\\u0000)"
+    return str(error.get("msg", "")).removeprefix("Value error, ")
+
+
 async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [
         {
             "loc": list(e.get("loc", ())),
-            "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+            "msg": _friendly(e),
             "type": e.get("type", ""),
         }
         for e in exc.errors()
@@ -202,6 +210,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "visioncascade_group_commit_events",
         "Events written by this process's group commits (duplicates included).",
         lambda: state.committer.committed_events,
+    )
+    metrics.gauge(
+        "visioncascade_group_commit_seconds",
+        "Seconds spent in group-commit transactions (rules included).",
+        lambda: state.committer.commit_seconds,
     )
     metrics.gauge("visioncascade_rules_reloads", "Successful rules reloads.", lambda: holder.reloads)
     metrics.gauge(

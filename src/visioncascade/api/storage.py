@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import secrets
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -244,6 +245,8 @@ def _sqlite_engine(url: str, synchronous: str, *, immediate: bool, pool_size: in
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages of a growing table stay in memory
+        cur.execute("PRAGMA temp_store=MEMORY")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -361,18 +364,47 @@ _STAGES_JSON = TypeAdapter(list[StageIn])
 # Datetimes go to SQLite as SQLAlchemy writes them ("YYYY-MM-DD HH:MM:SS.ffffff", sortable as text).
 
 
-def _sqlite_executemany(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    cols = list(rows[0])
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    params = [
-        tuple(
-            v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v for v in (r[c] for c in cols)
-        )
-        for r in rows
-    ]
-    conn.exec_driver_sql(sql, params)
+EVENT_COLUMNS = (
+    "event_id",
+    "device_id",
+    "session_id",
+    "context",
+    "captured_at",
+    "received_at",
+    "stages",
+    "payload_hash",
+    "output",
+    "rule",
+    "key_id",
+)
+STAGE_COLUMNS = (
+    "event_id",
+    "position",
+    "model",
+    "version",
+    "top_label",
+    "top_probability",
+    "entropy",
+    "context",
+    "session_id",
+    "captured_at",
+)
+# Plain DB-API executemany with tuples: SQLAlchemy's per-row parameter processing cost a third of the
+# write time. Datetimes are passed as SQLAlchemy stores them in SQLite ("YYYY-MM-DD HH:MM:SS.ffffff").
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_SQLITE_INSERT_STAGES = (
+    f"INSERT INTO event_stages ({', '.join(STAGE_COLUMNS)}) VALUES ({', '.join('?' * len(STAGE_COLUMNS))})"
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.isoformat(" ", "microseconds")
+
+
+def _same(value: datetime) -> datetime:
+    return value
 
 
 _PG_ARRAY_TYPES = {
@@ -386,17 +418,19 @@ _PG_ARRAY_TYPES = {
 }
 
 
-def _pg_unnest_insert(conn: Any, table: Any, rows: list[dict[str, Any]], returning: str | None) -> list[Any]:
+def _pg_unnest_insert(
+    conn: Any, table: Any, cols: Sequence[str], rows: list[tuple[Any, ...]], returning: bool
+) -> list[Any]:
     if not rows:
         return []
-    cols = list(rows[0])
     casts = [_PG_ARRAY_TYPES[type(table.c[c].type)] for c in cols]
+    key = table.primary_key.columns.keys()[0]
     sql = (
         f"INSERT INTO {table.name} ({', '.join(cols)}) "
         f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in casts)}) "
-        + (f"ON CONFLICT ({returning}) DO NOTHING RETURNING {returning}" if returning else "")
+        + (f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}" if returning else "")
     )
-    result = conn.exec_driver_sql(sql, tuple([r[c] for r in rows] for c in cols))
+    result = conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows, strict=True)))
     return result.all() if returning else []
 
 
@@ -420,29 +454,28 @@ def _observation(ev: EventIn, event_id: str) -> Observation:
 
 
 class _History:
-    """The recent (captured_at, model, top_label) of the sessions in a batch, plus the batch itself."""
+    """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch."""
 
     def __init__(self, rows: Sequence[Any]) -> None:
-        self.by_session: dict[str, list[tuple[datetime, str, str]]] = {}
+        self.seen: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for r in rows:
-            self.by_session.setdefault(r.session_id, []).append((r.captured_at, r.model, r.top_label))
+            self.seen.setdefault((r.session_id, r.top_label), []).append((r.captured_at, r.model))
 
     def counter(self, session_id: str) -> Any:
-        entries = self.by_session.get(session_id, [])
+        seen = self.seen
 
         def count(label: str, model: str | None, since: datetime, until: datetime) -> int:
+            entries = seen.get((session_id, label))
+            if not entries:
+                return 0
             lo, hi = _naive_utc(since), _naive_utc(until)
-            return sum(
-                1
-                for at, m, lab in entries
-                if lab == label and lo <= at <= hi and (model is None or m == model)
-            )
+            return sum(1 for at, m in entries if lo <= at <= hi and (model is None or m == model))
 
         return count
 
     def add(self, session_id: str, at: datetime, stages: Sequence[tuple[str, str]]) -> None:
-        lst = self.by_session.setdefault(session_id, [])
-        lst.extend((at, m, lab) for m, lab in stages)
+        for model, label in stages:
+            self.seen.setdefault((session_id, label), []).append((at, model))
 
 
 def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
@@ -507,8 +540,10 @@ def write_events(
                     )
                 ).all()
                 history = _History(rows)
-            event_rows: list[dict[str, Any]] = []
-            stage_rows: list[dict[str, Any]] = []
+            to_db = _sqlite_time if db.is_sqlite else _same
+            received = to_db(now)
+            event_rows: list[tuple[Any, ...]] = []
+            stage_rows: list[tuple[Any, ...]] = []
             answers: dict[str, StoredResult] = {}
             for i in new_idx:
                 ev, key_id = items[i]
@@ -524,35 +559,36 @@ def write_events(
                         captured,
                         [(s.model, t[0]) for s, t in zip(obs.stages, tops, strict=True)],
                     )
+                at = to_db(captured)
                 event_rows.append(
-                    {
-                        "event_id": eid,
-                        "device_id": ev.device_id,
-                        "session_id": ev.session_id,
-                        "context": ev.context,
-                        "captured_at": captured,
-                        "received_at": now,
-                        "stages": _STAGES_JSON.dump_json(ev.stages).decode("utf-8"),
-                        "payload_hash": hashes[i],
-                        "output": _dumps(decision.output),
-                        "rule": decision.rule,
-                        "key_id": key_id,
-                    }
+                    (
+                        eid,
+                        ev.device_id,
+                        ev.session_id,
+                        ev.context,
+                        at,
+                        received,
+                        _STAGES_JSON.dump_json(ev.stages).decode("utf-8"),
+                        hashes[i],
+                        _dumps(decision.output),
+                        decision.rule,
+                        key_id,
+                    )
                 )
                 for pos, (s, (label, prob)) in enumerate(zip(ev.stages, tops, strict=True)):
                     stage_rows.append(
-                        {
-                            "event_id": eid,
-                            "position": pos,
-                            "model": s.model,
-                            "version": s.version,
-                            "top_label": label,
-                            "top_probability": prob,
-                            "entropy": entropy(s.probabilities),
-                            "context": ev.context,
-                            "session_id": ev.session_id,
-                            "captured_at": captured,
-                        }
+                        (
+                            eid,
+                            pos,
+                            s.model,
+                            s.version,
+                            label,
+                            prob,
+                            entropy(s.probabilities),
+                            ev.context,
+                            ev.session_id,
+                            at,
+                        )
                     )
                 answers[eid] = StoredResult(eid, "created", decision.output, decision.rule)
             lost: set[str] = set()
@@ -562,20 +598,18 @@ def write_events(
                     # have inserted these ids, and a conflict would raise (never a false "created").
                     # Plain DB-API executemany: SQLAlchemy's per-row parameter processing was a third
                     # of the write time.
-                    _sqlite_executemany(conn, EVENTS, event_rows)
-                    _sqlite_executemany(conn, STAGES, stage_rows)
-                    stage_rows = []
+                    conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, event_rows)
+                    conn.exec_driver_sql(_SQLITE_INSERT_STAGES, stage_rows)
                 else:
                     # One INSERT ... SELECT FROM unnest(arrays) per table: a single round trip for the
                     # whole group; ON CONFLICT DO NOTHING settles races with other workers.
-                    inserted = {r[0] for r in _pg_unnest_insert(conn, EVENTS, event_rows, "event_id")}
+                    inserted = {
+                        r[0] for r in _pg_unnest_insert(conn, EVENTS, EVENT_COLUMNS, event_rows, True)
+                    }
                     lost = set(answers) - inserted
                     if lost:
-                        stage_rows = [r for r in stage_rows if r["event_id"] not in lost]
-                    _pg_unnest_insert(conn, STAGES, stage_rows, None)
-                    stage_rows = []
-                if stage_rows:
-                    conn.execute(insert(STAGES), stage_rows)
+                        stage_rows = [r for r in stage_rows if r[0] not in lost]
+                    _pg_unnest_insert(conn, STAGES, STAGE_COLUMNS, stage_rows, False)
         if lost:  # another worker committed these ids between our SELECT and INSERT: answer as it did
             with db.reader.connect() as conn:
                 winners = _existing(conn, sorted(lost))
@@ -618,6 +652,7 @@ class GroupCommitter:
         self._closing = False
         self.commits = 0
         self.committed_events = 0
+        self.commit_seconds = 0.0
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -654,6 +689,7 @@ class GroupCommitter:
                 group.append((items, fut))
                 count += len(items)
             flat = [it for items, _ in group for it in items]
+            started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(write_events, self.db, flat, self._rules.rules)
             except Exception as exc:
@@ -664,6 +700,7 @@ class GroupCommitter:
                 continue
             self.commits += 1
             self.committed_events += len(flat)
+            self.commit_seconds += time.perf_counter() - started
             pos = 0
             for items, fut in group:
                 if not fut.done():
