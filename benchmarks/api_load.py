@@ -8,7 +8,9 @@ Measures, in the same run and on the same machine:
 
 with validation, API-key auth, the rate limiter and a rules file (including a session-history rule) on.
 Each configuration: a short warm-up, then ``--runs`` runs of ``--seconds`` s with 32 connections; the
-median run is reported. Every event has a unique event_id (generated in wrk's Lua script). Afterwards the
+median run is reported, with the server's own CPU time per event (all its processes; for PostgreSQL
+the database server's CPU is not included) — a figure that stays meaningful when other jobs share the
+CPU. Every event has a unique event_id (generated in wrk's Lua script). Afterwards the
 database row count is checked against the acknowledged events.
 
     python benchmarks/api_load.py --seconds 10 --runs 3 [--only sqlite-single,baseline] [--json out.json]
@@ -186,7 +188,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def run_wrk(url: str, path: str, lua: Path, seconds: int, batch: int, key: str | None) -> dict[str, Any]:
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group ``pgid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of /proc/pid/stat: process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def run_wrk(
+    url: str, path: str, lua: Path, seconds: int, batch: int, key: str | None, pgid: int
+) -> dict[str, Any]:
     env = {
         **os.environ,
         "VC_BATCH": str(batch),
@@ -194,6 +212,7 @@ def run_wrk(url: str, path: str, lua: Path, seconds: int, batch: int, key: str |
         "VC_KEY": key or "",
         "VC_CAPTURED": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
+    cpu0 = group_cpu_seconds(pgid)
     out = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
         capture_output=True,
@@ -201,6 +220,7 @@ def run_wrk(url: str, path: str, lua: Path, seconds: int, batch: int, key: str |
         env=env,
         timeout=seconds + 60,
     ).stdout
+    server_cpu = group_cpu_seconds(pgid) - cpu0
     line = next(x for x in out.splitlines() if x.startswith("VCRESULT "))
     r = json.loads(line.removeprefix("VCRESULT "))
     per_request = max(batch, 1)
@@ -208,6 +228,9 @@ def run_wrk(url: str, path: str, lua: Path, seconds: int, batch: int, key: str |
     r["requests_per_s"] = r["requests"] / (r["duration_us"] / 1e6)
     r["p50_ms"], r["p99_ms"] = r["p50_us"] / 1000, r["p99_us"] / 1000
     r["batch"] = per_request
+    events = max(1, (r["requests"] - r["non2xx"]) * per_request)
+    r["server_cpu_s"] = server_cpu
+    r["server_cpu_us_per_event"] = server_cpu / events * 1e6
     return r
 
 
@@ -283,8 +306,8 @@ def main() -> None:
             path = "/v1/events:batch" if batch else "/v1/events"
             key = KEY
         try:
-            run_wrk(base, path, lua, args.warmup, batch, key)
-            runs = [run_wrk(base, path, lua, args.seconds, batch, key) for _ in range(args.runs)]
+            run_wrk(base, path, lua, args.warmup, batch, key, proc.pid)
+            runs = [run_wrk(base, path, lua, args.seconds, batch, key, proc.pid) for _ in range(args.runs)]
         finally:
             stop(proc)
         acked = sum((r["requests"] - r["non2xx"]) for r in runs) * max(batch, 1)
@@ -304,7 +327,8 @@ def main() -> None:
             f"{name:14s} events/s {statistics.median(r['events_per_s'] for r in runs):9.0f} "
             f"(runs {', '.join(str(round(r['events_per_s'])) for r in runs)})  "
             f"p50 {med['p50_ms']:6.2f} ms  p99 {med['p99_ms']:6.2f} ms  "
-            f"req/s {med['requests_per_s']:7.0f}  errors {errors}  rows {stored}",
+            f"req/s {med['requests_per_s']:7.0f}  server CPU {med['server_cpu_us_per_event']:5.0f} µs/event  "
+            f"errors {errors}  rows {stored}",
             flush=True,
         )
     results["load_after"] = os.getloadavg()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import text
-from tests.api.conftest import LiveServer, make_event
 
 from visioncascade.api.storage import Database, hash_key, revoke_api_key
+
+from .conftest import LiveServer, make_event
 
 
 def test_missing_or_invalid_key_is_401(server: LiveServer) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.api.conftest import count_rows, free_port, make_stage
 
 from visioncascade.client import ApiRequestError, AsyncClient, Client, make_event
+
+from .conftest import count_rows, free_port, make_stage
 
 
 def _event(**kw: Any) -> dict[str, Any]:

@@ -10,9 +10,10 @@ import time
 import httpx
 import pytest
 from sqlalchemy import text
-from tests.api.conftest import BOOTSTRAP_KEY, ServerProcess, make_event
 
 from visioncascade.api.storage import Database
+
+from .conftest import BOOTSTRAP_KEY, ServerProcess, make_event
 
 pytestmark = pytest.mark.slow
 

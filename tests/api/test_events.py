@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from tests.api.conftest import LiveServer, count_rows, make_event, make_stage
+
+from .conftest import LiveServer, count_rows, make_event, make_stage
 
 
 def test_post_event_answers_with_the_output_after_storing(server: LiveServer) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import text
-from tests.api.conftest import LiveServer, make_event
 
 from visioncascade.api.storage import Database
+
+from .conftest import LiveServer, make_event
 
 
 def test_health_ready_and_metrics(server: LiveServer) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.api.conftest import ServerProcess, make_event
+from .conftest import ServerProcess, make_event
 
 RULES_A = """
 rules:

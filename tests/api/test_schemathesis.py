@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import text
-from tests.api.conftest import LiveServer
 
 from visioncascade.api.storage import Database, upgrade_database
+
+from .conftest import LiveServer
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.api.conftest import LiveServer, count_rows, make_event, make_stage
+
+from .conftest import LiveServer, count_rows, make_event, make_stage
 
 
 def _raw(event: dict[str, Any], **replace: str) -> bytes:
