@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -236,3 +237,43 @@ def test_unknown_event_id_format_and_payload_shape(server: LiveServer) -> None:
         r = c.post("/v1/events", json=make_event(event_id="not-a-uuid"))
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == ["body", "event_id"]
+
+
+def test_a_failing_event_fails_alone_and_stores_nothing(sqlite_url: str, server_factory: Any) -> None:
+    """A database failure for one request (here a real trigger) answers it 503; requests committed in
+    the same group commit are unaffected."""
+    from sqlalchemy import text
+
+    from visioncascade.api.storage import Database
+
+    db = Database(sqlite_url)
+    with db.writer.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER reject_poison BEFORE INSERT ON events WHEN NEW.device_id = 'poison' "
+                "BEGIN SELECT RAISE(ABORT, 'poison event'); END"
+            )
+        )
+    db.dispose()
+    server = server_factory(sqlite_url)
+    key = server.key("ingest")
+    events = [make_event() for _ in range(20)] + [make_event(device_id="poison")]
+    barrier = threading.Barrier(len(events))
+    codes: dict[str, int] = {}
+
+    def post(event: dict[str, Any]) -> None:
+        with httpx.Client(base_url=server.base_url, headers={"X-API-Key": key}, timeout=60) as c:
+            barrier.wait()
+            codes[event["device_id"] + event["event_id"]] = c.post("/v1/events", json=event).status_code
+
+    threads = [threading.Thread(target=post, args=(e,)) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    poison = [code for k, code in codes.items() if k.startswith("poison")]
+    good = [code for k, code in codes.items() if not k.startswith("poison")]
+    assert poison == [503]
+    assert good == [200] * 20
+    assert count_rows(sqlite_url) == 20
+    assert count_rows(sqlite_url, "event_stages") == 20

@@ -693,10 +693,12 @@ class GroupCommitter:
             try:
                 results = await asyncio.to_thread(write_events, self.db, flat, self._rules.rules)
             except Exception as exc:
-                err = exc if isinstance(exc, StorageError) else StorageError(f"write failed: {exc!r}")
-                for _, fut in group:
-                    if not fut.done():
-                        fut.set_exception(err)
+                if len(group) > 1:
+                    # Write each request on its own, so one bad request cannot fail the others.
+                    for items, fut in group:
+                        await self._write_alone(items, fut)
+                    continue
+                self._fail(group[0][1], exc)
                 continue
             self.commits += 1
             self.committed_events += len(flat)
@@ -706,6 +708,25 @@ class GroupCommitter:
                 if not fut.done():
                     fut.set_result(results[pos : pos + len(items)])
                 pos += len(items)
+
+    async def _write_alone(
+        self, items: list[tuple[EventIn, int | None]], fut: asyncio.Future[list[StoredResult]]
+    ) -> None:
+        try:
+            results = await asyncio.to_thread(write_events, self.db, items, self._rules.rules)
+        except Exception as exc:
+            self._fail(fut, exc)
+            return
+        self.commits += 1
+        self.committed_events += len(items)
+        if not fut.done():
+            fut.set_result(results)
+
+    @staticmethod
+    def _fail(fut: asyncio.Future[list[StoredResult]], exc: BaseException) -> None:
+        err = exc if isinstance(exc, StorageError) else StorageError(f"write failed: {exc!r}")
+        if not fut.done():
+            fut.set_exception(err)
 
 
 # ------------------------------------------------------------------------------------------ reads
