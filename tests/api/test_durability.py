@@ -99,3 +99,42 @@ def test_every_acknowledged_event_survives_kill_9(db_url: str) -> None:
             assert c.post("/v1/events", json=make_event()).status_code == 200
     finally:
         again.stop()
+
+
+def _race(base_url: str, event: dict, n: int = 20) -> list[tuple[int, str]]:
+    """Post ``event`` from ``n`` threads at once; the (status, body) of each."""
+    barrier = threading.Barrier(n)
+    answers: list[tuple[int, str]] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=base_url, headers={"X-API-Key": BOOTSTRAP_KEY}, timeout=60) as c:
+            barrier.wait()
+            r = c.post("/v1/events", json=event)
+            answers.append((r.status_code, r.text))
+
+    threads = [threading.Thread(target=post) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
+def test_identical_posts_racing_across_two_worker_processes_store_one_row(db_url: str) -> None:
+    """Retries racing on different worker processes: SQLite serialises the writers (BEGIN IMMEDIATE);
+    PostgreSQL settles it with ON CONFLICT DO NOTHING and answers the loser with the winner's answer."""
+    server = ServerProcess(db_url, "--environment", "development", "--workers", "2")
+    try:
+        for _ in range(3):
+            answers = _race(server.base_url, make_event())
+            assert {status for status, _ in answers} == {200}
+            assert len({body for _, body in answers}) == 1
+    finally:
+        server.stop()
+    db = Database(db_url)
+    try:
+        with db.reader.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 3
+            assert conn.execute(text("SELECT count(*) FROM event_stages")).scalar_one() == 3
+    finally:
+        db.dispose()
