@@ -79,7 +79,7 @@ def test_every_acknowledged_event_survives_kill_9(db_url: str) -> None:
             orphans = conn.execute(
                 text(
                     "SELECT count(*) FROM events e WHERE NOT EXISTS "
-                    "(SELECT 1 FROM event_stages s WHERE s.event_id = e.event_id)"
+                    "(SELECT 1 FROM event_stages s WHERE s.event_pk = e.id)"
                 )
             ).scalar_one()
             if db.is_sqlite:

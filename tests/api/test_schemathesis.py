@@ -106,7 +106,7 @@ def test_at_least_1000_cases_ran_and_the_database_is_consistent(live: LiveServer
         with db.reader.connect() as conn:
             orphans = conn.execute(
                 text(
-                    "SELECT count(*) FROM event_stages s LEFT JOIN events e ON s.event_id = e.event_id "
+                    "SELECT count(*) FROM event_stages s LEFT JOIN events e ON s.event_pk = e.id "
                     "WHERE e.event_id IS NULL"
                 )
             ).scalar_one()

@@ -42,6 +42,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     and_,
     case,
     create_engine,
@@ -85,6 +86,9 @@ SCOPES = ("ingest", "read", "admin")
 Status = Literal["created", "duplicate", "conflict"]
 
 
+_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+
+
 class Base(DeclarativeBase):
     """Declarative base of the API's tables."""
 
@@ -106,7 +110,10 @@ class Event(Base):
     """One stored event with the answer it got (so retries get the same answer)."""
 
     __tablename__ = "events"
-    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # An increasing integer key, so the stage rows (and their primary-key index) are appended in order;
+    # the random event_id has its own unique index (the idempotency key).
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36))
     device_id: Mapped[str] = mapped_column(String(128))
     session_id: Mapped[str] = mapped_column(String(128))
     context: Mapped[str] = mapped_column(String(128))
@@ -119,6 +126,7 @@ class Event(Base):
     key_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
+        UniqueConstraint("event_id", name="uq_events_event_id"),
         Index("ix_events_captured", "captured_at", "event_id"),
         Index("ix_events_device_captured", "device_id", "captured_at"),
         Index("ix_events_session_captured", "session_id", "captured_at"),
@@ -130,9 +138,7 @@ class EventStage(Base):
     """One stage of an event, with its top label, top probability and entropy for queries and stats."""
 
     __tablename__ = "event_stages"
-    event_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("events.event_id", ondelete="CASCADE"), primary_key=True
-    )
+    event_pk: Mapped[int] = mapped_column(_ID, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(64))
@@ -365,6 +371,7 @@ _STAGES_JSON = TypeAdapter(list[StageIn])
 
 
 EVENT_COLUMNS = (
+    "id",
     "event_id",
     "device_id",
     "session_id",
@@ -378,7 +385,7 @@ EVENT_COLUMNS = (
     "key_id",
 )
 STAGE_COLUMNS = (
-    "event_id",
+    "event_pk",
     "position",
     "model",
     "version",
@@ -419,16 +426,15 @@ _PG_ARRAY_TYPES = {
 
 
 def _pg_unnest_insert(
-    conn: Any, table: Any, cols: Sequence[str], rows: list[tuple[Any, ...]], returning: bool
+    conn: Any, table: Any, cols: Sequence[str], rows: list[tuple[Any, ...]], returning: str | None
 ) -> list[Any]:
     if not rows:
         return []
     casts = [_PG_ARRAY_TYPES[type(table.c[c].type)] for c in cols]
-    key = table.primary_key.columns.keys()[0]
     sql = (
         f"INSERT INTO {table.name} ({', '.join(cols)}) "
         f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in casts)}) "
-        + (f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}" if returning else "")
+        + (f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}" if returning else "")
     )
     result = conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows, strict=True)))
     return result.all() if returning else []
@@ -541,6 +547,9 @@ def write_events(
                 ).all()
                 history = _History(rows)
             to_db = _sqlite_time if db.is_sqlite else _same
+            next_pk = 0
+            if db.is_sqlite and new_idx:  # we hold the write lock: the next ids are ours
+                next_pk = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one())
             received = to_db(now)
             event_rows: list[tuple[Any, ...]] = []
             stage_rows: list[tuple[Any, ...]] = []
@@ -560,8 +569,10 @@ def write_events(
                         [(s.model, t[0]) for s, t in zip(obs.stages, tops, strict=True)],
                     )
                 at = to_db(captured)
+                next_pk += 1
                 event_rows.append(
                     (
+                        next_pk,
                         eid,
                         ev.device_id,
                         ev.session_id,
@@ -578,7 +589,7 @@ def write_events(
                 for pos, (s, (label, prob)) in enumerate(zip(ev.stages, tops, strict=True)):
                     stage_rows.append(
                         (
-                            eid,
+                            next_pk,
                             pos,
                             s.model,
                             s.version,
@@ -602,14 +613,18 @@ def write_events(
                     conn.exec_driver_sql(_SQLITE_INSERT_STAGES, stage_rows)
                 else:
                     # One INSERT ... SELECT FROM unnest(arrays) per table: a single round trip for the
-                    # whole group; ON CONFLICT DO NOTHING settles races with other workers.
-                    inserted = {
-                        r[0] for r in _pg_unnest_insert(conn, EVENTS, EVENT_COLUMNS, event_rows, True)
-                    }
-                    lost = set(answers) - inserted
-                    if lost:
-                        stage_rows = [r for r in stage_rows if r[0] not in lost]
-                    _pg_unnest_insert(conn, STAGES, STAGE_COLUMNS, stage_rows, False)
+                    # whole group; ON CONFLICT DO NOTHING settles races with other workers. The ids
+                    # come from the sequence: the placeholder numbers map to the returned ones.
+                    returned = _pg_unnest_insert(
+                        conn, EVENTS, EVENT_COLUMNS[1:], [r[1:] for r in event_rows], "event_id, id"
+                    )
+                    pk_of = {eid: pk for eid, pk in returned}
+                    placeholder = {r[0]: pk_of.get(r[1]) for r in event_rows}
+                    lost = set(answers) - set(pk_of)
+                    stage_rows = [
+                        (placeholder[r[0]], *r[1:]) for r in stage_rows if placeholder[r[0]] is not None
+                    ]
+                    _pg_unnest_insert(conn, STAGES, STAGE_COLUMNS, stage_rows, None)
         if lost:  # another worker committed these ids between our SELECT and INSERT: answer as it did
             with db.reader.connect() as conn:
                 winners = _existing(conn, sorted(lost))
@@ -793,7 +808,7 @@ def list_events(
     if until is not None:
         conds.append(EVENTS.c.captured_at < _naive_utc(until))
     if model is not None or label is not None:
-        sub = [STAGES.c.event_id == EVENTS.c.event_id]
+        sub = [STAGES.c.event_pk == EVENTS.c.id]
         if model is not None:
             sub.append(STAGES.c.model == model)
         if label is not None:

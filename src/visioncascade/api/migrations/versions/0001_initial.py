@@ -10,6 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+# An increasing integer key (SQLite: the rowid) so stage rows are appended in order, not scattered.
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -30,7 +33,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("device_id", sa.String(128), nullable=False),
         sa.Column("session_id", sa.String(128), nullable=False),
         sa.Column("context", sa.String(128), nullable=False),
@@ -41,6 +45,7 @@ def upgrade() -> None:
         sa.Column("output", sa.Text(), nullable=False),
         sa.Column("rule", sa.String(128), nullable=True),
         sa.Column("key_id", sa.BigInteger(), nullable=True),
+        sa.UniqueConstraint("event_id", name="uq_events_event_id"),
     )
     op.create_index("ix_events_captured", "events", ["captured_at", "event_id"])
     op.create_index("ix_events_device_captured", "events", ["device_id", "captured_at"])
@@ -48,12 +53,7 @@ def upgrade() -> None:
     op.create_index("ix_events_context_captured", "events", ["context", "captured_at"])
     op.create_table(
         "event_stages",
-        sa.Column(
-            "event_id",
-            sa.String(36),
-            sa.ForeignKey("events.event_id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        sa.Column("event_pk", _ID, sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("position", sa.SmallInteger(), primary_key=True),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("version", sa.String(64), nullable=False),
