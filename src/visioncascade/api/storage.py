@@ -433,11 +433,14 @@ def _pg_unnest_insert(
     casts = [_PG_ARRAY_TYPES[type(table.c[c].type)] for c in cols]
     sql = (
         f"INSERT INTO {table.name} ({', '.join(cols)}) "
-        f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in casts)}) "
+        f"SELECT * FROM unnest({', '.join(f'%b::{t}' for t in casts)}) "
         + (f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}" if returning else "")
     )
-    result = conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows, strict=True)))
-    return result.all() if returning else []
+    params = tuple(list(col) for col in zip(*rows, strict=True))
+    # Binary parameters: psycopg's text format escapes every array element with a regex (slow).
+    with conn.connection.dbapi_connection.cursor() as cur:
+        cur.execute(sql, params, binary=True)  # %b: binary parameters
+        return cur.fetchall() if returning else []
 
 
 def payload_hash(ev: EventIn) -> str:
@@ -520,7 +523,11 @@ def write_events(
     results: list[StoredResult | None] = [None] * len(items)
     try:
         with db.writer.begin() as conn:
-            existing = _existing(conn, list(dict.fromkeys(ids)))
+            # SQLite: look the ids up first (we hold the write lock). PostgreSQL: no lookup; the INSERT's
+            # ON CONFLICT DO NOTHING RETURNING tells which ids were stored before, and only those are
+            # read back below (retries are rare, and a lookup on a fast-growing table is where stale
+            # planner statistics turned index probes into sequential scans).
+            existing = _existing(conn, list(dict.fromkeys(ids))) if db.is_sqlite else {}
             first: dict[str, int] = {}
             new_idx: list[int] = []
             for i, eid in enumerate(ids):
@@ -532,20 +539,28 @@ def write_events(
                     first[eid] = i
                     new_idx.append(i)
             history = None
+            stored_before: set[str] = set()
             if rules.needs_history and new_idx:
                 sessions = sorted({items[i][0].session_id for i in new_idx})
                 times = [_naive_utc(items[i][0].captured_at) for i in new_idx]
                 lo = min(times) - timedelta(seconds=rules.max_window_seconds)
                 rows = conn.execute(
                     select(
-                        STAGES.c.session_id, STAGES.c.model, STAGES.c.top_label, STAGES.c.captured_at
-                    ).where(
+                        STAGES.c.session_id,
+                        STAGES.c.model,
+                        STAGES.c.top_label,
+                        STAGES.c.captured_at,
+                        EVENTS.c.event_id,
+                    )
+                    .join(EVENTS, EVENTS.c.id == STAGES.c.event_pk)
+                    .where(
                         STAGES.c.session_id.in_(sessions),
                         STAGES.c.captured_at >= lo,
                         STAGES.c.captured_at <= max(times),
                     )
                 ).all()
                 history = _History(rows)
+                stored_before = {r.event_id for r in rows}  # retries (PostgreSQL skips the lookup)
             to_db = _sqlite_time if db.is_sqlite else _same
             next_pk = 0
             if db.is_sqlite and new_idx:  # we hold the write lock: the next ids are ours
@@ -562,7 +577,7 @@ def write_events(
                 counter = history.counter(ev.session_id) if history is not None else None
                 decision = evaluate(rules, obs, counter)
                 tops = [top_of(s) for s in obs.stages]
-                if history is not None:
+                if history is not None and eid not in stored_before:
                     history.add(
                         ev.session_id,
                         captured,
@@ -625,7 +640,7 @@ def write_events(
                         (placeholder[r[0]], *r[1:]) for r in stage_rows if placeholder[r[0]] is not None
                     ]
                     _pg_unnest_insert(conn, STAGES, STAGE_COLUMNS, stage_rows, None)
-        if lost:  # another worker committed these ids between our SELECT and INSERT: answer as it did
+        if lost:  # stored before, or by another worker meanwhile: answer as the stored row says
             with db.reader.connect() as conn:
                 winners = _existing(conn, sorted(lost))
             for eid in lost:
