@@ -56,7 +56,6 @@ LUA = r"""
 local counter = 0
 local prefix = ""
 local batch = tonumber(os.getenv("VC_BATCH") or "0")
-local captured = os.getenv("VC_CAPTURED")
 local path = os.getenv("VC_PATH")
 local key = os.getenv("VC_KEY")
 
@@ -64,6 +63,10 @@ function init(args)
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
   prefix = string.format("%08x-%04x-4%03x-8%03x-", math.random(0, 0x7fffffff), math.random(0, 0xffff),
                          math.random(0, 0xfff), math.random(0, 0xfff))
+end
+
+local function now()  -- the current second, with the counter as microseconds: distinct, realistic times
+  return os.date("!%Y-%m-%dT%H:%M:%S", os.time()) .. string.format(".%06dZ", counter % 1000000)
 end
 
 local function event()
@@ -75,7 +78,7 @@ local function event()
     '"captured_at":"%s","stages":[{"model":"gate","version":"1","labels":["skin","other"],' ..
     '"probabilities":[0.9,0.1]},{"model":"lesion","version":"2","labels":["benign","malignant"],' ..
     '"probabilities":[%.1f,%.1f]}]}',
-    prefix, counter, prefix:sub(1, 4), session, captured, p, 1.0 - p)
+    prefix, counter, prefix:sub(1, 4), session, now(), p, 1.0 - p)
 end
 
 function request()
@@ -210,7 +213,6 @@ def run_wrk(
         "VC_BATCH": str(batch),
         "VC_PATH": path,
         "VC_KEY": key or "",
-        "VC_CAPTURED": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     cpu0 = group_cpu_seconds(pgid)
     out = subprocess.run(

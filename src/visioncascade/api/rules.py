@@ -139,6 +139,11 @@ class RuleSet:
         return max((s.within_seconds for r in self.rules for s in r.seen), default=0.0)
 
     @property
+    def seen_labels(self) -> frozenset[str]:
+        """The labels any ``seen`` condition counts (the only history the rules need)."""
+        return frozenset(c.label for r in self.rules for c in r.seen)
+
+    @property
     def needs_history(self) -> bool:
         """Whether evaluating these rules needs the session's earlier events."""
         return self.max_window_seconds > 0

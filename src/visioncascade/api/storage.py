@@ -224,6 +224,23 @@ class Database:
         except SQLAlchemyError:
             return False
 
+    def analyze(self) -> None:
+        """Refresh PostgreSQL's planner statistics of the event tables (no-op on SQLite).
+
+        A table that grows from empty at thousands of rows a second outruns autovacuum's ANALYZE; with
+        statistics saying "tiny table" the planner answered the rules' session-history query by scanning
+        every stage of the time window. Failures (e.g. not the table owner) are ignored.
+        """
+        if self.is_sqlite:
+            return
+        try:
+            with self.writer.connect() as conn:
+                conn.exec_driver_sql("ANALYZE events")
+                conn.exec_driver_sql("ANALYZE event_stages")
+                conn.commit()
+        except SQLAlchemyError:
+            pass
+
     def dispose(self) -> None:
         """Close every connection."""
         self.writer.dispose()
@@ -553,8 +570,9 @@ def write_events(
                         EVENTS.c.event_id,
                     )
                     .join(EVENTS, EVENTS.c.id == STAGES.c.event_pk)
-                    .where(
+                    .where(  # all three columns of ix_stages_session_label_captured
                         STAGES.c.session_id.in_(sessions),
+                        STAGES.c.top_label.in_(sorted(rules.seen_labels)),
                         STAGES.c.captured_at >= lo,
                         STAGES.c.captured_at <= max(times),
                     )
@@ -683,6 +701,8 @@ class GroupCommitter:
         self.commits = 0
         self.committed_events = 0
         self.commit_seconds = 0.0
+        # PostgreSQL: ANALYZE after 1k, 4k, 16k, ... events written by this process (see Database.analyze)
+        self._analyze_at: int | None = None if db.is_sqlite else 1000
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -733,6 +753,9 @@ class GroupCommitter:
             self.commits += 1
             self.committed_events += len(flat)
             self.commit_seconds += time.perf_counter() - started
+            if self._analyze_at is not None and self.committed_events >= self._analyze_at:
+                self._analyze_at = self._analyze_at * 4 if self._analyze_at < 50_000_000 else None
+                await asyncio.to_thread(self.db.analyze)
             pos = 0
             for items, fut in group:
                 if not fut.done():
