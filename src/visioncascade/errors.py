@@ -8,12 +8,15 @@ means a bug in visioncascade.
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
     "ConfigError",
     "DataError",
     "ExportError",
     "ModelError",
+    "RulesError",
     "RunExistsError",
     "RunNotFoundError",
+    "StorageError",
     "VisionCascadeError",
 ]
 
@@ -44,3 +47,15 @@ class RunNotFoundError(VisionCascadeError):
 
 class ExportError(VisionCascadeError):
     """An export or its parity proof failed."""
+
+
+class ApiError(VisionCascadeError):
+    """The prediction API cannot start or run as configured (unsafe settings, bad server options...)."""
+
+
+class StorageError(VisionCascadeError):
+    """The API's database is unreachable, not migrated, or refused an operation."""
+
+
+class RulesError(VisionCascadeError):
+    """A rules file is missing, not valid YAML, or breaks the rules schema."""

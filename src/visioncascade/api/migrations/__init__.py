@@ -1,0 +1,1 @@
+"""Alembic migrations of the prediction API (run with ``visioncascade db upgrade``)."""

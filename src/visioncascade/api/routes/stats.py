@@ -1,0 +1,69 @@
+"""Statistics per model/label/context over a time window, with drift against a reference window."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from visioncascade.api.auth import Principal
+from visioncascade.api.deps import AppState, get_state, require_scope
+from visioncascade.api.schemas import MAX_ID_LENGTH, ErrorOut, StatsOut, UtcDatetime
+from visioncascade.api.storage import stats
+
+router = APIRouter(prefix="/v1", tags=["stats"])
+
+
+@router.get(
+    "/stats",
+    response_model=StatsOut,
+    summary="Counts, confidence, entropy and drift per model/label/context",
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+    },
+)
+async def get_stats(
+    state: Annotated[AppState, Depends(get_state)],
+    _: Annotated[Principal, Depends(require_scope("read"))],
+    since: Annotated[UtcDatetime | None, Query(description="Window start (default: until − 24 h).")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Window end, exclusive (default: now).")] = None,
+    reference_since: Annotated[
+        UtcDatetime | None, Query(description="Reference window start (default: the window before).")
+    ] = None,
+    reference_until: Annotated[UtcDatetime | None, Query(description="Reference window end.")] = None,
+    confidence: Annotated[float, Query(ge=0, le=1, description="share_below_confidence's level.")] = 0.5,
+    model: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    context: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+) -> dict[str, Any]:
+    """Stages captured in ``[since, until)`` grouped by (model, context, top label): count, mean top
+    probability, mean entropy (nats), share below ``confidence``; drift per (model, context)."""
+    try:
+        until = until or datetime.now(UTC)
+        since = since or until - timedelta(days=1)
+        if since >= until:
+            raise HTTPException(422, "since must be earlier than until")
+        reference_until = reference_until or since
+        reference_since = reference_since or reference_until - (until - since)
+        if reference_since >= reference_until:
+            raise HTTPException(422, "reference_since must be earlier than reference_until")
+    except OverflowError as exc:
+        raise HTTPException(422, "the time window reaches beyond the supported dates (years 1-9999)") from exc
+    for name, value in (("model", model), ("context", context)):
+        if value is not None and "\x00" in value:
+            raise HTTPException(422, f"{name} must not contain NUL characters")
+    return await asyncio.to_thread(
+        stats,
+        state.db,
+        since=since,
+        until=until,
+        reference_since=reference_since,
+        reference_until=reference_until,
+        confidence=confidence,
+        model=model,
+        context=context,
+    )

@@ -1,0 +1,977 @@
+"""Storage of the prediction API: SQLAlchemy 2 models, the group-commit writer, queries.
+
+One schema serves SQLite and PostgreSQL (Alembic migrations in ``migrations/``). Functions here return
+values or raise :class:`visioncascade.errors.StorageError`; only the routes turn outcomes into HTTP errors.
+
+Writes go through :class:`GroupCommitter`: one writer task per process takes every pending event, writes
+them in **one** transaction and resolves each request's future only after ``COMMIT`` returned. So many
+small requests share one fsync, and "acknowledged" always means "committed".
+
+SQLite runs in WAL mode with ``synchronous=FULL`` by default: a committed transaction survives power loss,
+not only a crash of the server process (``NORMAL`` is allowed and faster but may lose the last commits on
+power loss, so it is opt-in). Group commit makes the extra fsync cheap. Writes take ``BEGIN IMMEDIATE`` so
+two worker processes never interleave their check-then-insert; on PostgreSQL ``INSERT ... ON CONFLICT DO
+NOTHING`` settles races between workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    case,
+    create_engine,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from visioncascade.api.rules import Observation, RuleSet, StageObservation, entropy, evaluate, top_of
+from visioncascade.api.schemas import EventIn, StageIn
+from visioncascade.errors import StorageError
+
+__all__ = [
+    "SCOPES",
+    "ApiKey",
+    "Base",
+    "Database",
+    "Event",
+    "EventStage",
+    "GroupCommitter",
+    "KeyRecord",
+    "StoredResult",
+    "create_api_key",
+    "find_api_key",
+    "hash_key",
+    "list_events",
+    "payload_hash",
+    "stats",
+    "upgrade_database",
+    "write_events",
+]
+
+SCOPES = ("ingest", "read", "admin")
+Status = Literal["created", "duplicate", "conflict"]
+
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the API's tables."""
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; ``prefix`` identifies it in listings and logs."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Event(Base):
+    """One stored event with the answer it got (so retries get the same answer)."""
+
+    __tablename__ = "events"
+    # An increasing integer key, so the stage rows (and their primary-key index) are appended in order;
+    # the random event_id has its own unique index (the idempotency key).
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    device_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(128))
+    context: Mapped[str] = mapped_column(String(128))
+    captured_at: Mapped[datetime] = mapped_column(DateTime)  # UTC, naive
+    received_at: Mapped[datetime] = mapped_column(DateTime)  # UTC, naive
+    stages: Mapped[str] = mapped_column(Text)  # JSON list of {model, version, labels, probabilities}
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    output: Mapped[str] = mapped_column(Text)  # JSON
+    rule: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    key_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_events_event_id"),
+        Index("ix_events_captured", "captured_at", "event_id"),
+        Index("ix_events_device_captured", "device_id", "captured_at"),
+        Index("ix_events_session_captured", "session_id", "captured_at"),
+        Index("ix_events_context_captured", "context", "captured_at"),
+    )
+
+
+class EventStage(Base):
+    """One stage of an event, with its top label, top probability and entropy for queries and stats."""
+
+    __tablename__ = "event_stages"
+    event_pk: Mapped[int] = mapped_column(_ID, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    top_label: Mapped[str] = mapped_column(String(128))
+    top_probability: Mapped[float] = mapped_column(Float)
+    entropy: Mapped[float] = mapped_column(Float)
+    context: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(128))
+    captured_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_stages_model_captured", "model", "captured_at"),
+        Index("ix_stages_model_label_captured", "model", "top_label", "captured_at"),
+        Index("ix_stages_session_label_captured", "session_id", "top_label", "captured_at"),
+        Index("ix_stages_captured", "captured_at"),
+    )
+
+
+EVENTS = Event.__table__
+STAGES = EventStage.__table__
+KEYS = ApiKey.__table__
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# ------------------------------------------------------------------------------------------ database
+
+
+class Database:
+    """The engines of one database: a writer (one connection) and a reader pool.
+
+    Args:
+        url: ``sqlite:///path.db`` or ``postgresql+psycopg://...``.
+        sqlite_synchronous: ``FULL`` (default) or ``NORMAL``/``OFF`` for SQLite.
+    """
+
+    def __init__(self, url: str, sqlite_synchronous: str = "FULL") -> None:
+        try:
+            parsed = make_url(url)
+        except Exception as exc:
+            raise StorageError(
+                f"database URL {url!r} is not valid; use sqlite:///path.db or "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            ) from exc
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StorageError(f"unsupported database {self.dialect!r}; use SQLite or PostgreSQL")
+        try:
+            if self.dialect == "sqlite":
+                _ensure_sqlite_folder(url)
+                self.writer = _sqlite_engine(url, sqlite_synchronous, immediate=True, pool_size=1)
+                self.reader = _sqlite_engine(url, sqlite_synchronous, immediate=False, pool_size=8)
+            else:
+                self.writer = create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True)
+                self.reader = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StorageError(f"cannot open database {parsed.render_as_string()}: {exc}") from exc
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is SQLite."""
+        return self.dialect == "sqlite"
+
+    def ping(self) -> bool:
+        """Whether the database answers a query and the schema is migrated."""
+        try:
+            with self.reader.connect() as conn:
+                conn.execute(select(func.count()).select_from(KEYS).where(KEYS.c.id < 0)).scalar()
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def analyze(self) -> None:
+        """Refresh PostgreSQL's planner statistics of the event tables (no-op on SQLite).
+
+        A table that grows from empty at thousands of rows a second outruns autovacuum's ANALYZE; with
+        statistics saying "tiny table" the planner answered the rules' session-history query by scanning
+        every stage of the time window. Failures (e.g. not the table owner) are ignored.
+        """
+        if self.is_sqlite:
+            return
+        try:
+            with self.writer.connect() as conn:
+                conn.exec_driver_sql("ANALYZE events")
+                conn.exec_driver_sql("ANALYZE event_stages")
+                conn.commit()
+        except SQLAlchemyError:
+            pass
+
+    def dispose(self) -> None:
+        """Close every connection."""
+        self.writer.dispose()
+        self.reader.dispose()
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_engine(url: str, synchronous: str, *, immediate: bool, pool_size: int) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=pool_size,
+        max_overflow=0 if immediate else 8,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (SQLAlchemy's pysqlite recipe)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages of a growing table stay in memory
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    """Apply the Alembic migrations shipped in the package to ``url``.
+
+    Raises:
+        StorageError: the database cannot be reached or a migration failed.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["database_url"] = url
+    try:
+        _ensure_sqlite_folder(url)
+        command.upgrade(cfg, revision)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StorageError(f"cannot migrate {make_url(url).render_as_string()}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------ api keys
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A valid (not revoked) API key."""
+
+    id: int
+    name: str
+    scope: str
+    prefix: str
+
+
+def hash_key(raw: str) -> str:
+    """SHA-256 hex of a key (keys are 256-bit random, so a fast hash is the right tool)."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def create_api_key(db: Database, scope: str, name: str = "") -> tuple[str, KeyRecord]:
+    """Make a new random key with ``scope``, store its hash, and return the key (shown once) and record.
+
+    Raises:
+        StorageError: unknown scope, or the database is not migrated.
+    """
+    if scope not in SCOPES:
+        raise StorageError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
+    if len(name) > 128:
+        raise StorageError("key names are at most 128 characters")
+    prefix = secrets.token_hex(4)
+    raw = f"vc_{prefix}_{secrets.token_urlsafe(32)}"
+    try:
+        with db.writer.begin() as conn:
+            key_id = conn.execute(
+                insert(KEYS).returning(KEYS.c.id),
+                {
+                    "name": name or f"{scope}-{prefix}",
+                    "scope": scope,
+                    "key_hash": hash_key(raw),
+                    "prefix": prefix,
+                    "created_at": _naive_utc(datetime.now(UTC)),
+                },
+            ).scalar_one()
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot store the key ({exc.__class__.__name__}); run `visioncascade db upgrade`"
+        ) from exc
+    return raw, KeyRecord(key_id, name or f"{scope}-{prefix}", scope, prefix)
+
+
+def find_api_key(db: Database, key_hash: str) -> KeyRecord | None:
+    """The non-revoked key with this hash, or None."""
+    with db.reader.connect() as conn:
+        row = conn.execute(
+            select(KEYS.c.id, KEYS.c.name, KEYS.c.scope, KEYS.c.prefix).where(
+                KEYS.c.key_hash == key_hash, KEYS.c.revoked_at.is_(None)
+            )
+        ).first()
+    return KeyRecord(row.id, row.name, row.scope, row.prefix) if row is not None else None
+
+
+def revoke_api_key(db: Database, prefix: str) -> int:
+    """Revoke every key with this prefix; return how many were revoked."""
+    with db.writer.begin() as conn:
+        return conn.execute(
+            update(KEYS)
+            .where(KEYS.c.prefix == prefix, KEYS.c.revoked_at.is_(None))
+            .values(revoked_at=_naive_utc(datetime.now(UTC)))
+        ).rowcount
+
+
+# ------------------------------------------------------------------------------------------ writes
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """The outcome of writing one event."""
+
+    event_id: str
+    status: Status
+    output: Any
+    rule: str | None
+
+
+_STAGES_JSON = TypeAdapter(list[StageIn])
+# Datetimes go to SQLite as SQLAlchemy writes them ("YYYY-MM-DD HH:MM:SS.ffffff", sortable as text).
+
+
+EVENT_COLUMNS = (
+    "id",
+    "event_id",
+    "device_id",
+    "session_id",
+    "context",
+    "captured_at",
+    "received_at",
+    "stages",
+    "payload_hash",
+    "output",
+    "rule",
+    "key_id",
+)
+STAGE_COLUMNS = (
+    "event_pk",
+    "position",
+    "model",
+    "version",
+    "top_label",
+    "top_probability",
+    "entropy",
+    "context",
+    "session_id",
+    "captured_at",
+)
+# Plain DB-API executemany with tuples: SQLAlchemy's per-row parameter processing cost a third of the
+# write time. Datetimes are passed as SQLAlchemy stores them in SQLite ("YYYY-MM-DD HH:MM:SS.ffffff").
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_SQLITE_INSERT_STAGES = (
+    f"INSERT INTO event_stages ({', '.join(STAGE_COLUMNS)}) VALUES ({', '.join('?' * len(STAGE_COLUMNS))})"
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.isoformat(" ", "microseconds")
+
+
+def _same(value: datetime) -> datetime:
+    return value
+
+
+_PG_ARRAY_TYPES = {
+    String: "varchar[]",
+    Text: "text[]",
+    DateTime: "timestamp[]",
+    Float: "float8[]",
+    SmallInteger: "int2[]",
+    Integer: "int4[]",
+    BigInteger: "int8[]",
+}
+
+
+def _pg_unnest_insert(
+    conn: Any, table: Any, cols: Sequence[str], rows: list[tuple[Any, ...]], returning: str | None
+) -> list[Any]:
+    if not rows:
+        return []
+    casts = [_PG_ARRAY_TYPES[type(table.c[c].type)] for c in cols]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(cols)}) "
+        f"SELECT * FROM unnest({', '.join(f'%b::{t}' for t in casts)}) "
+        + (f"ON CONFLICT (event_id) DO NOTHING RETURNING {returning}" if returning else "")
+    )
+    params = tuple(list(col) for col in zip(*rows, strict=True))
+    # Binary parameters: psycopg's text format escapes every array element with a regex (slow).
+    with conn.connection.dbapi_connection.cursor() as cur:
+        cur.execute(sql, params, binary=True)  # %b: binary parameters
+        return cur.fetchall() if returning else []
+
+
+def payload_hash(ev: EventIn) -> str:
+    """A hash of the event's content (UTC-normalised) to tell a retry from a reused event_id."""
+    # captured_at is already in UTC (schemas.UtcDatetime), so equal instants serialise equally.
+    return hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+
+
+def _observation(ev: EventIn, event_id: str) -> Observation:
+    return Observation(
+        event_id=event_id,
+        device_id=ev.device_id,
+        session_id=ev.session_id,
+        context=ev.context,
+        captured_at=ev.captured_at.astimezone(UTC),
+        stages=tuple(
+            StageObservation(s.model, s.version, tuple(s.labels), tuple(s.probabilities)) for s in ev.stages
+        ),
+    )
+
+
+class _History:
+    """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.seen: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        for r in rows:
+            self.seen.setdefault((r.session_id, r.top_label), []).append((r.captured_at, r.model))
+
+    def counter(self, session_id: str) -> Any:
+        seen = self.seen
+
+        def count(label: str, model: str | None, since: datetime, until: datetime) -> int:
+            entries = seen.get((session_id, label))
+            if not entries:
+                return 0
+            lo, hi = _naive_utc(since), _naive_utc(until)
+            return sum(1 for at, m in entries if lo <= at <= hi and (model is None or m == model))
+
+        return count
+
+    def add(self, session_id: str, at: datetime, stages: Sequence[tuple[str, str]]) -> None:
+        for model, label in stages:
+            self.seen.setdefault((session_id, label), []).append((at, model))
+
+
+def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        for row in conn.execute(
+            select(EVENTS.c.event_id, EVENTS.c.payload_hash, EVENTS.c.output, EVENTS.c.rule).where(
+                EVENTS.c.event_id.in_(chunk)
+            )
+        ):
+            found[row.event_id] = row
+    return found
+
+
+def _answer(event_id: str, h: str, row: Any) -> StoredResult:
+    if row.payload_hash != h:
+        return StoredResult(event_id, "conflict", None, None)
+    return StoredResult(event_id, "duplicate", json.loads(row.output), row.rule)
+
+
+def write_events(
+    db: Database, items: Sequence[tuple[EventIn, int | None]], rules: RuleSet, now: datetime | None = None
+) -> list[StoredResult]:
+    """Store events (with the key id that sent each) in one transaction; answer each with the rules.
+
+    An ``event_id`` already stored with the same content answers ``duplicate`` with its stored output;
+    with different content ``conflict``. Returns only after the transaction committed.
+
+    Raises:
+        StorageError: the transaction failed; nothing of it was stored.
+    """
+    now = _naive_utc(now or datetime.now(UTC))
+    ids = [str(ev.event_id) for ev, _ in items]
+    hashes = [payload_hash(ev) for ev, _ in items]
+    results: list[StoredResult | None] = [None] * len(items)
+    try:
+        with db.writer.begin() as conn:
+            # SQLite: look the ids up first (we hold the write lock). PostgreSQL: no lookup; the INSERT's
+            # ON CONFLICT DO NOTHING RETURNING tells which ids were stored before, and only those are
+            # read back below (retries are rare, and a lookup on a fast-growing table is where stale
+            # planner statistics turned index probes into sequential scans).
+            existing = _existing(conn, list(dict.fromkeys(ids))) if db.is_sqlite else {}
+            first: dict[str, int] = {}
+            new_idx: list[int] = []
+            for i, eid in enumerate(ids):
+                if eid in existing:
+                    results[i] = _answer(eid, hashes[i], existing[eid])
+                elif eid in first:
+                    continue  # resolved after the first occurrence below
+                else:
+                    first[eid] = i
+                    new_idx.append(i)
+            history = None
+            stored_before: set[str] = set()
+            if rules.needs_history and new_idx:
+                sessions = sorted({items[i][0].session_id for i in new_idx})
+                times = [_naive_utc(items[i][0].captured_at) for i in new_idx]
+                lo = min(times) - timedelta(seconds=rules.max_window_seconds)
+                rows = conn.execute(
+                    select(
+                        STAGES.c.session_id,
+                        STAGES.c.model,
+                        STAGES.c.top_label,
+                        STAGES.c.captured_at,
+                        EVENTS.c.event_id,
+                    )
+                    .join(EVENTS, EVENTS.c.id == STAGES.c.event_pk)
+                    .where(  # all three columns of ix_stages_session_label_captured
+                        STAGES.c.session_id.in_(sessions),
+                        STAGES.c.top_label.in_(sorted(rules.seen_labels)),
+                        STAGES.c.captured_at >= lo,
+                        STAGES.c.captured_at <= max(times),
+                    )
+                ).all()
+                history = _History(rows)
+                stored_before = {r.event_id for r in rows}  # retries (PostgreSQL skips the lookup)
+            to_db = _sqlite_time if db.is_sqlite else _same
+            next_pk = 0
+            if db.is_sqlite and new_idx:  # we hold the write lock: the next ids are ours
+                next_pk = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one())
+            received = to_db(now)
+            event_rows: list[tuple[Any, ...]] = []
+            stage_rows: list[tuple[Any, ...]] = []
+            answers: dict[str, StoredResult] = {}
+            for i in new_idx:
+                ev, key_id = items[i]
+                eid = ids[i]
+                obs = _observation(ev, eid)
+                captured = _naive_utc(ev.captured_at)
+                counter = history.counter(ev.session_id) if history is not None else None
+                decision = evaluate(rules, obs, counter)
+                tops = [top_of(s) for s in obs.stages]
+                if history is not None and eid not in stored_before:
+                    history.add(
+                        ev.session_id,
+                        captured,
+                        [(s.model, t[0]) for s, t in zip(obs.stages, tops, strict=True)],
+                    )
+                at = to_db(captured)
+                next_pk += 1
+                event_rows.append(
+                    (
+                        next_pk,
+                        eid,
+                        ev.device_id,
+                        ev.session_id,
+                        ev.context,
+                        at,
+                        received,
+                        _STAGES_JSON.dump_json(ev.stages).decode("utf-8"),
+                        hashes[i],
+                        _dumps(decision.output),
+                        decision.rule,
+                        key_id,
+                    )
+                )
+                for pos, (s, (label, prob)) in enumerate(zip(ev.stages, tops, strict=True)):
+                    stage_rows.append(
+                        (
+                            next_pk,
+                            pos,
+                            s.model,
+                            s.version,
+                            label,
+                            prob,
+                            entropy(s.probabilities),
+                            ev.context,
+                            ev.session_id,
+                            at,
+                        )
+                    )
+                answers[eid] = StoredResult(eid, "created", decision.output, decision.rule)
+            lost: set[str] = set()
+            if event_rows:
+                if db.is_sqlite:
+                    # BEGIN IMMEDIATE holds the write lock since the SELECT above: no other writer can
+                    # have inserted these ids, and a conflict would raise (never a false "created").
+                    # Plain DB-API executemany: SQLAlchemy's per-row parameter processing was a third
+                    # of the write time.
+                    conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, event_rows)
+                    conn.exec_driver_sql(_SQLITE_INSERT_STAGES, stage_rows)
+                else:
+                    # One INSERT ... SELECT FROM unnest(arrays) per table: a single round trip for the
+                    # whole group; ON CONFLICT DO NOTHING settles races with other workers. The ids
+                    # come from the sequence: the placeholder numbers map to the returned ones.
+                    returned = _pg_unnest_insert(
+                        conn, EVENTS, EVENT_COLUMNS[1:], [r[1:] for r in event_rows], "event_id, id"
+                    )
+                    pk_of = {eid: pk for eid, pk in returned}
+                    placeholder = {r[0]: pk_of.get(r[1]) for r in event_rows}
+                    lost = set(answers) - set(pk_of)
+                    stage_rows = [
+                        (placeholder[r[0]], *r[1:]) for r in stage_rows if placeholder[r[0]] is not None
+                    ]
+                    _pg_unnest_insert(conn, STAGES, STAGE_COLUMNS, stage_rows, None)
+        if lost:  # stored before, or by another worker meanwhile: answer as the stored row says
+            with db.reader.connect() as conn:
+                winners = _existing(conn, sorted(lost))
+            for eid in lost:
+                i = first[eid]
+                answers[eid] = _answer(eid, hashes[i], winners[eid])
+    except SQLAlchemyError as exc:
+        raise StorageError(f"could not store {len(items)} event(s): {exc.__class__.__name__}: {exc}") from exc
+    for i, eid in enumerate(ids):
+        if results[i] is not None:
+            continue
+        a = answers[eid]
+        if first[eid] == i:
+            results[i] = a
+        elif a.status == "conflict":
+            results[i] = StoredResult(eid, "conflict", None, None)
+        elif hashes[i] == hashes[first[eid]]:
+            results[i] = StoredResult(eid, "duplicate", a.output, a.rule)
+        else:
+            results[i] = StoredResult(eid, "conflict", None, None)
+    return [r for r in results if r is not None]
+
+
+class GroupCommitter:
+    """One writer task per process: batches pending events into one transaction (group commit).
+
+    :meth:`submit` returns only after the transaction holding the events committed, or raises
+    :class:`StorageError` if it failed (then nothing of those events was stored).
+    """
+
+    def __init__(self, db: Database, rules: Any, max_events: int = 2000) -> None:
+        self.db = db
+        self._rules = rules  # has a .rules attribute (RulesHolder) read once per transaction
+        self.max_events = max_events
+        self._pending: deque[tuple[list[tuple[EventIn, int | None]], asyncio.Future[list[StoredResult]]]] = (
+            deque()
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        self.committed_events = 0
+        self.commit_seconds = 0.0
+        # PostgreSQL: ANALYZE after 1k, 4k, 16k, ... events written by this process (see Database.analyze)
+        self._analyze_at: int | None = None if db.is_sqlite else 1000
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="visioncascade-group-commit")
+
+    async def close(self) -> None:
+        """Write what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def submit(self, items: list[tuple[EventIn, int | None]]) -> list[StoredResult]:
+        """Queue events for the next group commit and wait until it committed."""
+        if self._task is None or self._task.done():
+            raise StorageError("the writer is not running")
+        fut: asyncio.Future[list[StoredResult]] = asyncio.get_running_loop().create_future()
+        self._pending.append((items, fut))
+        self._wake.set()
+        return await asyncio.shield(fut)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            group: list[tuple[list[tuple[EventIn, int | None]], asyncio.Future[list[StoredResult]]]] = []
+            count = 0
+            while self._pending and (not group or count + len(self._pending[0][0]) <= self.max_events):
+                items, fut = self._pending.popleft()
+                group.append((items, fut))
+                count += len(items)
+            flat = [it for items, _ in group for it in items]
+            started = time.perf_counter()
+            try:
+                results = await asyncio.to_thread(write_events, self.db, flat, self._rules.rules)
+            except Exception as exc:
+                if len(group) > 1:
+                    # Write each request on its own, so one bad request cannot fail the others.
+                    for items, fut in group:
+                        await self._write_alone(items, fut)
+                    continue
+                self._fail(group[0][1], exc)
+                continue
+            self.commits += 1
+            self.committed_events += len(flat)
+            self.commit_seconds += time.perf_counter() - started
+            if self._analyze_at is not None and self.committed_events >= self._analyze_at:
+                self._analyze_at = self._analyze_at * 4 if self._analyze_at < 50_000_000 else None
+                await asyncio.to_thread(self.db.analyze)
+            pos = 0
+            for items, fut in group:
+                if not fut.done():
+                    fut.set_result(results[pos : pos + len(items)])
+                pos += len(items)
+
+    async def _write_alone(
+        self, items: list[tuple[EventIn, int | None]], fut: asyncio.Future[list[StoredResult]]
+    ) -> None:
+        try:
+            results = await asyncio.to_thread(write_events, self.db, items, self._rules.rules)
+        except Exception as exc:
+            self._fail(fut, exc)
+            return
+        self.commits += 1
+        self.committed_events += len(items)
+        if not fut.done():
+            fut.set_result(results)
+
+    @staticmethod
+    def _fail(fut: asyncio.Future[list[StoredResult]], exc: BaseException) -> None:
+        err = exc if isinstance(exc, StorageError) else StorageError(f"write failed: {exc!r}")
+        if not fut.done():
+            fut.set_exception(err)
+
+
+# ------------------------------------------------------------------------------------------ reads
+
+
+def _event_out(row: Any) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id,
+        "device_id": row.device_id,
+        "session_id": row.session_id,
+        "context": row.context,
+        "captured_at": _aware(row.captured_at),
+        "received_at": _aware(row.received_at),
+        "stages": json.loads(row.stages),
+        "output": json.loads(row.output),
+        "rule": row.rule,
+    }
+
+
+def encode_cursor(captured_at: datetime, event_id: str) -> str:
+    """An opaque cursor for the position after (captured_at, event_id)."""
+    raw = f"{_naive_utc(captured_at).isoformat()}|{event_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+    """The position in a cursor, or None when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, eid = raw.split("|", 1)
+        return datetime.fromisoformat(at), eid
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def list_events(
+    db: Database,
+    *,
+    device_id: str | None = None,
+    session_id: str | None = None,
+    context: str | None = None,
+    model: str | None = None,
+    label: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 100,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Events matching the filters, newest first, and the cursor of the next page (None: last page).
+
+    ``model`` and ``label`` match events with a stage of that model / with that top label (both: the
+    same stage). ``since`` is inclusive, ``until`` exclusive.
+    """
+    q = select(EVENTS)
+    conds = []
+    if device_id is not None:
+        conds.append(EVENTS.c.device_id == device_id)
+    if session_id is not None:
+        conds.append(EVENTS.c.session_id == session_id)
+    if context is not None:
+        conds.append(EVENTS.c.context == context)
+    if since is not None:
+        conds.append(EVENTS.c.captured_at >= _naive_utc(since))
+    if until is not None:
+        conds.append(EVENTS.c.captured_at < _naive_utc(until))
+    if model is not None or label is not None:
+        sub = [STAGES.c.event_pk == EVENTS.c.id]
+        if model is not None:
+            sub.append(STAGES.c.model == model)
+        if label is not None:
+            sub.append(STAGES.c.top_label == label)
+        conds.append(exists().where(*sub))
+    if after is not None:
+        at, eid = _naive_utc(after[0]), after[1]
+        conds.append(
+            or_(EVENTS.c.captured_at < at, and_(EVENTS.c.captured_at == at, EVENTS.c.event_id < eid))
+        )
+    q = q.where(*conds).order_by(EVENTS.c.captured_at.desc(), EVENTS.c.event_id.desc()).limit(limit + 1)
+    with db.reader.connect() as conn:
+        rows = conn.execute(q).all()
+    page = rows[:limit]
+    nxt = encode_cursor(page[-1].captured_at, page[-1].event_id) if len(rows) > limit else None
+    return [_event_out(r) for r in page], nxt
+
+
+def _js_bits(p: dict[str, float], q: dict[str, float]) -> float:
+    keys = set(p) | set(q)
+    m = {k: (p.get(k, 0.0) + q.get(k, 0.0)) / 2 for k in keys}
+
+    def kl(a: dict[str, float]) -> float:
+        return sum(a[k] * math.log2(a[k] / m[k]) for k in a if a[k] > 0)
+
+    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2))
+
+
+def stats(
+    db: Database,
+    *,
+    since: datetime,
+    until: datetime,
+    reference_since: datetime,
+    reference_until: datetime,
+    confidence: float = 0.5,
+    model: str | None = None,
+    context: str | None = None,
+) -> dict[str, Any]:
+    """Per (model, context, top label) statistics of stages captured in ``[since, until)``, and drift.
+
+    Drift compares each (model, context)'s top-label distribution with the reference window:
+    total variation distance and Jensen–Shannon divergence (bits); both None without reference data.
+    """
+    filters = []
+    if model is not None:
+        filters.append(STAGES.c.model == model)
+    if context is not None:
+        filters.append(STAGES.c.context == context)
+    below = func.sum(case((STAGES.c.top_probability < confidence, 1), else_=0))
+    keys = (STAGES.c.model, STAGES.c.context, STAGES.c.top_label)
+    q = (
+        select(
+            *keys,
+            func.count().label("n"),
+            func.avg(STAGES.c.top_probability).label("p"),
+            func.avg(STAGES.c.entropy).label("h"),
+            below.label("below"),
+        )
+        .where(STAGES.c.captured_at >= _naive_utc(since), STAGES.c.captured_at < _naive_utc(until), *filters)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    ref_q = (
+        select(*keys, func.count().label("n"))
+        .where(
+            STAGES.c.captured_at >= _naive_utc(reference_since),
+            STAGES.c.captured_at < _naive_utc(reference_until),
+            *filters,
+        )
+        .group_by(*keys)
+    )
+    with db.reader.connect() as conn:
+        rows = conn.execute(q).all()
+        ref_rows = conn.execute(ref_q).all()
+    groups = [
+        {
+            "model": r.model,
+            "context": r.context,
+            "label": r.top_label,
+            "count": int(r.n),
+            "mean_top_probability": float(r.p),
+            "mean_entropy": float(r.h),
+            "share_below_confidence": int(r.below) / int(r.n),
+        }
+        for r in rows
+    ]
+    cur: dict[tuple[str, str], dict[str, int]] = {}
+    ref: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        cur.setdefault((r.model, r.context), {})[r.top_label] = int(r.n)
+    for r in ref_rows:
+        ref.setdefault((r.model, r.context), {})[r.top_label] = int(r.n)
+    drift = []
+    for key in sorted(set(cur) | set(ref)):
+        c, rf = cur.get(key, {}), ref.get(key, {})
+        nc, nr = sum(c.values()), sum(rf.values())
+        tv = js = None
+        if nc and nr:
+            p = {k: v / nc for k, v in c.items()}
+            q2 = {k: v / nr for k, v in rf.items()}
+            tv = 0.5 * sum(abs(p.get(k, 0.0) - q2.get(k, 0.0)) for k in set(p) | set(q2))
+            js = _js_bits(p, q2)
+        drift.append(
+            {
+                "model": key[0],
+                "context": key[1],
+                "count": nc,
+                "reference_count": nr,
+                "total_variation": tv,
+                "js_divergence": js,
+            }
+        )
+    return {
+        "since": _aware(since),
+        "until": _aware(until),
+        "reference_since": _aware(reference_since),
+        "reference_until": _aware(reference_until),
+        "confidence": confidence,
+        "groups": groups,
+        "drift": drift,
+    }
+
+
+def count_events(db: Database) -> int:
+    """How many events are stored."""
+    with db.reader.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar_one())

@@ -1,0 +1,456 @@
+"""Python client of the visioncascade prediction API (sync and async). Depends only on httpx + stdlib.
+
+::
+
+    from visioncascade.client import Client, make_event
+
+    with Client("http://127.0.0.1:8000", api_key, queue_path="~/.cache/vc-queue.db") as client:
+        event = make_event("phone-42", "session-1", "clinic",
+                           [{"model": "breastmnist", "version": "1",
+                             "labels": ["benign", "malignant"], "probabilities": [0.2, 0.8]}])
+        answer = client.send(event)    # {"event_id", "output", "rule"}, or None when queued offline
+
+* Retries connection errors, timeouts, 5xx and 429 (honouring ``Retry-After``) with exponential backoff
+  and jitter. Every retry resends the same ``event_id``, so the server stores an event once.
+* With ``queue_path``, events that cannot be delivered are kept in an on-disk SQLite queue that survives
+  restarts; :meth:`Client.flush` (also run after every successful send) posts them in batches of up to 500.
+  Events the server rejects as invalid (4xx) are moved to a ``rejected`` table instead of blocking the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from visioncascade.errors import ApiError
+
+__all__ = ["ApiRequestError", "AsyncClient", "Client", "DiskQueue", "make_event"]
+
+MAX_BATCH = 500
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class ApiRequestError(ApiError):
+    """The API refused a request for a reason retrying cannot fix (4xx), or retries ran out.
+
+    Attributes:
+        status: HTTP status (None when the server was never reached).
+        body: The decoded JSON error body, when there was one.
+    """
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+def make_event(
+    device_id: str,
+    session_id: str,
+    context: str,
+    stages: Sequence[Mapping[str, Any]],
+    *,
+    captured_at: datetime | None = None,
+    event_id: str | uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """Build an event dict with a fresh UUID ``event_id`` and ``captured_at`` = now (UTC).
+
+    ``stages`` are ``{"model", "version", "labels", "probabilities"}`` mappings; probabilities may be any
+    numeric sequence (numpy arrays included); they are converted to floats.
+    """
+    at = captured_at or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise ApiError("captured_at must carry a timezone (e.g. datetime.now(UTC))")
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "device_id": device_id,
+        "session_id": session_id,
+        "context": context,
+        "captured_at": at.isoformat(),
+        "stages": [
+            {
+                "model": str(s["model"]),
+                "version": str(s["version"]),
+                "labels": [str(x) for x in s["labels"]],
+                "probabilities": [float(p) for p in s["probabilities"]],
+            }
+            for s in stages
+        ],
+    }
+
+
+class DiskQueue:
+    """An on-disk FIFO of events (SQLite, ``synchronous=FULL``): what is put survives crashes and restarts."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "event_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
+        )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS rejected (event_id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+            "error TEXT NOT NULL, rejected_at TEXT NOT NULL)"
+        )
+
+    def put(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Append events (an event already queued is kept once)."""
+        rows = [(str(e["event_id"]), json.dumps(e, separators=(",", ":"))) for e in events]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR IGNORE INTO queue (event_id, body) VALUES (?, ?)", rows)
+            self._conn.execute("COMMIT")
+
+    def peek(self, n: int) -> list[dict[str, Any]]:
+        """The oldest ``n`` events, still queued."""
+        with self._lock:
+            rows = self._conn.execute("SELECT body FROM queue ORDER BY seq LIMIT ?", (n,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def remove(self, event_ids: Iterable[str]) -> None:
+        """Drop delivered events."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("DELETE FROM queue WHERE event_id = ?", [(str(e),) for e in event_ids])
+            self._conn.execute("COMMIT")
+
+    def reject(self, event: Mapping[str, Any], error: str) -> None:
+        """Move an event the server refused as invalid to the ``rejected`` table."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                "INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)",
+                (str(event["event_id"]), json.dumps(event), error, datetime.now(UTC).isoformat()),
+            )
+            self._conn.execute("DELETE FROM queue WHERE event_id = ?", (str(event["event_id"]),))
+            self._conn.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    def rejected(self) -> list[tuple[dict[str, Any], str]]:
+        """Events the server refused, with its error message."""
+        with self._lock:
+            rows = self._conn.execute("SELECT body, error FROM rejected ORDER BY rejected_at").fetchall()
+        return [(json.loads(b), e) for b, e in rows]
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._conn.close()
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+        queue_path: str | Path | None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.queue = DiskQueue(queue_path) if queue_path is not None else None
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None and response.status_code == 429:
+            try:
+                return min(self.max_backoff, float(response.headers.get("Retry-After", "1")))
+            except ValueError:
+                pass
+        base = min(self.max_backoff, self.backoff * (2**attempt))
+        return base * (0.5 + random.random() / 2)
+
+    @staticmethod
+    def _error(response: httpx.Response) -> ApiRequestError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        detail = body.get("detail") if isinstance(body, dict) else body
+        return ApiRequestError(f"API answered {response.status_code}: {detail}", response.status_code, body)
+
+    @staticmethod
+    def _bad_indices(err: ApiRequestError) -> set[int]:
+        """Indices of the events a 422 on a batch names (``loc`` = body, events, i, ...)."""
+        found: set[int] = set()
+        body = err.body if isinstance(err.body, dict) else {}
+        for e in body.get("errors") or []:
+            loc = e.get("loc") or []
+            if len(loc) >= 3 and loc[0] == "body" and loc[1] == "events" and isinstance(loc[2], int):
+                found.add(loc[2])
+        return found
+
+
+class Client(_Base):
+    """Synchronous client. Use as a context manager or call :meth:`close`.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000``.
+        api_key: A key with scope ``ingest`` (``read`` for :meth:`events`/:meth:`stats`).
+        timeout: Seconds per request.
+        retries: Retries after the first try for connection errors, timeouts, 5xx and 429.
+        backoff: First retry delay in seconds, doubled each retry (with jitter), at most ``max_backoff``.
+        queue_path: An SQLite file for the offline queue; None disables queueing.
+        transport: An httpx transport (tests, custom TLS).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        queue_path: str | Path | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            queue_path=queue_path,
+        )
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool and the queue file."""
+        self._http.close()
+        if self.queue is not None:
+            self.queue.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            response = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = exc
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code not in _RETRY_STATUS:
+                    raise self._error(response)
+                last = self._error(response)
+            if attempt < self.retries:
+                time.sleep(self._delay(attempt, response))
+        if isinstance(last, ApiRequestError):
+            raise last
+        raise ApiRequestError(f"cannot reach {self.base_url}{path} after {self.retries + 1} tries: {last!r}")
+
+    def send(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Post one event; the answer ``{event_id, output, rule}``, or None when it was queued offline.
+
+        Raises:
+            ApiRequestError: the server refused the event (4xx), or it is unreachable and there is no queue.
+        """
+        try:
+            answer = self._request("POST", "/v1/events", json=dict(event))
+        except ApiRequestError as exc:
+            if self.queue is not None and (exc.status is None or exc.status in _RETRY_STATUS):
+                self.queue.put([event])
+                return None
+            raise
+        if self.queue is not None and len(self.queue):
+            self.flush()
+        return answer
+
+    def send_batch(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Post up to 500 events in one request; per-event results (``status`` created/duplicate/conflict)."""
+        if len(events) > MAX_BATCH:
+            raise ApiError(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+        return self._request("POST", "/v1/events:batch", json={"events": [dict(e) for e in events]})[
+            "results"
+        ]
+
+    def flush(self) -> int:
+        """Deliver queued events in batches; return how many were delivered (stops when unreachable)."""
+        if self.queue is None:
+            return 0
+        sent = 0
+        while True:
+            batch = self.queue.peek(MAX_BATCH)
+            if not batch:
+                return sent
+            try:
+                results = self.send_batch(batch)
+            except ApiRequestError as exc:
+                if exc.status is None or exc.status in _RETRY_STATUS:
+                    return sent
+                bad = self._bad_indices(exc) or set(range(len(batch)))
+                for i in sorted(bad):
+                    if i < len(batch):
+                        self.queue.reject(batch[i], str(exc))
+                continue
+            for event, r in zip(batch, results, strict=False):
+                if r.get("status") == "conflict":
+                    self.queue.reject(event, r.get("detail") or "event_id reused with a different payload")
+            self.queue.remove(r["event_id"] for r in results)
+            sent += len(results)
+
+    def events(self, **filters: Any) -> dict[str, Any]:
+        """``GET /v1/events`` with filters (device_id, context, model, label, since, until, cursor, limit)."""
+        return self._request("GET", "/v1/events", params={k: v for k, v in filters.items() if v is not None})
+
+    def stats(self, **params: Any) -> dict[str, Any]:
+        """``GET /v1/stats`` (since, until, confidence, model, context, reference_since, reference_until)."""
+        return self._request("GET", "/v1/stats", params={k: v for k, v in params.items() if v is not None})
+
+
+class AsyncClient(_Base):
+    """Asynchronous client with the same behaviour as :class:`Client` (``await client.send(event)``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        queue_path: str | Path | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            queue_path=queue_path,
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool and the queue file."""
+        await self._http.aclose()
+        if self.queue is not None:
+            self.queue.close()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            response = None
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = exc
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code not in _RETRY_STATUS:
+                    raise self._error(response)
+                last = self._error(response)
+            if attempt < self.retries:
+                await asyncio.sleep(self._delay(attempt, response))
+        if isinstance(last, ApiRequestError):
+            raise last
+        raise ApiRequestError(f"cannot reach {self.base_url}{path} after {self.retries + 1} tries: {last!r}")
+
+    async def send(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Post one event (see :meth:`Client.send`)."""
+        try:
+            answer = await self._request("POST", "/v1/events", json=dict(event))
+        except ApiRequestError as exc:
+            if self.queue is not None and (exc.status is None or exc.status in _RETRY_STATUS):
+                await asyncio.to_thread(self.queue.put, [event])
+                return None
+            raise
+        if self.queue is not None and await asyncio.to_thread(len, self.queue):
+            await self.flush()
+        return answer
+
+    async def send_batch(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Post up to 500 events in one request (see :meth:`Client.send_batch`)."""
+        if len(events) > MAX_BATCH:
+            raise ApiError(f"a batch holds at most {MAX_BATCH} events, got {len(events)}")
+        body = {"events": [dict(e) for e in events]}
+        return (await self._request("POST", "/v1/events:batch", json=body))["results"]
+
+    async def flush(self) -> int:
+        """Deliver queued events in batches (see :meth:`Client.flush`)."""
+        if self.queue is None:
+            return 0
+        sent = 0
+        while True:
+            batch = await asyncio.to_thread(self.queue.peek, MAX_BATCH)
+            if not batch:
+                return sent
+            try:
+                results = await self.send_batch(batch)
+            except ApiRequestError as exc:
+                if exc.status is None or exc.status in _RETRY_STATUS:
+                    return sent
+                bad = self._bad_indices(exc) or set(range(len(batch)))
+                for i in sorted(bad):
+                    if i < len(batch):
+                        await asyncio.to_thread(self.queue.reject, batch[i], str(exc))
+                continue
+            for event, r in zip(batch, results, strict=False):
+                if r.get("status") == "conflict":
+                    detail = r.get("detail") or "event_id reused with a different payload"
+                    await asyncio.to_thread(self.queue.reject, event, detail)
+            await asyncio.to_thread(self.queue.remove, [r["event_id"] for r in results])
+            sent += len(results)
+
+    async def events(self, **filters: Any) -> dict[str, Any]:
+        """``GET /v1/events`` with filters."""
+        return await self._request(
+            "GET", "/v1/events", params={k: v for k, v in filters.items() if v is not None}
+        )
+
+    async def stats(self, **params: Any) -> dict[str, Any]:
+        """``GET /v1/stats``."""
+        return await self._request(
+            "GET", "/v1/stats", params={k: v for k, v in params.items() if v is not None}
+        )

@@ -1,0 +1,184 @@
+"""visioncascade.client against a live server: answers, retries, idempotency, the on-disk queue."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from visioncascade.client import ApiRequestError, AsyncClient, Client, make_event
+
+from .conftest import count_rows, free_port, make_stage
+
+
+def _event(**kw: Any) -> dict[str, Any]:
+    return make_event("phone-1", "session-1", "clinic", [make_stage()], **kw)
+
+
+def test_send_and_read_back(sqlite_url: str, server_factory: Any) -> None:
+    server = server_factory(sqlite_url)
+    with Client(server.base_url, server.key("admin")) as client:
+        event = _event()
+        answer = client.send(event)
+        assert answer == {"event_id": event["event_id"], "output": answer["output"], "rule": None}
+        assert client.send(event) == answer  # idempotent by event_id
+        results = client.send_batch([_event(), event])
+        assert [r["status"] for r in results] == ["created", "duplicate"]
+        assert len(client.events()["events"]) == 2
+        assert client.stats()["groups"][0]["count"] == 2
+        with pytest.raises(ApiRequestError) as info:
+            client.send({**_event(), "stages": []})
+    assert info.value.status == 422 and "at least 1 item" in str(info.value)
+    assert count_rows(sqlite_url) == 2
+
+
+def test_make_event_converts_numbers_and_requires_a_timezone() -> None:
+    from datetime import datetime
+
+    import numpy as np
+
+    e = make_event(
+        "d",
+        "s",
+        "c",
+        [
+            {
+                "model": "m",
+                "version": 1,
+                "labels": ["a", "b"],
+                "probabilities": np.array([0.25, 0.75], dtype=np.float32),
+            }
+        ],
+    )
+    assert e["stages"][0]["probabilities"] == [0.25, 0.75] and e["stages"][0]["version"] == "1"
+    with pytest.raises(Exception, match="timezone"):
+        make_event("d", "s", "c", [], captured_at=datetime(2026, 1, 1))
+
+
+def test_unreachable_without_queue_raises_after_retries() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with (
+        Client(url, "k", retries=2, backoff=0.01) as client,
+        pytest.raises(ApiRequestError, match="after 3 tries"),
+    ):
+        client.send(_event())
+
+
+def test_offline_queue_survives_a_restart_and_flushes_in_batches(
+    sqlite_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    queue = tmp_path / "queue.db"
+    port = free_port()
+    offline = f"http://127.0.0.1:{port}"
+    events = [_event() for _ in range(620)]
+    with Client(offline, "k", retries=1, backoff=0.01, queue_path=queue) as client:
+        assert all(client.send(e) is None for e in events[:3])  # server down: queued
+        client.queue.put(events[3:])  # type: ignore[union-attr]
+        assert len(client.queue) == 620  # type: ignore[arg-type]
+    # the app restarts (a new Client on the same file); the server is up now
+    server = server_factory(sqlite_url)
+    with Client(server.base_url, server.key("ingest"), queue_path=queue) as client:
+        assert len(client.queue) == 620  # type: ignore[arg-type]
+        answer = client.send(_event())  # success triggers a flush of the queue
+        assert answer is not None
+        assert len(client.queue) == 0  # type: ignore[arg-type]
+    assert count_rows(sqlite_url) == 621
+    assert server.state.committer.commits >= 3  # 500 + 120 in batches, plus the single send
+
+
+def test_invalid_queued_events_are_set_aside_not_blocking(
+    sqlite_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(sqlite_url)
+    good, bad = _event(), {**_event(), "context": "x" * 500}
+    with Client(server.base_url, server.key("ingest"), queue_path=tmp_path / "q.db") as client:
+        client.queue.put([good, bad])  # type: ignore[union-attr]
+        assert client.flush() == 1
+        assert len(client.queue) == 0  # type: ignore[arg-type]
+        rejected = client.queue.rejected()  # type: ignore[union-attr]
+    assert [e["event_id"] for e, _ in rejected] == [bad["event_id"]]
+    assert "at most 128 characters" in rejected[0][1]
+    assert count_rows(sqlite_url) == 1
+
+
+def test_retries_5xx_with_backoff_then_succeeds() -> None:
+    """A server (here a stand-in for a proxy in front of the API) answers 503 twice, then 200."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body["event_id"])
+            status, payload = (
+                (503, {"detail": "busy"})
+                if len(seen) <= 2
+                else (200, {"event_id": body["event_id"], "output": 1, "rule": None})
+            )
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        event = _event()
+        with Client(f"http://127.0.0.1:{httpd.server_address[1]}", "k", retries=3, backoff=0.01) as client:
+            assert client.send(event) == {"event_id": event["event_id"], "output": 1, "rule": None}
+    finally:
+        httpd.shutdown()
+    assert seen == [event["event_id"]] * 3  # the same event_id every time: the server can deduplicate
+
+
+def test_retries_connection_errors_until_the_server_is_up(sqlite_url: str, server_factory: Any) -> None:
+    import threading
+    import time
+
+    port = free_port()
+    key_holder: dict[str, str] = {}
+    ready = threading.Event()
+
+    def start_later() -> None:
+        time.sleep(0.5)
+        key_holder["server"] = server_factory(sqlite_url, port=port)
+        ready.set()
+
+    from visioncascade.api.storage import Database, create_api_key
+
+    db = Database(sqlite_url)
+    key = create_api_key(db, "ingest")[0]
+    db.dispose()
+    threading.Thread(target=start_later, daemon=True).start()
+    with Client(f"http://127.0.0.1:{port}", key, retries=10, backoff=0.1, max_backoff=2) as client:
+        answer = client.send(_event())
+    ready.wait(30)
+    assert answer is not None and answer["rule"] is None
+    assert count_rows(sqlite_url) == 1
+
+
+def test_async_client(sqlite_url: str, server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory(sqlite_url)
+    key = server.key("admin")
+
+    async def main() -> None:
+        offline = f"http://127.0.0.1:{free_port()}"
+        async with AsyncClient(offline, key, retries=1, backoff=0.01, queue_path=tmp_path / "q.db") as client:
+            assert await client.send(_event()) is None
+        async with AsyncClient(server.base_url, key, queue_path=tmp_path / "q.db") as client:
+            answers = await asyncio.gather(*[client.send(_event()) for _ in range(10)])
+            assert all(a is not None and a["rule"] is None for a in answers)
+            assert await client.flush() == 0
+            assert len((await client.events(limit=100))["events"]) == 11
+
+    asyncio.run(main())

@@ -1,0 +1,279 @@
+"""POST/GET /v1/events and POST /v1/events:batch over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import LiveServer, count_rows, make_event, make_stage
+
+
+def test_post_event_answers_with_the_output_after_storing(server: LiveServer) -> None:
+    key = server.key("admin")
+    event = make_event()
+    with server.client(key) as c:
+        r = c.post("/v1/events", json=event)
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "event_id": event["event_id"],
+            "output": {"label": "malignant", "probability": 0.8, "model": "lesion"},
+            "rule": None,
+        }
+        assert "idempotent-replayed" not in r.headers
+        stored = c.get("/v1/events").json()["events"]
+    assert [e["event_id"] for e in stored] == [event["event_id"]]
+    assert stored[0]["stages"] == event["stages"]
+    assert stored[0]["output"] == r.json()["output"]
+    assert count_rows(server.db_url, "event_stages") == 1
+
+
+def test_retry_returns_the_same_answer_and_stores_once(server: LiveServer) -> None:
+    key = server.key("ingest")
+    event = make_event()
+    with server.client(key) as c:
+        first = c.post("/v1/events", json=event)
+        again = c.post("/v1/events", json=event)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count_rows(server.db_url) == 1
+
+
+def test_same_event_id_with_other_content_is_a_conflict(server: LiveServer) -> None:
+    key = server.key("ingest")
+    event = make_event()
+    with server.client(key) as c:
+        assert c.post("/v1/events", json=event).status_code == 200
+        r = c.post("/v1/events", json={**event, "context": "home"})
+    assert r.status_code == 409
+    assert "different payload" in r.json()["detail"]
+    assert count_rows(server.db_url) == 1
+
+
+def test_same_instant_in_another_timezone_is_a_retry_not_a_conflict(server: LiveServer) -> None:
+    key = server.key("ingest")
+    event = make_event(captured_at="2026-01-02T03:04:05+00:00")
+    with server.client(key) as c:
+        assert c.post("/v1/events", json=event).status_code == 200
+        r = c.post("/v1/events", json={**event, "captured_at": "2026-01-02T04:04:05+01:00"})
+    assert r.status_code == 200
+    assert r.headers["idempotent-replayed"] == "true"
+
+
+def test_twenty_concurrent_identical_posts_store_exactly_one_row(server: LiveServer) -> None:
+    key = server.key("ingest")
+    event = make_event()
+    barrier = threading.Barrier(20)
+    answers: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def post() -> None:
+        with httpx.Client(base_url=server.base_url, headers={"X-API-Key": key}, timeout=60) as c:
+            barrier.wait()
+            r = c.post("/v1/events", json=event)
+            with lock:
+                answers.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=post) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 20
+    assert {status for status, _ in answers} == {200}
+    assert len({json.dumps(body, sort_keys=True) for _, body in answers}) == 1
+    assert count_rows(server.db_url) == 1
+    assert count_rows(server.db_url, "event_stages") == 1
+
+
+def test_batch_gives_per_event_results_in_order(server: LiveServer) -> None:
+    key = server.key("ingest")
+    old = make_event()
+    with server.client(key) as c:
+        c.post("/v1/events", json=old)
+        fresh = [make_event(session_id=f"s{i}") for i in range(3)]
+        conflicting = {**old, "device_id": "someone-else"}
+        repeated = fresh[0]
+        r = c.post("/v1/events:batch", json={"events": [*fresh, old, conflicting, repeated]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["event_id"] for x in results] == [e["event_id"] for e in [*fresh, old, conflicting, repeated]]
+    assert [x["status"] for x in results] == ["created"] * 3 + ["duplicate", "conflict", "duplicate"]
+    assert results[0]["output"] == results[5]["output"]
+    assert results[4]["output"] is None and "different payload" in results[4]["detail"]
+    assert count_rows(server.db_url) == 4
+
+
+def test_batch_of_500_is_accepted_and_501_refused(server: LiveServer) -> None:
+    key = server.key("ingest")
+    with server.client(key) as c:
+        ok = c.post("/v1/events:batch", json={"events": [make_event() for _ in range(500)]})
+        too_many = c.post("/v1/events:batch", json={"events": [make_event() for _ in range(501)]})
+    assert ok.status_code == 200
+    assert len(ok.json()["results"]) == 500
+    assert too_many.status_code == 422
+    assert "at most 500" in too_many.json()["detail"]
+    assert count_rows(server.db_url) == 500
+
+
+def test_a_bad_event_rejects_the_whole_batch_and_names_it(server: LiveServer) -> None:
+    key = server.key("ingest")
+    bad = make_event(stages=[make_stage(probs=(0.5, 0.6))])
+    with server.client(key) as c:
+        r = c.post("/v1/events:batch", json={"events": [make_event(), bad, make_event()]})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"][:3] == ["body", "events", 1]
+    assert "sum to" in r.json()["detail"]
+    assert count_rows(server.db_url) == 0
+
+
+def test_list_filters_and_cursor_pagination(server: LiveServer) -> None:
+    key = server.key("admin")
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    events = []
+    for i in range(25):
+        events.append(
+            make_event(
+                device_id=f"dev-{i % 3}",
+                context="clinic" if i % 2 else "home",
+                captured_at=(t0 + timedelta(minutes=i)).isoformat(),
+                stages=[
+                    make_stage("gate", ("skin", "other"), (0.9, 0.1)),
+                    make_stage("lesion", ("benign", "malignant"), (0.3, 0.7) if i % 5 == 0 else (0.7, 0.3)),
+                ],
+            )
+        )
+    with server.client(key) as c:
+        assert c.post("/v1/events:batch", json={"events": events}).status_code == 200
+
+        def ids(**params: object) -> list[str]:
+            r = c.get("/v1/events", params=params)
+            assert r.status_code == 200, r.text
+            return [e["event_id"] for e in r.json()["events"]]
+
+        newest_first = [e["event_id"] for e in reversed(events)]
+        assert ids() == newest_first
+        assert ids(device_id="dev-1") == [
+            e["event_id"] for e in reversed(events) if e["device_id"] == "dev-1"
+        ]
+        assert ids(context="home") == [e["event_id"] for e in reversed(events) if e["context"] == "home"]
+        assert ids(model="lesion", label="malignant") == [events[i]["event_id"] for i in (20, 15, 10, 5, 0)]
+        assert ids(model="gate", label="malignant") == []
+        assert ids(label="skin") == newest_first
+        assert ids(model="nope") == []
+        since, until = (t0 + timedelta(minutes=5)).isoformat(), (t0 + timedelta(minutes=8)).isoformat()
+        assert ids(since=since, until=until) == [events[i]["event_id"] for i in (7, 6, 5)]
+
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+            body = c.get("/v1/events", params=params).json()
+            seen += [e["event_id"] for e in body["events"]]
+            pages += 1
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == newest_first
+        assert pages == 7
+        bad = c.get("/v1/events", params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 400 and "cursor" in bad.json()["detail"]
+        naive = c.get("/v1/events", params={"since": "2026-01-01T00:00:00"})
+        assert naive.status_code == 422 and "timezone" in naive.json()["detail"]
+
+
+def test_stats_counts_confidence_entropy_and_drift(server: LiveServer) -> None:
+    key = server.key("read")
+    ingest = server.key("ingest")
+    t0 = datetime(2026, 4, 1, tzinfo=UTC)
+    reference = [  # 2 benign, 2 malignant the day before
+        make_event(captured_at=(t0 - timedelta(hours=h)).isoformat(), stages=[make_stage(probs=p)])
+        for h, p in ((1, (0.9, 0.1)), (2, (0.8, 0.2)), (3, (0.1, 0.9)), (4, (0.3, 0.7)))
+    ]
+    window = [  # 3 benign (one at 0.55 < 0.6), 1 malignant
+        make_event(captured_at=(t0 + timedelta(hours=h)).isoformat(), stages=[make_stage(probs=p)])
+        for h, p in ((1, (0.9, 0.1)), (2, (0.55, 0.45)), (3, (0.7, 0.3)), (4, (0.4, 0.6)))
+    ]
+    with server.client(ingest) as c:
+        assert c.post("/v1/events:batch", json={"events": reference + window}).status_code == 200
+    with server.client(key) as c:
+        r = c.get(
+            "/v1/stats",
+            params={
+                "since": t0.isoformat(),
+                "until": (t0 + timedelta(days=1)).isoformat(),
+                "confidence": 0.6,
+            },
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        bad = c.get("/v1/stats", params={"since": t0.isoformat(), "until": t0.isoformat()})
+    groups = {g["label"]: g for g in body["groups"]}
+    assert groups["benign"]["count"] == 3 and groups["malignant"]["count"] == 1
+    assert groups["benign"]["mean_top_probability"] == pytest.approx((0.9 + 0.55 + 0.7) / 3)
+    assert groups["benign"]["share_below_confidence"] == pytest.approx(1 / 3)
+    assert groups["malignant"]["share_below_confidence"] == 0.0
+    import math
+
+    h = lambda p: -(p * math.log(p) + (1 - p) * math.log(1 - p))  # noqa: E731
+    assert groups["benign"]["mean_entropy"] == pytest.approx((h(0.9) + h(0.55) + h(0.7)) / 3)
+    (drift,) = body["drift"]
+    assert drift["count"] == 4 and drift["reference_count"] == 4
+    assert drift["total_variation"] == pytest.approx(0.25)  # 3/4 vs 1/2 benign
+    assert 0 < drift["js_divergence"] < 1
+    assert body["reference_until"] == body["since"]
+    assert bad.status_code == 422 and "earlier" in bad.json()["detail"]
+
+
+def test_unknown_event_id_format_and_payload_shape(server: LiveServer) -> None:
+    key = server.key("ingest")
+    with server.client(key) as c:
+        r = c.post("/v1/events", json=make_event(event_id="not-a-uuid"))
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "event_id"]
+
+
+def test_a_failing_event_fails_alone_and_stores_nothing(sqlite_url: str, server_factory: Any) -> None:
+    """A database failure for one request (here a real trigger) answers it 503; requests committed in
+    the same group commit are unaffected."""
+    from sqlalchemy import text
+
+    from visioncascade.api.storage import Database
+
+    db = Database(sqlite_url)
+    with db.writer.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER reject_poison BEFORE INSERT ON events WHEN NEW.device_id = 'poison' "
+                "BEGIN SELECT RAISE(ABORT, 'poison event'); END"
+            )
+        )
+    db.dispose()
+    server = server_factory(sqlite_url)
+    key = server.key("ingest")
+    events = [make_event() for _ in range(20)] + [make_event(device_id="poison")]
+    barrier = threading.Barrier(len(events))
+    codes: dict[str, int] = {}
+
+    def post(event: dict[str, Any]) -> None:
+        with httpx.Client(base_url=server.base_url, headers={"X-API-Key": key}, timeout=60) as c:
+            barrier.wait()
+            codes[event["device_id"] + event["event_id"]] = c.post("/v1/events", json=event).status_code
+
+    threads = [threading.Thread(target=post, args=(e,)) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    poison = [code for k, code in codes.items() if k.startswith("poison")]
+    good = [code for k, code in codes.items() if not k.startswith("poison")]
+    assert poison == [503]
+    assert good == [200] * 20
+    assert count_rows(sqlite_url) == 20
+    assert count_rows(sqlite_url, "event_stages") == 20
