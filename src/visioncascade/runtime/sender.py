@@ -188,25 +188,29 @@ class EventSender:
 
 
 class HttpEventPoster:
-    """Posts events to ``POST {url}/v1/events`` with an API key; maps failures to transient/permanent."""
+    """Posts events with :class:`visioncascade.client.Client` (one try; :class:`EventSender` retries).
+
+    Connection errors, timeouts, 429 and 5xx become :class:`TransientPostError`; other refusals
+    :class:`PermanentPostError`.
+    """
+
+    _TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 5.0):
-        import httpx
+        from visioncascade.client import Client
 
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
-        self._httpx = httpx
+        self._client = Client(url, api_key, timeout=timeout_s, retries=0)
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        from visioncascade.client import ApiRequestError
+
         try:
-            response = self._client.post("/v1/events", json=event)
-        except self._httpx.HTTPError as exc:
-            raise TransientPostError(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransientPostError(f"HTTP {response.status_code}: {response.text[:200]}")
-        if response.status_code >= 400:
-            raise PermanentPostError(f"HTTP {response.status_code}: {response.text[:500]}")
-        return response.json()
+            answer = self._client.send(event)
+        except ApiRequestError as exc:
+            if exc.status is None or exc.status in self._TRANSIENT:
+                raise TransientPostError(str(exc)) from exc
+            raise PermanentPostError(str(exc)) from exc
+        return answer or {}
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
