@@ -213,3 +213,12 @@ def test_folder_source_and_bad_sources(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(Exception, match="is not a video file"):
         open_source(tmp_path / "notes.txt")
+
+
+def test_missing_camera_and_stream_fail_clearly():
+    from visioncascade.errors import DataError
+
+    with pytest.raises(DataError, match="cannot open camera 7"):
+        open_source(7)
+    with pytest.raises(DataError, match=r"cannot open stream 'rtsp://127\.0\.0\.1:9/none'"):
+        open_source("rtsp://127.0.0.1:9/none")
