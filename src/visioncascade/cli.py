@@ -353,6 +353,45 @@ def predict(
             out_console.print(f"{item['image']}: {item['decision']} ({labels})")
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder that keeps everything the demo makes.")] = Path(
+        "runs/demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the procedural world and the training.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Fewer images, epochs and frames.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing demo folder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """The whole loop on a procedural world: train, export, cascade on video, events stored, custom outputs."""
+    quiet_tensorflow()
+    from visioncascade.demo import run_demo
+
+    result = run_demo(
+        out,
+        seed=seed,
+        quick=quick,
+        overwrite=overwrite,
+        progress=False,
+        log=lambda message: console.print(f"[bold]{message}[/]"),
+    )
+    summary = result.summary
+    if as_json:
+        out_console.print_json(json.dumps(summary, default=str))
+        return
+    for name, model in summary["models"].items():
+        console.print(
+            f"{name}: {', '.join(model['labels'])} — test accuracy {model['accuracy']:.3f}, "
+            f"{model['parameters']:,} parameters, exported {summary['exported_bytes'][name]}"
+        )
+    w, e = summary["watch"], summary["events"]
+    console.print(f"cascade: {w['frames']} frames at {w['fps']:.0f} frames/s, decisions {w['decisions']}")
+    console.print(f"events: {e['produced']} produced, {e['posted']} posted, {e['stored']} stored in SQLite")
+    for rule, output in summary["outputs_by_rule"].items():
+        console.print(f"API answer ({rule}): {json.dumps(output)}")
+    console.print(f"{summary['seconds']:.0f} s; open {result.out_dir / 'summary.html'}")
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
