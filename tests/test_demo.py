@@ -33,7 +33,9 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path):
         assert set(summary["exported_bytes"][name]) == {f"{name}.onnx", f"{name}.tflite"}
     events = summary["events"]
     assert events["produced"] > 0 and events["posted"] > 0
-    assert events["stored"] == events["posted"] and events["dropped"] == 0  # every acknowledged event is stored
+    assert (
+        events["stored"] == events["posted"] and events["dropped"] == 0
+    )  # every acknowledged event is stored
     assert summary["outputs_by_rule"]  # the API answered with rule-chosen outputs
     assert summary["watch"]["frames"] + summary["watch"]["dropped"] == 180
     out = result.out_dir
