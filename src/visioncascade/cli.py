@@ -165,7 +165,7 @@ def compare(
     console.print(f"wrote {result.out_dir / 'comparison.json'} and {result.out_dir / 'comparison.html'}")
 
 
-def _make_sender(config, post: bool, quiet_errors: bool = False):
+def _make_sender(config, post: bool):
     """An EventSender for the cascade's api section (None without one, or with --no-post)."""
     from visioncascade.runtime.sender import EventSender, HttpEventPoster
 
@@ -293,6 +293,11 @@ def watch(
                 else ""
             )
         )
+        if sender is not None and summary["events"]["pending"]:
+            console.print(
+                f"[yellow]warning:[/] {summary['events']['pending']} event(s) were not delivered: the API at "
+                f"{cascade.config.api.url} did not take them ({sender.stats.last_error})"
+            )
 
 
 def _window_callback():
