@@ -204,3 +204,14 @@ def test_transfer_run_with_frozen_layers(tmp_path: Path):
     assert result.spec.architecture_params["freeze"] == 7
     assert result.metrics["model"]["parameters"] > 400_000
     assert result.metrics["model"]["trainable_parameters"] < result.metrics["model"]["parameters"]
+
+
+def test_evaluate_finds_relative_folder_data_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    write_shape_folder(tmp_path / "shapes", {"horizontal": 20, "vertical": 40}, seed=4, mixed=False)
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16)
+    train_run("shapes", "run", config, progress=False)  # relative paths, as a user types them
+    assert yaml.safe_load(Path("run/config.yaml").read_text())["data"] == str(tmp_path / "shapes")
+    monkeypatch.chdir(tmp_path.parent)
+    result = evaluate_run(tmp_path / "run")
+    assert result.metrics["n"] == 12 and not result.metrics["data"]["notes"]

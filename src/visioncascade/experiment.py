@@ -36,7 +36,7 @@ import yaml
 
 from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir
-from visioncascade.data import Dataset, load_dataset, resolve_splits, stratified_folds
+from visioncascade.data import BUNDLED, Dataset, load_dataset, resolve_splits, stratified_folds
 from visioncascade.data.pipeline import Augmentation
 from visioncascade.errors import DataError, RunNotFoundError
 from visioncascade.evaluate import plots
@@ -114,6 +114,14 @@ def resolve_image_size(config: TrainConfig, dataset: Dataset) -> int:
     return arch.default_image_size
 
 
+def _data_reference(source: str | Path) -> str:
+    """How config.yaml names the data: a bundled name as is, a path made absolute (so evaluate finds it)."""
+    text = str(source)
+    if text in BUNDLED:
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Probabilities for a whole split (direct calls: no per-model ``predict`` function to trace)."""
     out = [
@@ -155,6 +163,7 @@ def train_run(
     out = Path(out)
     check_output_dir(out, overwrite)  # fail before any slow work
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    fingerprint = dataset.fingerprint()  # of the data as given, before any hold-out is made
     dataset, split_notes = resolve_splits(dataset, seed=config.seed)
     arch = get_architecture(config.arch)
     params = resolve_params(config.arch, config.arch_params)
@@ -177,7 +186,7 @@ def train_run(
         architecture=config.arch,
         architecture_params=params,
         edges=config.edges,
-        data_fingerprint=dataset.fingerprint(),
+        data_fingerprint=fingerprint,
         visioncascade_version=__version__,
         extra={
             "dataset": dataset.name,
@@ -355,7 +364,7 @@ def train_run(
                 "visioncascade_version": __version__,
             }
             config_doc = {
-                "data": str(data.source if isinstance(data, Dataset) else data),
+                "data": _data_reference(data.source if isinstance(data, Dataset) else data),
                 "name": run_name,
                 "train": config.to_dict(),
                 "resolved": {
