@@ -3,8 +3,6 @@ its own per test run), real uvicorn servers on 127.0.0.1 random ports, real HTTP
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,9 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from visioncascade.api.app import create_app
+from visioncascade.api.background import BackgroundServer, free_port
 from visioncascade.api.settings import load_settings
 from visioncascade.api.storage import Database, create_api_key, upgrade_database
 
@@ -80,40 +77,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """A uvicorn server running the app in a thread, on 127.0.0.1 and a random port."""
+class LiveServer(BackgroundServer):
+    """The app served in a thread on 127.0.0.1 (a random port), with helpers for tests."""
 
     def __init__(self, url: str, port: int | None = None, **settings: Any) -> None:
         self.db_url = url
-        self.settings = load_settings(database_url=url, **settings)
-        self.app = create_app(self.settings)
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
+        super().__init__(load_settings(database_url=url, **settings), port)
 
     @property
     def state(self) -> Any:

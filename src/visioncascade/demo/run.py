@@ -9,7 +9,6 @@ was trained, exported sizes, frames/s, events stored and the custom outputs the 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,46 +54,6 @@ class DemoResult:
     summary: dict[str, Any]
 
 
-class _Server:
-    """The API in a background thread on 127.0.0.1 (uvicorn), stopped with :meth:`stop`."""
-
-    def __init__(self, db_url: str, rules: Path):
-        import socket
-
-        import uvicorn
-
-        from visioncascade.api.app import create_app
-        from visioncascade.api.settings import load_settings
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        settings = load_settings(
-            database_url=db_url,
-            rules_path=rules,
-            environment="development",
-            rate_limit_per_second=10_000.0,
-            rate_limit_burst=10_000,
-        )
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo API server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 def run_demo(
     out: str | Path,
     *,
@@ -105,6 +64,8 @@ def run_demo(
     log=print,
 ) -> DemoResult:
     """Run the whole demo into ``out`` (atomically) and return its summary."""
+    from visioncascade.api.background import BackgroundServer
+    from visioncascade.api.settings import load_settings
     from visioncascade.api.storage import Database, create_api_key, upgrade_database
     from visioncascade.experiment import train_run
     from visioncascade.export import export_run
@@ -163,11 +124,18 @@ def run_demo(
             db.dispose()
         video = tmp / "scene.mp4"
         truth = render_video(video, seconds, seed=seed + 1)
-        server = _Server(db_url, tmp / "rules.yaml").start()
+        settings = load_settings(
+            database_url=db_url,
+            rules_path=tmp / "rules.yaml",
+            environment="development",
+            rate_limit_per_second=10_000.0,
+            rate_limit_burst=10_000,
+        )
+        server = BackgroundServer(settings).start()
         try:
             log(f"5/6 watching {len(truth)} frames with contexts shapes ↔ colours, posting events")
             cascade = Cascade.from_file(tmp / "cascade.yaml")
-            sender = EventSender(HttpEventPoster(server.url, key), min_interval_s=0.5, device_id="demo")
+            sender = EventSender(HttpEventPoster(server.base_url, key), min_interval_s=0.5, device_id="demo")
             source = open_source(video, realtime=True)  # played like a camera, at its own frame rate
             stats = watch(
                 cascade,
