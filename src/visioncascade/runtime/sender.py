@@ -135,7 +135,7 @@ class EventSender:
                     self.stats.api_up = False
                     self.stats.last_error = str(exc)
                     self.stats.retries += 1
-                    if self._closing and self._give_up:
+                    if self._closing:  # close() already waited for the flush; give up
                         return
                     self._cond.wait(timeout=backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
@@ -162,8 +162,6 @@ class EventSender:
             self._queue.popleft()
         self.stats.pending = len(self._queue)
 
-    _give_up = False
-
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the queue is empty (True) or ``timeout`` passes (False)."""
         deadline = time.monotonic() + timeout
@@ -179,7 +177,6 @@ class EventSender:
         self.flush(timeout)
         with self._cond:
             self._closing = True
-            self._give_up = True
             self._cond.notify_all()
         self._thread.join(timeout=max(1.0, self.max_backoff_s + 1))
         with self._cond:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -26,7 +26,6 @@ class FitResult:
     seconds: float
     interrupted: bool = False
     images_per_second: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

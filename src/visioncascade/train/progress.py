@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import keras
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -76,10 +73,3 @@ class TrainingProgress:
         """Print a line above the bars."""
         if self.enabled:
             self._console.print(message)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def disabled() -> Iterator[TrainingProgress]:
-        """A display that shows nothing."""
-        with TrainingProgress(enabled=False) as progress:
-            yield progress
