@@ -59,3 +59,16 @@ def cascade_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             shapes, root / "orientation", config, name="orientation", progress=False
         ).run_dir,
     }
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory):
+    """One quick run of ``visioncascade demo`` (models, ONNX exports, cascade.yaml, rules.yaml), shared.
+
+    Returns ``(DemoResult, progress lines)``.
+    """
+    from visioncascade.demo import run_demo
+
+    lines: list[str] = []
+    result = run_demo(tmp_path_factory.mktemp("demo") / "demo", quick=True, progress=False, log=lines.append)
+    return result, lines

@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from visioncascade.demo import run_demo
-from visioncascade.demo.scenes import SHAPES, render_video, scene
+from visioncascade.demo.scenes import SHAPES, render_video, scene, video_frames
 
 
 def test_scenes_are_deterministic_and_videos_match_their_truth(tmp_path: Path):
@@ -22,10 +21,25 @@ def test_scenes_are_deterministic_and_videos_match_their_truth(tmp_path: Path):
     assert int(cv2.VideoCapture(str(tmp_path / "v.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 20
 
 
+def test_y4m_videos_play_in_chromiums_fake_camera_format(tmp_path: Path):
+    truth = render_video(tmp_path / "v.y4m", seconds=1.0, fps=10.0, size=(64, 48), seed=2)
+    data = (tmp_path / "v.y4m").read_bytes()
+    header, _, body = data.partition(b"\n")
+    assert header == b"YUV4MPEG2 W64 H48 F10:1 Ip A1:1 C420jpeg"
+    frame_bytes = 64 * 48 * 3 // 2
+    assert len(body) == len(truth) * (len(b"FRAME\n") + frame_bytes) and len(truth) == 10
+    first = np.frombuffer(body[6 : 6 + frame_bytes], np.uint8).reshape(48 * 3 // 2, 64)
+    rgb = cv2.cvtColor(first, cv2.COLOR_YUV2RGB_I420)
+    expected = next(video_frames(1.0, 10.0, (64, 48), seed=2))[0]
+    # 4:2:0 halves the chroma of per-pixel noise (~8 levels off); a wrong plane layout is ~50 off.
+    assert np.abs(rgb.astype(int) - expected.astype(int)).mean() < 12
+    with pytest.raises(ValueError, match="even"):
+        render_video(tmp_path / "odd.y4m", seconds=0.1, size=(63, 48))
+
+
 @pytest.mark.slow
-def test_quick_demo_runs_the_whole_loop(tmp_path: Path):
-    lines: list[str] = []
-    result = run_demo(tmp_path / "demo", quick=True, progress=False, log=lines.append)
+def test_quick_demo_runs_the_whole_loop(quick_demo):
+    result, lines = quick_demo
     summary = result.summary
     assert [line.split()[0] for line in lines][:2] == ["1/6", "2/6"] and lines[-1].startswith("6/6")
     for name in ("domain", "shape", "colour"):

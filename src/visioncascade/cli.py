@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -367,6 +367,15 @@ def demo(
     quick: Annotated[bool, typer.Option(help="Fewer images, epochs and frames.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    serve_after: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Afterwards serve the live camera page (/) and the dashboard with the demo's models and "
+            "database, on 127.0.0.1 (Ctrl-C stops).",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
 ) -> None:
     """The whole loop on a procedural world: train, export, cascade on video, events stored, custom outputs."""
     quiet_tensorflow()
@@ -383,7 +392,14 @@ def demo(
     summary = result.summary
     if as_json:
         out_console.print_json(json.dumps(summary, default=str))
-        return
+    else:
+        _print_demo_summary(result)
+    if serve_after:
+        _serve_demo(result.out_dir, port)
+
+
+def _print_demo_summary(result: Any) -> None:
+    summary = result.summary
     for name, model in summary["models"].items():
         console.print(
             f"{name}: {', '.join(model['labels'])} — test accuracy {model['accuracy']:.3f}, "
@@ -395,6 +411,42 @@ def demo(
     for rule, output in summary["outputs_by_rule"].items():
         console.print(f"API answer ({rule}): {json.dumps(output)}")
     console.print(f"{summary['seconds']:.0f} s; open {result.out_dir / 'summary.html'}")
+    out = result.out_dir
+    console.print(
+        "point a camera at it: visioncascade serve "
+        f"--db sqlite:///{out / 'events.db'} --rules {out / 'rules.yaml'} --cascade {out / 'cascade.yaml'} "
+        "(or run the demo with --serve)"
+    )
+
+
+def _serve_demo(out: Path, port: int) -> None:
+    """Serve the demo's cascade, rules and database with the pages, printing their addresses with a key."""
+    from visioncascade.api.cli import serve
+    from visioncascade.api.storage import Database, create_api_key
+
+    db_url = f"sqlite:///{(out / 'events.db').resolve()}"
+    db = Database(db_url)
+    try:
+        key = create_api_key(db, "admin", "demo-pages")[0]
+    finally:
+        db.dispose()
+    console.print(f"[bold]live camera page:[/] http://127.0.0.1:{port}/#key={key}")
+    console.print(f"[bold]dashboard:[/]        http://127.0.0.1:{port}/dashboard#key={key}")
+    console.print("(the key is an admin key of this demo's database only; Ctrl-C stops the server)")
+    serve(
+        db=db_url,
+        rules=out / "rules.yaml",
+        cascade=[out / "cascade.yaml"],
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        environment="development",
+        migrate=True,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=None,
+        ssl_keyfile=None,
+    )
 
 
 def _fmt(value: object) -> str:

@@ -82,3 +82,15 @@ def test_user_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:
     assert "unknown placeholder {oops}" in broken.stderr
     not_migrated = _cli("keys", "create", "--scope", "ingest", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
     assert not_migrated.returncode == 2 and "db upgrade" in not_migrated.stderr
+
+
+def test_serve_refuses_broken_or_clashing_cascade_files(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    missing = _cli("serve", "--db", url, "--cascade", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml does not exist" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ndomain: {model: d.onnx, threshold: 2}\nspecialists: {a: {model: s.onnx}}\n")
+    answer = _cli("serve", "--db", url, "--cascade", str(broken))
+    assert answer.returncode == 2 and "domain.threshold" in answer.stderr
+    half_tls = _cli("serve", "--db", url, "--ssl-certfile", str(broken))
+    assert half_tls.returncode == 2 and "--ssl-keyfile" in half_tls.stderr

@@ -23,8 +23,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from visioncascade import __version__
 from visioncascade.api.auth import Authenticator, RateLimiter
 from visioncascade.api.deps import AppState
+from visioncascade.api.live import LiveCascades
 from visioncascade.api.metrics import Metrics, MetricsMiddleware
-from visioncascade.api.routes import admin, events, health, stats
+from visioncascade.api.routes import admin, events, health, live, pages, stats
 from visioncascade.api.rules import RulesHolder
 from visioncascade.api.settings import Settings, load_settings
 from visioncascade.api.storage import Database, GroupCommitter
@@ -187,7 +188,8 @@ def _document_raw_bodies(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment).
 
-    The rules file is loaded now (a broken file raises :class:`visioncascade.errors.RulesError`); the
+    The rules file and the cascade files are loaded now (a broken file raises
+    :class:`visioncascade.errors.RulesError` or :class:`~visioncascade.errors.ConfigError`); the
     database is checked and the writer started when the app starts (lifespan).
     """
     settings = settings or load_settings()
@@ -203,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         authenticator=Authenticator(db, bootstrap, settings.key_cache_seconds),
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         metrics=metrics,
+        live=LiveCascades(settings.cascade_paths) if settings.cascade_paths else None,
     )
     metrics.gauge(
         "visioncascade_group_commits", "Group commits done by this process.", lambda: state.committer.commits
@@ -281,8 +284,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.vc = state
     _document_raw_bodies(app)
-    for module in (health, events, stats, admin):  # directly on the app: one routing level, not two
+    for module in (health, events, stats, admin, live, pages):  # on the app: one routing level, not two
         app.include_router(module.router)
+    pages.mount_static(app)
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StorageError, _storage_handler)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ fast and works without the ``api`` extra.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +48,13 @@ def serve(
     rules: Annotated[
         Path | None, typer.Option("--rules", help="YAML rules file (reloaded on change/SIGHUP).")
     ] = None,
+    cascade: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--cascade",
+            help="Cascade YAML file run by the live camera page at / (repeat for several).",
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
@@ -58,6 +66,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = False,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="TLS certificate (PEM): serve HTTPS, which phones' browsers need for the camera."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="TLS private key (PEM) for --ssl-certfile.")
+    ] = None,
 ) -> None:
     """Run the prediction API server (options override VISIONCASCADE_* environment variables)."""
     _require_api_extra()
@@ -66,6 +81,7 @@ def serve(
     from visioncascade.api.rules import load_rules
     from visioncascade.api.settings import load_settings
     from visioncascade.api.storage import upgrade_database
+    from visioncascade.runtime.config import load_cascade_config
 
     settings = load_settings(
         database_url=db,
@@ -74,9 +90,21 @@ def serve(
         port=port,
         workers=workers,
         environment=environment,
+        cascade_paths=[p.resolve() for p in cascade] if cascade else None,
     )
     if settings.rules_path is not None:
         load_rules(settings.rules_path)  # a broken file stops here with a clear message
+    names: dict[str, Path] = {}
+    for path in settings.cascade_paths:  # so do broken cascade files and clashing names
+        name = load_cascade_config(path).name
+        if name in names:
+            raise ApiError(
+                f"cascade files {names[name]} and {path} are both named {name!r}; "
+                "give each cascade file a unique `name`"
+            )
+        names[name] = path
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ApiError("give both --ssl-certfile and --ssl-keyfile, or neither")
     # The workers rebuild the settings from the environment: pass the options on.
     for name, value in (
         ("DATABASE_URL", settings.database_url),
@@ -85,6 +113,7 @@ def serve(
         ("PORT", str(settings.port)),
         ("WORKERS", str(settings.workers)),
         ("ENVIRONMENT", settings.environment),
+        ("CASCADE_PATHS", json.dumps([str(p) for p in settings.cascade_paths])),
     ):
         if value is not None:
             os.environ[f"VISIONCASCADE_{name}"] = value
@@ -100,6 +129,8 @@ def serve(
         access_log=access_log,
         proxy_headers=False,
         server_header=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
 
 

@@ -11,12 +11,13 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from visioncascade.api.auth import Authenticator, Principal, RateLimiter, allows
+from visioncascade.api.live import LiveCascades
 from visioncascade.api.metrics import Metrics
 from visioncascade.api.rules import RulesHolder
 from visioncascade.api.settings import Settings
 from visioncascade.api.storage import Database, GroupCommitter
 
-__all__ = ["SECURITY", "AppState", "authorize", "get_state", "require_scope"]
+__all__ = ["SECURITY", "AppState", "authorize", "check_key", "get_state", "require_scope"]
 
 
 @dataclass
@@ -30,6 +31,7 @@ class AppState:
     authenticator: Authenticator
     limiter: RateLimiter
     metrics: Metrics
+    live: LiveCascades | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -59,9 +61,17 @@ async def authorize(request: Request, scope: str) -> Principal:
     the security schemes in OpenAPI themselves.
     """
     state: AppState = request.app.state.vc
+    return await check_key(state, _raw_key(request), scope)
+
+
+async def check_key(state: AppState, raw: str | None, scope: str) -> Principal:
+    """The principal of the raw key ``raw``; raises HTTPException 401/403/429 like :func:`authorize`.
+
+    Also used by the live page's WebSocket, whose key arrives in its first message (browsers cannot set
+    headers on a WebSocket).
+    """
     if not state.settings.auth_enabled:
         return _ANONYMOUS
-    raw = _raw_key(request)
     if not raw:
         raise HTTPException(
             401,

@@ -23,12 +23,16 @@ __all__ = [
     "BatchIn",
     "BatchItem",
     "BatchOut",
+    "CascadeOut",
     "DriftOut",
     "ErrorOut",
     "EventIn",
     "EventOut",
     "EventPage",
     "EventResult",
+    "LiveContext",
+    "LiveStageOut",
+    "LiveStart",
     "StageIn",
     "StatsGroup",
     "StatsOut",
@@ -232,3 +236,40 @@ class ErrorOut(BaseModel):
 
     detail: str
     errors: list[dict[str, Any]] | None = None
+
+
+class LiveStageOut(BaseModel):
+    """One model of a cascade offered by the live camera page."""
+
+    model: str
+    version: str
+    labels: list[str]
+    threshold: float = Field(description="The top probability must be strictly above it to go on.")
+
+
+class CascadeOut(BaseModel):
+    """A cascade that ``visioncascade serve --cascade`` runs for the live camera page (``/v1/live``)."""
+
+    name: str
+    contexts: list[str] = Field(description="Contexts routed to a specialist ('default' catches the rest).")
+    domain: LiveStageOut
+    specialists: dict[str, LiveStageOut]
+    min_interval_s: float = Field(description="The same decision is stored at most this often per page.")
+
+
+class LiveStart(_Strict):
+    """The first message on ``/v1/live``: who is calling, which cascade, which context."""
+
+    type: Literal["start"]
+    key: str | None = Field(None, max_length=512, description="An ingest key (browsers cannot set headers).")
+    cascade: Text | None = Field(None, description="The cascade's name; may be left out when there is one.")
+    context: Text
+    device_id: Text
+    session_id: Text
+
+
+class LiveContext(_Strict):
+    """A later text message on ``/v1/live``: switch the context."""
+
+    type: Literal["context"]
+    context: Text

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     rules_poll_seconds: float = Field(
         1.0, gt=0, le=3600, description="How often to check the file for changes."
     )
+    cascade_paths: list[Path] = Field(
+        default_factory=list,
+        description="Cascade YAML files the live camera page (/ and /v1/live) runs; JSON list in the env.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)

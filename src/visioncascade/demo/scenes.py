@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["COLOURS", "SHAPES", "background", "draw_object", "render_video", "scene", "write_datasets"]
+__all__ = [
+    "COLOURS",
+    "SHAPES",
+    "background",
+    "draw_object",
+    "render_video",
+    "scene",
+    "video_frames",
+    "write_datasets",
+]
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (215, 45, 40), "green": (45, 170, 60), "blue": (50, 85, 225)}
@@ -76,14 +87,12 @@ def write_datasets(root: Path, per_class: int, size: int = 48, seed: int = 0) ->
     return roots
 
 
-def render_video(
-    path: Path, seconds: float, fps: float = 30.0, size: tuple[int, int] = (320, 240), seed: int = 0
-) -> list[tuple[str | None, str | None]]:
-    """An MP4 of objects gliding over changing backgrounds (with empty stretches); returns per-frame truth."""
+def video_frames(
+    seconds: float, fps: float = 30.0, size: tuple[int, int] = (320, 240), seed: int = 0
+) -> Iterator[tuple[np.ndarray, tuple[str | None, str | None]]]:
+    """RGB frames of objects gliding over changing backgrounds (with empty stretches), each with its truth."""
     rng = np.random.default_rng(seed)
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    truth: list[tuple[str | None, str | None]] = []
     frames = int(seconds * fps)
     segment = int(fps * 1.5)
     for start in range(0, frames, segment):
@@ -99,7 +108,38 @@ def render_video(
                 x = int(radius + (width - 2 * radius) * k / max(segment - 1, 1))
                 draw_object(img, shape, colour, (x, y), radius, np.random.default_rng(start))
             noisy = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-            writer.write(cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR))
-            truth.append((shape, colour))
-    writer.release()
+            yield noisy, (shape, colour)
+
+
+def render_video(
+    path: Path, seconds: float, fps: float = 30.0, size: tuple[int, int] = (320, 240), seed: int = 0
+) -> list[tuple[str | None, str | None]]:
+    """Write :func:`video_frames` to ``path`` and return the per-frame truth.
+
+    ``.y4m`` writes uncompressed YUV4MPEG2 (4:2:0), the format Chromium's fake camera plays
+    (``--use-file-for-fake-video-capture``); anything else an MP4 (mp4v).
+    """
+    path = Path(path)
+    width, height = size
+    if width % 2 or height % 2:
+        raise ValueError(f"video size must be even on both sides for 4:2:0, got {width}x{height}")
+    truth: list[tuple[str | None, str | None]] = []
+    if path.suffix.lower() == ".y4m":
+        rate = Fraction(fps).limit_denominator(1001)
+        with path.open("wb") as out:
+            out.write(
+                f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 C420jpeg\n".encode()
+            )
+            for rgb, t in video_frames(seconds, fps, size, seed):
+                out.write(b"FRAME\n")
+                out.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
+                truth.append(t)
+        return truth
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    try:
+        for rgb, t in video_frames(seconds, fps, size, seed):
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            truth.append(t)
+    finally:
+        writer.release()
     return truth

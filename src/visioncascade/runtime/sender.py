@@ -23,6 +23,7 @@ __all__ = [
     "EventSender",
     "HttpEventPoster",
     "PermanentPostError",
+    "PostPolicy",
     "SenderStats",
     "TransientPostError",
 ]
@@ -60,6 +61,26 @@ class SenderStats:
     answers: list[dict[str, Any]] = field(default_factory=list)
 
 
+class PostPolicy:
+    """Which events to post: a new decision ``key`` always, the same key at most every ``min_interval_s``.
+
+    Shared by :class:`EventSender` and the API's live camera page, so both store the same events.
+    """
+
+    def __init__(self, min_interval_s: float = 1.0) -> None:
+        self.min_interval_s = min_interval_s
+        self._last_key: tuple | None = None
+        self._last_time = -float("inf")
+
+    def admit(self, key: tuple | None, now: float | None = None) -> bool:
+        """True (and remembered) when an event with ``key`` at ``now`` (monotonic seconds) should be posted."""
+        now = time.monotonic() if now is None else now
+        if key == self._last_key and now - self._last_time < self.min_interval_s:
+            return False
+        self._last_key, self._last_time = key, now
+        return True
+
+
 class EventSender:
     """Background, bounded, retrying poster of cascade events."""
 
@@ -78,7 +99,7 @@ class EventSender:
     ):
         self._post = post
         self.queue_size = queue_size
-        self.min_interval_s = min_interval_s
+        self.policy = PostPolicy(min_interval_s)
         self.device_id = device_id or f"visioncascade-{uuid.getnode():012x}"
         self.session_id = session_id or str(uuid.uuid4())
         self.initial_backoff_s = initial_backoff_s
@@ -89,8 +110,6 @@ class EventSender:
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
-        self._last_key: tuple | None = None
-        self._last_time = -float("inf")
         self._thread = threading.Thread(target=self._run, name="event-sender", daemon=True)
         self._thread.start()
 
@@ -101,13 +120,11 @@ class EventSender:
         ``key`` identifies the decision (e.g. context and labels): a new key is always posted, the same key
         at most every ``min_interval_s``.
         """
-        now = time.monotonic()
         with self._cond:
             self.stats.produced += 1
-            if key == self._last_key and now - self._last_time < self.min_interval_s:
+            if not self.policy.admit(key):
                 self.stats.skipped += 1
                 return False
-            self._last_key, self._last_time = key, now
             payload = {"device_id": self.device_id, "session_id": self.session_id, **event}
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()

@@ -61,7 +61,7 @@ def _check_clock(state: AppState, events: list[EventIn], prefix: tuple[Any, ...]
         raise HTTPException(422, {"detail": errors[0]["msg"], "errors": errors})
 
 
-async def _submit(state: AppState, events: list[EventIn], principal: Principal) -> list[StoredResult]:
+async def submit_events(state: AppState, events: list[EventIn], principal: Principal) -> list[StoredResult]:
     key_id = principal.key_id or None
     try:
         results = await state.committer.submit([(ev, key_id) for ev in events])
@@ -115,7 +115,7 @@ async def post_event(request: Request) -> Response:
     state: AppState = request.app.state.vc
     event = _parse(EventIn, await request.body())
     _check_clock(state, [event], ("body",))
-    (res,) = await _submit(state, [event], principal)
+    (res,) = await submit_events(state, [event], principal)
     if res.status == "conflict":
         raise HTTPException(
             409,
@@ -141,7 +141,7 @@ async def post_batch(request: Request) -> Response:
     state: AppState = request.app.state.vc
     batch = _parse(BatchIn, await request.body())
     _check_clock(state, batch.events, ("body", "events"))
-    results = await _submit(state, batch.events, principal)
+    results = await submit_events(state, batch.events, principal)
     conflict = "event_id already stored with a different payload"
     body = _dumps(
         {

@@ -1,0 +1,127 @@
+"""The live camera page's server side: the cascades of ``visioncascade serve --cascade``, run on frames.
+
+The browser sends small JPEG frames over a WebSocket (``/v1/live``); the server decodes them and runs the
+very :class:`~visioncascade.runtime.Cascade` that ``visioncascade watch`` runs (same preprocessing, same
+exported models, same thresholds), and stores events through the same group commit and rules as
+``POST /v1/events``. Why the server and not the browser: see the README ("The browser page").
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from visioncascade.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from visioncascade.runtime.cascade import Cascade, CascadeResult
+
+__all__ = ["MAX_FRAME_BYTES", "LiveCascades", "decode_frame"]
+
+#: The largest frame the live page may send (a 640×480 JPEG is ~30–60 kB).
+MAX_FRAME_BYTES = 2 * 1024 * 1024
+_MAX_SIDE = 4096
+
+
+def decode_frame(data: bytes) -> np.ndarray:
+    """An encoded image (JPEG, PNG or WebP bytes) as a BGR uint8 array; DataError says what was wrong."""
+    import cv2
+
+    if not data:
+        raise DataError("the frame is empty; send one JPEG, PNG or WebP image per binary message")
+    if len(data) > MAX_FRAME_BYTES:
+        raise DataError(
+            f"the frame is {len(data):,} bytes, more than {MAX_FRAME_BYTES:,}; send a smaller JPEG "
+            "(the page sends at most 640 px wide)"
+        )
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError("the frame is not a decodable JPEG, PNG or WebP image")
+    if max(image.shape[:2]) > _MAX_SIDE:
+        raise DataError(
+            f"the frame is {image.shape[1]}×{image.shape[0]} px; send at most {_MAX_SIDE} px a side"
+        )
+    return image
+
+
+class LiveCascades:
+    """Cascade files opened once, every specialist loaded, each cascade guarded by a lock.
+
+    Raises :class:`ConfigError` for a broken cascade file or two files with the same ``name``.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        from visioncascade.runtime.cascade import Cascade
+
+        self._cascades: dict[str, Cascade] = {}
+        self._paths: dict[str, Path] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        for path in paths:
+            cascade = Cascade.from_file(path)
+            name = cascade.config.name
+            if name in self._cascades:
+                raise ConfigError(
+                    f"cascade files {self._paths[name]} and {path} are both named {name!r}; "
+                    "give each cascade file a unique `name`"
+                )
+            cascade.warm_up()  # a dozen specialists load now, not on a user's first frame
+            self._cascades[name] = cascade
+            self._paths[name] = Path(path)
+            self._locks[name] = threading.Lock()
+        self._descriptions = self._describe()
+
+    def __len__(self) -> int:
+        return len(self._cascades)
+
+    @property
+    def names(self) -> list[str]:
+        """The cascades' names, in the order given."""
+        return list(self._cascades)
+
+    def get(self, name: str) -> Cascade | None:
+        """The cascade called ``name`` (None when there is none)."""
+        return self._cascades.get(name)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Cascade ``name``'s contexts, models, labels and thresholds (what the page offers)."""
+        return self._descriptions[name]
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        """:meth:`describe` of every cascade, in the order given."""
+        return list(self._descriptions.values())
+
+    def _describe(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, cascade in self._cascades.items():
+            config = cascade.config
+
+            def stage(predictor: Any, threshold: float) -> dict[str, Any]:
+                spec = predictor.spec
+                return {
+                    "model": spec.name,
+                    "version": spec.version,
+                    "labels": list(spec.labels),
+                    "threshold": threshold,
+                }
+
+            specialists = {}
+            for context, cfg in config.specialists.items():
+                _, _, predictor = cascade.specialist(context)
+                specialists[context] = stage(predictor, cfg.threshold)
+            out[name] = {
+                "name": name,
+                "contexts": list(config.specialists),
+                "domain": stage(cascade.domain, config.domain.threshold),
+                "specialists": specialists,
+                "min_interval_s": config.api.min_interval_s if config.api else 1.0,
+            }
+        return out
+
+    def run(self, name: str, frame: bytes, context: str) -> CascadeResult:
+        """Decode ``frame`` and run cascade ``name`` on it for ``context`` (blocking; call in a thread)."""
+        image = decode_frame(frame)
+        with self._locks[name]:  # LiteRT interpreters are not thread-safe; ONNX sessions cost ~1 ms
+            return self._cascades[name].run(image, context, channel_order="bgr")

@@ -1,0 +1,202 @@
+"""The live camera page's server side: /v1/cascades and the /v1/live WebSocket, over real sockets, with the
+quick demo's real exported ONNX models, and the pages' offline guarantee."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import text
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from visioncascade.api.storage import Database
+from visioncascade.demo.scenes import scene
+
+
+def jpeg(shape: str | None, colour: str | None, seed: int = 0) -> bytes:
+    rgb = scene(np.random.default_rng(seed), 160, shape, colour)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture
+def live_server(quick_demo, sqlite_url: str, server_factory):
+    result, _ = quick_demo
+    return server_factory(
+        sqlite_url,
+        cascade_paths=[result.out_dir / "cascade.yaml"],
+        rules_path=result.out_dir / "rules.yaml",
+        auth_enabled=True,
+    )
+
+
+def ws_url(server) -> str:
+    return server.base_url.replace("http://", "ws://") + "/v1/live"
+
+
+def start(ws, key: str | None, **fields: Any) -> dict[str, Any]:
+    message = {
+        "type": "start",
+        "key": key,
+        "cascade": "demo",
+        "context": "shapes",
+        "device_id": "test-browser",
+        "session_id": str(uuid.uuid4()),
+        **fields,
+    }
+    ws.send(json.dumps(message))
+    return json.loads(ws.recv(timeout=30))
+
+
+def stored_events(server) -> list[Any]:
+    db = Database(server.db_url)
+    try:
+        with db.reader.connect() as conn:
+            return conn.execute(text("SELECT device_id, context FROM events ORDER BY id")).all()
+    finally:
+        db.dispose()
+
+
+def test_cascades_are_listed_for_ingest_keys_only(live_server):
+    with live_server.client(live_server.key("ingest")) as client:
+        (cascade,) = client.get("/v1/cascades").json()
+    assert cascade["name"] == "demo" and cascade["contexts"] == ["shapes", "colours"]
+    assert cascade["domain"]["labels"] == ["empty", "object"] and cascade["domain"]["threshold"] == 0.5
+    assert cascade["specialists"]["shapes"]["labels"] == ["circle", "square", "triangle"]
+    assert cascade["specialists"]["colours"]["model"] == "colour" and cascade["min_interval_s"] == 0.5
+    with live_server.client() as client:
+        assert client.get("/v1/cascades").status_code == 401
+    with live_server.client(live_server.key("read")) as client:
+        assert client.get("/v1/cascades").status_code == 403
+
+
+def test_frames_run_the_cascade_and_events_are_stored_with_rule_outputs(live_server):
+    with connect(ws_url(live_server)) as ws:
+        ready = start(ws, live_server.key("ingest"))
+        assert ready["type"] == "ready" and ready["context"] == "shapes"
+        assert ready["cascade"]["name"] == "demo"
+
+        ws.send(jpeg(None, None, seed=1))
+        empty = json.loads(ws.recv(timeout=30))
+        assert empty["decision"] == "filtered" and empty["stages"][0]["top_label"] == "empty"  # continue_on
+        assert empty["event"] is None and empty["events_stored"] == 0
+
+        ws.send(jpeg("circle", "red", seed=2))
+        first = json.loads(ws.recv(timeout=30))
+        assert first["decision"] == "event", first
+        domain, shape = first["stages"]
+        assert domain["top_label"] == "object" and shape["model"] == "shape"
+        assert shape["top_label"] == "circle" and abs(sum(shape["probabilities"]) - 1) < 1e-4
+        assert first["event"]["event_id"] and first["event"]["output"]["message"]
+        assert first["output"] == first["event"]["output"] and first["events_stored"] == 1
+
+        ws.send(jpeg("circle", "red", seed=2))  # the same decision within min_interval_s: not stored again
+        again = json.loads(ws.recv(timeout=30))
+        assert again["decision"] == "event" and again["event"] is None and again["events_stored"] == 1
+        assert again["output"] == first["output"]  # the last answer stays on screen
+
+        ws.send(json.dumps({"type": "context", "context": "colours"}))
+        assert json.loads(ws.recv(timeout=30)) == {"type": "context", "context": "colours"}
+        ws.send(jpeg("circle", "red", seed=2))
+        colour = json.loads(ws.recv(timeout=30))
+        assert colour["specialist"] == "colours" and colour["stages"][1]["top_label"] == "red"
+        assert colour["event"] is not None and colour["events_stored"] == 2
+        assert colour["rule"] == "red-alert" and "something red in colours" in colour["output"]["message"]
+    rows = stored_events(live_server)
+    assert [tuple(r) for r in rows] == [("test-browser", "shapes"), ("test-browser", "colours")]
+
+
+def test_bad_frames_and_contexts_answer_errors_and_keep_the_socket(live_server):
+    with connect(ws_url(live_server)) as ws:
+        start(ws, live_server.key("ingest"))
+        ws.send(b"not an image")
+        bad = json.loads(ws.recv(timeout=30))
+        assert bad["type"] == "error" and "not a decodable JPEG" in bad["detail"]
+        ws.send(b"")
+        assert "empty" in json.loads(ws.recv(timeout=30))["detail"]
+        ws.send(json.dumps({"type": "context", "context": "kitchen"}))
+        unknown = json.loads(ws.recv(timeout=30))
+        assert unknown["type"] == "error" and "unknown context 'kitchen'" in unknown["detail"]
+        ws.send(json.dumps({"type": "context"}))
+        assert "context" in json.loads(ws.recv(timeout=30))["detail"]
+        ws.send(jpeg("square", "blue", seed=3))  # still working
+        assert json.loads(ws.recv(timeout=30))["type"] == "result"
+
+
+@pytest.mark.parametrize(
+    ("key", "fields", "code", "words"),
+    [
+        (None, {}, 4401, "missing API key"),
+        ("not-a-key", {}, 4401, "invalid or revoked"),
+        ("read", {}, 4403, "needs scope 'ingest'"),
+        ("ingest", {"cascade": "nope"}, 4404, "unknown cascade 'nope'; this server runs: demo"),
+        ("ingest", {"context": "kitchen"}, 4422, "unknown context 'kitchen'"),
+        ("ingest", {"device_id": ""}, 4400, "invalid start message: device_id"),
+    ],
+)
+def test_start_is_refused_with_a_reason_and_a_close_code(live_server, key, fields, code, words):
+    if key in ("read", "ingest"):
+        key = live_server.key(key)
+    with connect(ws_url(live_server)) as ws:
+        answer = start(ws, key, **fields)
+        assert answer["type"] == "error" and words in answer["detail"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == code
+
+
+def test_a_frame_before_the_start_message_is_refused(live_server):
+    with connect(ws_url(live_server)) as ws:
+        ws.send(jpeg("square", "green"))
+        answer = json.loads(ws.recv(timeout=30))
+        assert answer["status"] == 400 and "first message must be the JSON start message" in answer["detail"]
+
+
+def test_a_server_without_cascades_says_how_to_add_one(sqlite_url, server_factory):
+    server = server_factory(sqlite_url, auth_enabled=False)
+    with server.client() as client:
+        assert client.get("/v1/cascades").json() == []
+    with connect(ws_url(server)) as ws:
+        answer = start(ws, None)
+        assert answer["status"] == 404 and "visioncascade serve --cascade" in answer["detail"]
+
+
+def test_pages_load_nothing_from_outside_the_server(sqlite_url, server_factory):
+    server = server_factory(sqlite_url)
+    with server.client() as client:
+        for path in ("/", "/dashboard"):
+            page = client.get(path)
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            csp = page.headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "script-src 'self'" in csp
+            assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+            assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+            for asset in assets:
+                assert asset.startswith(("/", "data:")), f"{path} refers to {asset} outside the server"
+                if asset.startswith("/static/"):
+                    body = client.get(asset)
+                    assert body.status_code == 200, asset
+                    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", body.text), asset
+        assert client.get("/static/../settings.py").status_code == 404
+
+
+def test_two_cascade_files_with_one_name_are_refused(quick_demo):
+    from visioncascade.api.live import LiveCascades
+    from visioncascade.errors import ConfigError
+
+    result, _ = quick_demo
+    first = result.out_dir / "cascade.yaml"
+    second = result.out_dir / "cascade-copy.yaml"
+    second.write_text(first.read_text())
+    try:
+        with pytest.raises(ConfigError, match="both named 'demo'; give each cascade file a unique `name`"):
+            LiveCascades([first, second])
+    finally:
+        second.unlink()
