@@ -28,6 +28,7 @@ OPERATIONS = [
     ("GET", "/v1/events", 150),
     ("GET", "/v1/stats", 150),
     ("GET", "/v1/rules", 20),
+    ("GET", "/v1/cascades", 5),
     ("GET", "/healthz", 5),
     ("GET", "/readyz", 5),
     ("GET", "/metrics", 5),

@@ -4,7 +4,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const MAX_FPS = 15;         // frames sent per second at most
-  const FRAME_WIDTH = 320;    // the server resizes again to each model's input; 320 px keeps JPEGs ~10 kB
+  const FRAME_WIDTH = 320;    // the server resizes again to each model's input; 320 px keeps JPEGs 10–20 kB
   const DEVICE_KEY = "visioncascade.device";
   const deviceId = localStorage.getItem(DEVICE_KEY) || (() => {
     const id = "browser-" + VC.uuid(); localStorage.setItem(DEVICE_KEY, id); return id;
