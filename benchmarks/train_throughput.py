@@ -6,6 +6,10 @@ validation data. visioncascade: :func:`visioncascade.train.fit.fit_model` (tf.da
 augmentation, prefetch, XLA off, steps_per_execution 4, best-val-loss checkpoint callback).
 Both train the same architecture for the same number of epochs (no early stopping) on BreastMNIST.
 
+Also measured, as an upper bound of *any* way of training the model: the "ceiling", the same model's
+forward + backward + Adam update at batch 32 on one constant batch in a compiled ``tf.function`` loop — no
+input pipeline, augmentation, validation, callbacks or per-step Python. A fit cannot run faster than that.
+
     python benchmarks/train_throughput.py [--repeats 3]
 """
 
@@ -94,6 +98,37 @@ def _ours(arch, size, lr, epochs, train, val, weights, tmp):
     return time.perf_counter() - start, timer.times
 
 
+def _ceiling(arch, size, lr, channels, steps=100, rounds=3):
+    import tensorflow as tf
+
+    from visioncascade.train.fit import compile_model
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(0, 256, (32, size, size, channels)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 2, 32))
+    model = create_model(arch, input_shape=(size, size, channels), num_classes=2, edges=True)
+    compile_model(model, lr)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def run(n):
+        loss = tf.constant(0.0)
+        for _ in tf.range(n):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    run(tf.constant(3))  # trace and warm up
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run(tf.constant(steps))
+        rates.append(steps * 32 / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
@@ -132,6 +167,13 @@ def main() -> None:
         print(
             f"  speed-up: end to end {med['baseline'][0] / med['visioncascade'][0]:.2f}x, "
             f"steady-state {med['visioncascade'][1] / med['baseline'][1]:.2f}x"
+        )
+        keras.backend.clear_session()
+        ceiling = _ceiling(arch, size, lr, train[0].shape[-1], steps=100 if arch == "scratch" else 20)
+        print(
+            f"  ceiling (train steps only) {ceiling:7.0f} images/s: baseline steady at "
+            f"{med['baseline'][1] / ceiling:.0%}, visioncascade at {med['visioncascade'][1] / ceiling:.0%}; "
+            f"2x the baseline would need {2 * med['baseline'][1] / ceiling:.1f}x the ceiling"
         )
 
 

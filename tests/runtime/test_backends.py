@@ -84,3 +84,15 @@ def test_spec_is_found_beside_exported_artifacts(exported, tmp_path: Path):
     if sys.platform != "darwin":
         with pytest.raises(ConfigError, match="runs only on macOS"):
             load_predictor(package)
+
+
+@pytest.mark.parametrize(("module", "suffix"), [("onnxruntime", "onnx"), ("ai_edge_litert", "tflite")])
+def test_a_missing_runtime_package_says_which_extra_to_install(exported, monkeypatch, module, suffix):
+    artifact = next(exported["domain"].glob(f"*.{suffix}"))
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # what `import` sees when the package is not installed
+    with pytest.raises(
+        ConfigError, match=r"needs the Python package .*pip install 'visioncascade\[export\]'"
+    ):
+        load_predictor(artifact)

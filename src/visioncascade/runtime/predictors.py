@@ -207,4 +207,10 @@ def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | No
         "keras": KerasPredictor,
         "coreml": CoreMLPredictor,
     }
-    return cls[backend](path, spec)
+    try:
+        return cls[backend](path, spec)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the {backend} backend needs the Python package {exc.name or 'it imports'}, which is not "
+            f"installed; install it with pip install 'visioncascade[export]' (runs {path.name})"
+        ) from exc
