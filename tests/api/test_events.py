@@ -109,6 +109,24 @@ def test_batch_gives_per_event_results_in_order(server: LiveServer) -> None:
     assert count_rows(server.db_url) == 4
 
 
+def test_batch_retry_in_another_timezone_is_a_duplicate_and_a_changed_probability_a_conflict(
+    server: LiveServer,
+) -> None:
+    key = server.key("ingest")
+    events = [make_event(captured_at="2026-01-02T03:04:05.5+00:00") for _ in range(3)]
+    with server.client(key) as c:
+        first = c.post("/v1/events:batch", json={"events": events})
+        shifted = {**events[0], "captured_at": "2026-01-01T22:04:05.500-05:00"}
+        changed = {**events[1], "stages": [make_stage(probs=(0.25, 0.75))]}
+        again = c.post("/v1/events:batch", json={"events": [shifted, changed, events[2]]})
+    assert first.status_code == again.status_code == 200, again.text
+    assert [x["status"] for x in first.json()["results"]] == ["created"] * 3
+    assert [x["status"] for x in again.json()["results"]] == ["duplicate", "conflict", "duplicate"]
+    assert again.json()["results"][0]["output"] == first.json()["results"][0]["output"]
+    assert count_rows(server.db_url) == 3
+    assert count_rows(server.db_url, "event_stages") == 3
+
+
 def test_batch_of_500_is_accepted_and_501_refused(server: LiveServer) -> None:
     key = server.key("ingest")
     with server.client(key) as c:

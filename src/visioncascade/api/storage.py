@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -58,8 +57,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from visioncascade.api.rules import Observation, RuleSet, StageObservation, entropy, evaluate, top_of
-from visioncascade.api.schemas import EventIn, StageIn
+from visioncascade.api.rules import Observation, RuleSet, entropy, evaluate, top_of
+from visioncascade.api.schemas import EventIn
 from visioncascade.errors import StorageError
 
 __all__ = [
@@ -383,7 +382,6 @@ class StoredResult:
     rule: str | None
 
 
-_STAGES_JSON = TypeAdapter(list[StageIn])
 # Datetimes go to SQLite as SQLAlchemy writes them ("YYYY-MM-DD HH:MM:SS.ffffff", sortable as text).
 
 
@@ -462,20 +460,34 @@ def _pg_unnest_insert(
 
 def payload_hash(ev: EventIn) -> str:
     """A hash of the event's content (UTC-normalised) to tell a retry from a reused event_id."""
-    # captured_at is already in UTC (schemas.UtcDatetime), so equal instants serialise equally.
-    return hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+    return _hash_and_stages(ev)[0]
+
+
+_STAGES_KEY = b',"stages":'
+
+
+def _hash_and_stages(ev: EventIn) -> tuple[str, str]:
+    """The event's :func:`payload_hash` and its stages as stored JSON, from one serialisation.
+
+    The hash is the SHA-256 of the event's JSON (captured_at is already in UTC, schemas.UtcDatetime, so
+    equal instants serialise equally; unchanged, so retries of events stored by earlier versions still
+    hash equal). ``stages`` is its last field: its JSON is the tail of the event's (a ``,"stages":`` cannot
+    occur inside the string fields before it, whose quotes are escaped).
+    """
+    raw = ev.__pydantic_serializer__.to_json(ev)
+    return hashlib.sha256(raw).hexdigest(), raw[raw.index(_STAGES_KEY) + len(_STAGES_KEY) : -1].decode()
 
 
 def _observation(ev: EventIn, event_id: str) -> Observation:
+    """What the rules see of ``ev``: its validated stages as they are (no copies)."""
+    at = ev.captured_at
     return Observation(
         event_id=event_id,
         device_id=ev.device_id,
         session_id=ev.session_id,
         context=ev.context,
-        captured_at=ev.captured_at.astimezone(UTC),
-        stages=tuple(
-            StageObservation(s.model, s.version, tuple(s.labels), tuple(s.probabilities)) for s in ev.stages
-        ),
+        captured_at=at if at.tzinfo is UTC else at.astimezone(UTC),
+        stages=ev.stages,
     )
 
 
@@ -536,7 +548,8 @@ def write_events(
     """
     now = _naive_utc(now or datetime.now(UTC))
     ids = [str(ev.event_id) for ev, _ in items]
-    hashes = [payload_hash(ev) for ev, _ in items]
+    dumped = [_hash_and_stages(ev) for ev, _ in items]
+    hashes = [h for h, _ in dumped]
     results: list[StoredResult | None] = [None] * len(items)
     try:
         with db.writer.begin() as conn:
@@ -591,15 +604,15 @@ def write_events(
                 ev, key_id = items[i]
                 eid = ids[i]
                 obs = _observation(ev, eid)
-                captured = _naive_utc(ev.captured_at)
+                captured = obs.captured_at.replace(tzinfo=None)
+                tops = [top_of(s) for s in ev.stages]
                 counter = history.counter(ev.session_id) if history is not None else None
-                decision = evaluate(rules, obs, counter)
-                tops = [top_of(s) for s in obs.stages]
+                decision = evaluate(rules, obs, counter, tops)
                 if history is not None and eid not in stored_before:
                     history.add(
                         ev.session_id,
                         captured,
-                        [(s.model, t[0]) for s, t in zip(obs.stages, tops, strict=True)],
+                        [(s.model, t[0]) for s, t in zip(ev.stages, tops, strict=True)],
                     )
                 at = to_db(captured)
                 next_pk += 1
@@ -612,7 +625,7 @@ def write_events(
                         ev.context,
                         at,
                         received,
-                        _STAGES_JSON.dump_json(ev.stages).decode("utf-8"),
+                        dumped[i][1],
                         hashes[i],
                         _dumps(decision.output),
                         decision.rule,

@@ -1,0 +1,62 @@
+"""The write path's stored form against real databases: payload hashes and stages JSON stay what earlier
+versions stored, so retries of events stored before an upgrade are still recognised."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from pydantic import TypeAdapter
+from sqlalchemy import text
+
+from visioncascade.api.rules import RuleSet
+from visioncascade.api.schemas import EventIn, StageIn
+from visioncascade.api.storage import Database, payload_hash, write_events
+
+from .conftest import make_event, make_stage
+
+TRICKY = 'a,"stages":[{"x":1}]\\"é\u2028'
+
+
+def _event(**overrides: object) -> EventIn:
+    return EventIn.model_validate(
+        make_event(
+            device_id=TRICKY,
+            session_id='s,"stages":',
+            context="ctx\\",
+            captured_at="2026-01-02T04:04:05.250+01:00",
+            stages=[
+                make_stage("gate", (TRICKY, "other"), (0.9, 0.1)),
+                make_stage("lesion", ("benign", 'mal"ignant'), (1e-05, 1 - 1e-05)),
+            ],
+            **overrides,
+        )
+    )
+
+
+def test_payload_hash_is_the_sha256_of_the_events_json_as_before() -> None:
+    ev = _event()
+    assert payload_hash(ev) == hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+    utc = EventIn.model_validate({**ev.model_dump(mode="json"), "captured_at": "2026-01-02T03:04:05.25Z"})
+    assert payload_hash(utc) == payload_hash(ev)
+    changed = ev.model_dump(mode="json")
+    changed["stages"][1]["probabilities"] = [2e-05, 1 - 2e-05]
+    assert payload_hash(EventIn.model_validate(changed)) != payload_hash(ev)
+
+
+def test_stored_row_keeps_the_hash_and_stages_json_of_earlier_versions(db_url: str) -> None:
+    ev = _event()
+    db = Database(db_url)
+    try:
+        (res,) = write_events(db, [(ev, None)], RuleSet(), now=datetime(2026, 1, 2, tzinfo=UTC))
+        assert res.status == "created"
+        with db.reader.connect() as conn:
+            row = conn.execute(
+                text("SELECT payload_hash, stages FROM events WHERE event_id = :e"), {"e": str(ev.event_id)}
+            ).one()
+    finally:
+        db.dispose()
+    assert row.payload_hash == hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+    assert row.stages == TypeAdapter(list[StageIn]).dump_json(ev.stages).decode("utf-8")
+    assert json.loads(row.stages)[0]["labels"] == [TRICKY, "other"]
