@@ -162,8 +162,11 @@ KEYS = ApiKey.__table__
 
 
 def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is None:
         return value
+    if tz is UTC:  # validated timestamps are in UTC already: one copy, not two
+        return value.replace(tzinfo=None)
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
@@ -380,6 +383,7 @@ class StoredResult:
     status: Status
     output: Any
     rule: str | None
+    output_json: str = "null"  # ``output`` as the JSON text stored (the answer is sent as it is)
 
 
 # Datetimes go to SQLite as SQLAlchemy writes them ("YYYY-MM-DD HH:MM:SS.ffffff", sortable as text).
@@ -532,7 +536,7 @@ def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
 def _answer(event_id: str, h: str, row: Any) -> StoredResult:
     if row.payload_hash != h:
         return StoredResult(event_id, "conflict", None, None)
-    return StoredResult(event_id, "duplicate", json.loads(row.output), row.rule)
+    return StoredResult(event_id, "duplicate", json.loads(row.output), row.rule, row.output)
 
 
 def write_events(
@@ -615,6 +619,7 @@ def write_events(
                         [(s.model, t[0]) for s, t in zip(ev.stages, tops, strict=True)],
                     )
                 at = to_db(captured)
+                output_json = _dumps(decision.output)
                 next_pk += 1
                 event_rows.append(
                     (
@@ -627,7 +632,7 @@ def write_events(
                         received,
                         dumped[i][1],
                         hashes[i],
-                        _dumps(decision.output),
+                        output_json,
                         decision.rule,
                         key_id,
                     )
@@ -647,7 +652,7 @@ def write_events(
                             at,
                         )
                     )
-                answers[eid] = StoredResult(eid, "created", decision.output, decision.rule)
+                answers[eid] = StoredResult(eid, "created", decision.output, decision.rule, output_json)
             lost: set[str] = set()
             if event_rows:
                 if db.is_sqlite:
@@ -688,7 +693,7 @@ def write_events(
         elif a.status == "conflict":
             results[i] = StoredResult(eid, "conflict", None, None)
         elif hashes[i] == hashes[first[eid]]:
-            results[i] = StoredResult(eid, "duplicate", a.output, a.rule)
+            results[i] = StoredResult(eid, "duplicate", a.output, a.rule, a.output_json)
         else:
             results[i] = StoredResult(eid, "conflict", None, None)
     return [r for r in results if r is not None]
