@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import uuid
@@ -121,8 +120,8 @@ def test_batch_gives_per_event_results_in_order(server: LiveServer) -> None:
 
 def test_answers_are_the_compact_json_of_the_results() -> None:
     created = StoredResult(str(uuid.uuid4()), "created", {"a": 'é "q"\n', "p": 1e-05}, 'r "1" ü')
-    created = dataclasses.replace(created, output_json=json.dumps(created.output, **COMPACT))
-    dup = dataclasses.replace(created, event_id=str(uuid.uuid4()), status="duplicate", rule=None)
+    created = created._replace(output_json=json.dumps(created.output, **COMPACT))
+    dup = created._replace(event_id=str(uuid.uuid4()), status="duplicate", rule=None)
     conflict = StoredResult(str(uuid.uuid4()), "conflict", None, None)
     expected = {
         "results": [

@@ -7,12 +7,13 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import text
 
 from visioncascade.api.rules import RuleSet
 from visioncascade.api.schemas import EventIn, StageIn
-from visioncascade.api.storage import Database, payload_hash, write_events
+from visioncascade.api.storage import SQLITE_ROWS_PER_INSERT, Database, payload_hash, write_events
 
 from .conftest import make_event, make_stage
 
@@ -60,3 +61,38 @@ def test_stored_row_keeps_the_hash_and_stages_json_of_earlier_versions(db_url: s
     assert row.payload_hash == hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
     assert row.stages == TypeAdapter(list[StageIn]).dump_json(ev.stages).decode("utf-8")
     assert json.loads(row.stages)[0]["labels"] == [TRICKY, "other"]
+
+
+@pytest.mark.parametrize("n", [1, SQLITE_ROWS_PER_INSERT, 2 * SQLITE_ROWS_PER_INSERT + 1])
+def test_every_row_of_a_group_is_stored_with_its_own_values(db_url: str, n: int) -> None:
+    """Multi-row INSERTs (full statements and the rest): each event and stage row keeps its own values."""
+    events = [
+        EventIn.model_validate(
+            make_event(
+                device_id=f"d{i}",
+                stages=[
+                    make_stage("gate", ("skin", "other"), (0.9, 0.1)),
+                    make_stage(probs=(i / n, 1 - i / n)),
+                ],
+            )
+        )
+        for i in range(n)
+    ]
+    db = Database(db_url)
+    try:
+        results = write_events(db, [(ev, None) for ev in events], RuleSet())
+        with db.reader.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT e.event_id, e.device_id, s.position, s.model, s.top_probability "
+                    "FROM events e JOIN event_stages s ON s.event_pk = e.id"
+                )
+            ).all()
+    finally:
+        db.dispose()
+    assert [r.status for r in results] == ["created"] * n
+    assert len(rows) == 2 * n
+    got = {(r.event_id, r.position): (r.device_id, r.model, r.top_probability) for r in rows}
+    for i, ev in enumerate(events):
+        assert got[(str(ev.event_id), 0)] == (f"d{i}", "gate", 0.9)
+        assert got[(str(ev.event_id), 1)] == (f"d{i}", "lesion", max(i / n, 1 - i / n))
