@@ -126,6 +126,10 @@ class SeenCondition:
     at_least: int
     within_seconds: float
     model: str | None = None
+    window: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", timedelta(seconds=self.within_seconds))
 
 
 @dataclass(frozen=True)
@@ -220,13 +224,13 @@ def count_seen(
     """
     if tops is None:
         tops = [top_of(s) for s in obs.stages]
-    own = sum(
-        1
-        for s, (label, _) in zip(obs.stages, tops, strict=True)
-        if label == cond.label and (cond.model is None or s.model == cond.model)
-    )
-    since = obs.captured_at - timedelta(seconds=cond.within_seconds)
-    return own + counter(cond.label, cond.model, since, obs.captured_at)
+    want, model = cond.label, cond.model
+    own = 0
+    for s, (label, _) in zip(obs.stages, tops, strict=True):
+        if label == want and (model is None or s.model == model):
+            own += 1
+    at = obs.captured_at
+    return own + counter(want, model, at - cond.window, at)
 
 
 def _select_stage(stages: Sequence[Stage], model: str | None) -> int | None:

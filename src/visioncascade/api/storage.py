@@ -454,11 +454,13 @@ def _sqlite_insert(conn: Any, table: str, columns: Sequence[str], rows: list[tup
 
 
 def _sqlite_time(value: datetime) -> str:
-    return value.isoformat(" ", "microseconds")
-
-
-def _same(value: datetime) -> datetime:
-    return value
+    """A UTC time (naive, or aware) as SQLAlchemy stores datetimes in SQLite: ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    tz = value.tzinfo
+    if tz is None:
+        return value.isoformat(" ", "microseconds")
+    if tz is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 _PG_ARRAY_TYPES = {
@@ -524,12 +526,17 @@ def _observation(ev: EventIn, event_id: str) -> Observation:
 
 
 class _History:
-    """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch."""
+    """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch.
+
+    Times are aware UTC datetimes, like the rules' (rows come back naive UTC and are tagged once here),
+    so counting compares them as they are.
+    """
 
     def __init__(self, rows: Sequence[Any]) -> None:
         self.seen: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for r in rows:
-            self.seen.setdefault((r.session_id, r.top_label), []).append((r.captured_at, r.model))
+            entry = (r.captured_at.replace(tzinfo=UTC), r.model)
+            self.seen.setdefault((r.session_id, r.top_label), []).append(entry)
 
     def counter(self, session_id: str) -> Any:
         seen = self.seen
@@ -538,14 +545,25 @@ class _History:
             entries = seen.get((session_id, label))
             if not entries:
                 return 0
-            lo, hi = _naive_utc(since), _naive_utc(until)
-            return sum(1 for at, m in entries if lo <= at <= hi and (model is None or m == model))
+            n = 0
+            for at, m in entries:
+                if since <= at <= until and (model is None or m == model):
+                    n += 1
+            return n
 
         return count
 
-    def add(self, session_id: str, at: datetime, stages: Sequence[tuple[str, str]]) -> None:
-        for model, label in stages:
-            self.seen.setdefault((session_id, label), []).append((at, model))
+    def add(
+        self, session_id: str, at: datetime, stages: Sequence[Any], tops: Sequence[tuple[str, float]]
+    ) -> None:
+        """Count an event of this batch (``at``: aware UTC) for the later events of its session."""
+        seen = self.seen
+        for stage, (label, _) in zip(stages, tops, strict=True):
+            entries = seen.get((session_id, label))
+            if entries is None:
+                seen[(session_id, label)] = [(at, stage.model)]
+            else:
+                entries.append((at, stage.model))
 
 
 def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
@@ -604,8 +622,8 @@ def write_events(
             stored_before: set[str] = set()
             if rules.needs_history and new_idx:
                 sessions = sorted({items[i][0].session_id for i in new_idx})
-                times = [_naive_utc(items[i][0].captured_at) for i in new_idx]
-                lo = min(times) - timedelta(seconds=rules.max_window_seconds)
+                times = [items[i][0].captured_at for i in new_idx]
+                lo = _naive_utc(min(times)) - timedelta(seconds=rules.max_window_seconds)
                 rows = conn.execute(
                     select(
                         STAGES.c.session_id,
@@ -619,12 +637,12 @@ def write_events(
                         STAGES.c.session_id.in_(sessions),
                         STAGES.c.top_label.in_(sorted(rules.seen_labels)),
                         STAGES.c.captured_at >= lo,
-                        STAGES.c.captured_at <= max(times),
+                        STAGES.c.captured_at <= _naive_utc(max(times)),
                     )
                 ).all()
                 history = _History(rows)
                 stored_before = {r.event_id for r in rows}  # retries (PostgreSQL skips the lookup)
-            to_db = _sqlite_time if db.is_sqlite else _same
+            to_db = _sqlite_time if db.is_sqlite else _naive_utc
             next_pk = 0
             if db.is_sqlite and new_idx:  # we hold the write lock: the next ids are ours
                 next_pk = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one())
@@ -635,18 +653,17 @@ def write_events(
             for i in new_idx:
                 ev, key_id = items[i]
                 eid = ids[i]
+                stages = ev.stages
+                session = ev.session_id
+                context = ev.context
                 obs = _observation(ev, eid)
-                captured = obs.captured_at.replace(tzinfo=None)
-                tops = [top_of(s) for s in ev.stages]
-                counter = history.counter(ev.session_id) if history is not None else None
-                decision = evaluate(rules, obs, counter, tops)
+                tops = [top_of(s) for s in stages]
+                decision = evaluate(
+                    rules, obs, history.counter(session) if history is not None else None, tops
+                )
                 if history is not None and eid not in stored_before:
-                    history.add(
-                        ev.session_id,
-                        captured,
-                        [(s.model, t[0]) for s, t in zip(ev.stages, tops, strict=True)],
-                    )
-                at = to_db(captured)
+                    history.add(session, obs.captured_at, stages, tops)
+                at = to_db(obs.captured_at)
                 output_json = _output_json(decision.output)
                 next_pk += 1
                 event_rows.append(
@@ -654,8 +671,8 @@ def write_events(
                         next_pk,
                         eid,
                         ev.device_id,
-                        ev.session_id,
-                        ev.context,
+                        session,
+                        context,
                         at,
                         received,
                         dumped[i][1],
@@ -665,7 +682,7 @@ def write_events(
                         key_id,
                     )
                 )
-                for pos, (s, (label, prob)) in enumerate(zip(ev.stages, tops, strict=True)):
+                for pos, (s, (label, prob)) in enumerate(zip(stages, tops, strict=True)):
                     stage_rows.append(
                         (
                             next_pk,
@@ -675,8 +692,8 @@ def write_events(
                             label,
                             prob,
                             entropy(s.probabilities),
-                            ev.context,
-                            ev.session_id,
+                            context,
+                            session,
                             at,
                         )
                     )
