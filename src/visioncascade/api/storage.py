@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -446,7 +447,7 @@ def _sqlite_insert(conn: Any, table: str, columns: Sequence[str], rows: list[tup
         if full:
             sql = head + ",".join([one] * n)
             for i in range(0, full, n):
-                cur.execute(sql, [v for row in rows[i : i + n] for v in row])
+                cur.execute(sql, list(chain.from_iterable(rows[i : i + n])))
         if full < len(rows):
             cur.executemany(head + one, rows[full:])
     finally:
@@ -512,19 +513,6 @@ def _hash_and_stages(ev: EventIn) -> tuple[str, str]:
     return hashlib.sha256(raw).hexdigest(), raw[raw.index(_STAGES_KEY) + len(_STAGES_KEY) : -1].decode()
 
 
-def _observation(ev: EventIn, event_id: str) -> Observation:
-    """What the rules see of ``ev``: its validated stages as they are (no copies)."""
-    at = ev.captured_at
-    return Observation(
-        event_id=event_id,
-        device_id=ev.device_id,
-        session_id=ev.session_id,
-        context=ev.context,
-        captured_at=at if at.tzinfo is UTC else at.astimezone(UTC),
-        stages=ev.stages,
-    )
-
-
 class _History:
     """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch.
 
@@ -566,8 +554,30 @@ class _History:
                 entries.append((at, stage.model))
 
 
+class _StoredRow(NamedTuple):
+    event_id: str
+    payload_hash: str
+    output: str
+    rule: str | None
+
+
 def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
+    """The stored rows (event_id, payload_hash, output, rule) of those of ``ids`` that are stored."""
     found: dict[str, Any] = {}
+    if conn.dialect.name == "sqlite":  # plain DB-API: SQLAlchemy's expanding IN costs more than the lookup
+        cur = conn.connection.dbapi_connection.cursor()
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                sql = (
+                    "SELECT event_id, payload_hash, output, rule FROM events WHERE event_id IN "
+                    f"({','.join('?' * len(chunk))})"
+                )
+                for row in cur.execute(sql, chunk):
+                    found[row[0]] = _StoredRow(*row)
+        finally:
+            cur.close()
+        return found
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         for row in conn.execute(
@@ -656,14 +666,17 @@ def write_events(
                 stages = ev.stages
                 session = ev.session_id
                 context = ev.context
-                obs = _observation(ev, eid)
+                at_utc = ev.captured_at  # UTC already (schemas), converted only if made otherwise
+                if at_utc.tzinfo is not UTC:
+                    at_utc = at_utc.astimezone(UTC)
+                obs = Observation(eid, ev.device_id, session, context, at_utc, stages)
                 tops = [top_of(s) for s in stages]
                 decision = evaluate(
                     rules, obs, history.counter(session) if history is not None else None, tops
                 )
                 if history is not None and eid not in stored_before:
-                    history.add(session, obs.captured_at, stages, tops)
-                at = to_db(obs.captured_at)
+                    history.add(session, at_utc, stages, tops)
+                at = to_db(at_utc)
                 output_json = _output_json(decision.output)
                 next_pk += 1
                 event_rows.append(
