@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from visioncascade.api.rules import RuleSet
 from visioncascade.api.schemas import EventIn, StageIn
 from visioncascade.api.storage import SQLITE_ROWS_PER_INSERT, Database, payload_hash, write_events
 
-from .conftest import make_event, make_stage
+from .conftest import count_rows, make_event, make_stage
 
 TRICKY = 'a,"stages":[{"x":1}]\\"é\u2028'
 
@@ -63,9 +65,9 @@ def test_stored_row_keeps_the_hash_and_stages_json_of_earlier_versions(db_url: s
     assert json.loads(row.stages)[0]["labels"] == [TRICKY, "other"]
 
 
-@pytest.mark.parametrize("n", [1, SQLITE_ROWS_PER_INSERT, 2 * SQLITE_ROWS_PER_INSERT + 1])
+@pytest.mark.parametrize("n", [1, 17, SQLITE_ROWS_PER_INSERT, 2 * SQLITE_ROWS_PER_INSERT + 16 + 3])
 def test_every_row_of_a_group_is_stored_with_its_own_values(db_url: str, n: int) -> None:
-    """Multi-row INSERTs (full statements and the rest): each event and stage row keeps its own values."""
+    """Multi-row INSERTs (full, 16-row and single-row statements): each row keeps its own values."""
     events = [
         EventIn.model_validate(
             make_event(
@@ -96,3 +98,20 @@ def test_every_row_of_a_group_is_stored_with_its_own_values(db_url: str, n: int)
     for i, ev in enumerate(events):
         assert got[(str(ev.event_id), 0)] == (f"d{i}", "gate", 0.9)
         assert got[(str(ev.event_id), 1)] == (f"d{i}", "lesion", max(i / n, 1 - i / n))
+
+
+def test_sqlite_builds_with_999_parameters_per_statement_store_big_groups(sqlite_url: str) -> None:
+    """SQLite before 3.32 allows 999 parameters per statement: the inserts are sized to the limit."""
+    db = Database(sqlite_url)
+
+    @event.listens_for(db.writer, "connect")
+    def _old_limit(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    events = [EventIn.model_validate(make_event()) for _ in range(300)]
+    try:
+        results = write_events(db, [(ev, None) for ev in events], RuleSet())
+    finally:
+        db.dispose()
+    assert [r.status for r in results] == ["created"] * 300
+    assert count_rows(sqlite_url) == 300 and count_rows(sqlite_url, "event_stages") == 300

@@ -426,8 +426,8 @@ STAGE_COLUMNS = (
 )
 # Plain DB-API executemany with tuples: SQLAlchemy's per-row parameter processing cost a third of the
 # write time. Datetimes are passed as SQLAlchemy stores them in SQLite ("YYYY-MM-DD HH:MM:SS.ffffff").
-#: Rows per multi-row INSERT on SQLite (64 × 12 columns stays under the 999 parameters of old builds).
-SQLITE_ROWS_PER_INSERT = 64
+#: Most rows per multi-row INSERT on SQLite (fewer where the build allows fewer parameters per statement).
+SQLITE_ROWS_PER_INSERT = 256
 
 
 def _sqlite_insert(conn: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -435,21 +435,27 @@ def _sqlite_insert(conn: Any, table: str, columns: Sequence[str], rows: list[tup
 
     One statement step per :data:`SQLITE_ROWS_PER_INSERT` rows instead of one per row: besides SQLite's
     per-statement work, the sqlite3 module releases and re-takes the GIL around every step, which handed
-    the GIL to the event loop's thread and back thousands of times per group commit. Plain DB-API, no
-    SQLAlchemy parameter processing (tuples, datetimes already as text).
+    the GIL to the event loop's thread and back thousands of times per group commit. Builds older than
+    3.32 allow only 999 parameters per statement: the statements are sized to the connection's limit.
+    Plain DB-API, no SQLAlchemy parameter processing (tuples, datetimes already as text).
     """
-    one = "(" + ",".join("?" * len(columns)) + ")"
+    dbapi = conn.connection.dbapi_connection
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-    n = SQLITE_ROWS_PER_INSERT
-    full = len(rows) - len(rows) % n
-    cur = conn.connection.dbapi_connection.cursor()
+    one = "(" + ",".join("?" * len(columns)) + ")"
+    cur = dbapi.cursor()
     try:
-        if full:
-            sql = head + ",".join([one] * n)
-            for i in range(0, full, n):
-                cur.execute(sql, list(chain.from_iterable(rows[i : i + n])))
-        if full < len(rows):
-            cur.executemany(head + one, rows[full:])
+        pos = 0
+        # Full statements, then 16-row ones, then single rows: at most 15 + 15 steps for the rest, and
+        # three statement texts per table for the sqlite3 module's statement cache.
+        most = max(1, min(SQLITE_ROWS_PER_INSERT, limit // len(columns)))
+        for size in sorted({most, min(16, most), 1}, reverse=True):
+            if len(rows) - pos < size:
+                continue
+            sql = head + ",".join([one] * size)
+            while len(rows) - pos >= size:
+                cur.execute(sql, list(chain.from_iterable(rows[pos : pos + size])))
+                pos += size
     finally:
         cur.close()
 
