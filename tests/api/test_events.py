@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+
+from visioncascade.api.routes.events import _batch_body
+from visioncascade.api.storage import StoredResult
 
 from .conftest import LiveServer, count_rows, make_event, make_stage
 
@@ -40,6 +44,7 @@ def test_retry_returns_the_same_answer_and_stores_once(server: LiveServer) -> No
         again = c.post("/v1/events", json=event)
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json()
+    assert again.text == first.text == json.dumps(first.json(), separators=(",", ":"), ensure_ascii=False)
     assert again.headers["idempotent-replayed"] == "true"
     assert count_rows(server.db_url) == 1
 
@@ -91,6 +96,9 @@ def test_twenty_concurrent_identical_posts_store_exactly_one_row(server: LiveSer
     assert count_rows(server.db_url, "event_stages") == 1
 
 
+COMPACT: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False}
+
+
 def test_batch_gives_per_event_results_in_order(server: LiveServer) -> None:
     key = server.key("ingest")
     old = make_event()
@@ -106,7 +114,46 @@ def test_batch_gives_per_event_results_in_order(server: LiveServer) -> None:
     assert [x["status"] for x in results] == ["created"] * 3 + ["duplicate", "conflict", "duplicate"]
     assert results[0]["output"] == results[5]["output"]
     assert results[4]["output"] is None and "different payload" in results[4]["detail"]
+    assert r.text == json.dumps(r.json(), separators=(",", ":"), ensure_ascii=False)  # compact, as before
     assert count_rows(server.db_url) == 4
+
+
+def test_answers_are_the_compact_json_of_the_results() -> None:
+    created = StoredResult(str(uuid.uuid4()), "created", {"a": 'é "q"\n', "p": 1e-05}, 'r "1" ü')
+    created = created._replace(output_json=json.dumps(created.output, **COMPACT))
+    dup = created._replace(event_id=str(uuid.uuid4()), status="duplicate", rule=None)
+    conflict = StoredResult(str(uuid.uuid4()), "conflict", None, None)
+    expected = {
+        "results": [
+            {
+                "event_id": x.event_id,
+                "status": x.status,
+                "output": x.output,
+                "rule": x.rule,
+                "detail": "event_id already stored with a different payload" if x is conflict else None,
+            }
+            for x in (created, dup, conflict)
+        ]
+    }
+    assert _batch_body([created, dup, conflict]) == json.dumps(expected, **COMPACT)
+
+
+def test_batch_retry_in_another_timezone_is_a_duplicate_and_a_changed_probability_a_conflict(
+    server: LiveServer,
+) -> None:
+    key = server.key("ingest")
+    events = [make_event(captured_at="2026-01-02T03:04:05.5+00:00") for _ in range(3)]
+    with server.client(key) as c:
+        first = c.post("/v1/events:batch", json={"events": events})
+        shifted = {**events[0], "captured_at": "2026-01-01T22:04:05.500-05:00"}
+        changed = {**events[1], "stages": [make_stage(probs=(0.25, 0.75))]}
+        again = c.post("/v1/events:batch", json={"events": [shifted, changed, events[2]]})
+    assert first.status_code == again.status_code == 200, again.text
+    assert [x["status"] for x in first.json()["results"]] == ["created"] * 3
+    assert [x["status"] for x in again.json()["results"]] == ["duplicate", "conflict", "duplicate"]
+    assert again.json()["results"][0]["output"] == first.json()["results"][0]["output"]
+    assert count_rows(server.db_url) == 3
+    assert count_rows(server.db_url, "event_stages") == 3
 
 
 def test_batch_of_500_is_accepted_and_501_refused(server: LiveServer) -> None:

@@ -19,6 +19,7 @@ from visioncascade.api.rules import (
     RuleSet,
     RulesHolder,
     StageObservation,
+    compile_template,
     evaluate,
     load_rules,
     parse_rules,
@@ -295,6 +296,28 @@ def test_rendering_keeps_the_shape_and_never_executes(template: Any, values: dic
 
     if not isinstance(template, str):
         assert shape(out) == shape(template)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    template=templates | st.text(alphabet="ab{}", max_size=12).map(lambda t: t.replace("b", "{label}")),
+    values=st.dictionaries(st.sampled_from(PLACEHOLDERS), json_leaf | st.floats(0, 1), max_size=11),
+)
+def test_a_compiled_template_renders_exactly_like_render_template(
+    template: Any, values: dict[str, Any]
+) -> None:
+    assert compile_template(template).render(values) == render_template(template, values)
+
+
+def test_the_captured_at_text_is_made_only_for_templates_that_show_it() -> None:
+    rs = parse_rules({"rules": [{"name": "r", "output": {"at": "taken {captured_at}", "n": 1}}]})
+    assert evaluate(rs, obs()).output == {"at": f"taken {T0.isoformat()}", "n": 1}
+    assert "captured_at" not in rs.default_template.names
+    assert evaluate(RuleSet(rules=()), obs()).output == {
+        "label": "malignant",
+        "probability": 0.8,
+        "model": "lesion",
+    }
 
 
 @settings(max_examples=100, deadline=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,26 @@ def test_session_history_drives_the_rule(db_url: str, server_factory: Any, tmp_p
     assert results[2]["output"] == {"advice": "see a doctor", "times": 3}
     assert results[3]["rule"] == "malignant"  # another session: its own history only
     assert results[4]["rule"] == "malignant"  # 18 minutes later: outside the 600 s window
+
+
+def test_events_of_one_batch_count_for_the_later_ones_and_the_window_is_inclusive(
+    db_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    server = server_factory(db_url, rules_path=rules)
+    t0 = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    minus_3h = timezone(timedelta(hours=-3))
+
+    def ev(seconds: float, tz: timezone = UTC) -> dict[str, Any]:
+        at = (t0 + timedelta(seconds=seconds)).astimezone(tz)
+        return make_event(session_id="s3", captured_at=at.isoformat(), stages=[make_stage(probs=(0.2, 0.8))])
+
+    with server.client(server.key("ingest")) as c:
+        for stored in (ev(0), ev(300)):
+            assert c.post("/v1/events", json=stored).json()["rule"] == "malignant"
+        # x, 600 s after the first (written at -03:00): both stored ones count, the first at the edge.
+        # y, 901 s: neither stored one is within 600 s, x of the same batch is.
+        results = c.post("/v1/events:batch", json={"events": [ev(600, minus_3h), ev(901)]}).json()["results"]
+    assert [r["rule"] for r in results] == ["third-malignant", "malignant"]
+    assert results[0]["output"] == {"advice": "see a doctor", "times": 3}

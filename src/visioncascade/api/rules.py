@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import yaml
 
@@ -51,6 +51,7 @@ __all__ = [
     "RulesHolder",
     "SeenCondition",
     "SeenCounter",
+    "Stage",
     "StageObservation",
     "count_seen",
     "evaluate",
@@ -80,6 +81,22 @@ _MAX_WINDOW_SECONDS = 30 * 24 * 3600
 _DEFAULT_OUTPUT: dict[str, Any] = {"label": "{label}", "probability": "{probability}", "model": "{model}"}
 
 
+class Stage(Protocol):
+    """What the rules read of a stage: :class:`StageObservation`, or the API's validated ``StageIn``."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def labels(self) -> Sequence[str]: ...
+
+    @property
+    def probabilities(self) -> Sequence[float]: ...
+
+
 @dataclass(frozen=True)
 class StageObservation:
     """One stage of a cascade: a model's probability distribution over its labels."""
@@ -90,16 +107,15 @@ class StageObservation:
     probabilities: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class Observation:
-    """What the rules see of one event."""
+class Observation(NamedTuple):
+    """What the rules see of one event (a named tuple: made for every stored event, so made cheaply)."""
 
     event_id: str
     device_id: str
     session_id: str
     context: str
     captured_at: datetime
-    stages: tuple[StageObservation, ...]
+    stages: Sequence[Stage]  # a tuple of StageObservation, or the validated stages as they came
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,10 @@ class SeenCondition:
     at_least: int
     within_seconds: float
     model: str | None = None
+    window: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", timedelta(seconds=self.within_seconds))
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,12 @@ class Rule:
     min_probability: float | None = None
     seen: tuple[SeenCondition, ...] = ()
 
+    def __post_init__(self) -> None:
+        # The output template, compiled once (not a field: equality and repr stay the fields').
+        object.__setattr__(self, "template", compile_template(self.output))
+
+    template: _Template = field(init=False, repr=False, compare=False)
+
 
 @dataclass(frozen=True)
 class RuleSet:
@@ -132,6 +158,10 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     default: Any = field(default_factory=lambda: dict(_DEFAULT_OUTPUT))
     source: str = "<built-in default>"
+    default_template: _Template = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "default_template", compile_template(self.default))
 
     @property
     def max_window_seconds(self) -> float:
@@ -149,8 +179,7 @@ class RuleSet:
         return self.max_window_seconds > 0
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The rules' answer for one event: the rendered output and the matching rule's name (None: default)."""
 
     output: Any
@@ -163,45 +192,65 @@ class Decision:
 SeenCounter = Callable[[str, "str | None", datetime, datetime], int]
 
 
-def top_of(stage: StageObservation) -> tuple[str, float]:
+def top_of(stage: Stage) -> tuple[str, float]:
     """The top label of a stage and its probability (the first one on ties)."""
-    best = 0
-    for i, p in enumerate(stage.probabilities):
-        if p > stage.probabilities[best]:
-            best = i
-    return stage.labels[best], float(stage.probabilities[best])
+    probabilities = stage.probabilities
+    best, top = 0, probabilities[0]
+    for i in range(1, len(probabilities)):
+        if probabilities[i] > top:
+            best, top = i, probabilities[i]
+    return stage.labels[best], float(top)
 
 
 def entropy(probabilities: Sequence[float]) -> float:
     """Shannon entropy of a distribution, in nats."""
-    return float(-sum(p * math.log(p) for p in probabilities if p > 0.0))
+    log = math.log
+    return float(-sum([p * log(p) for p in probabilities if p > 0.0]))
 
 
 def _no_history(label: str, model: str | None, since: datetime, until: datetime) -> int:
     return 0
 
 
-def count_seen(obs: Observation, cond: SeenCondition, counter: SeenCounter) -> int:
-    """How many times the session saw ``cond.label`` within the window ending at this event, it included."""
-    own = sum(
-        1 for s in obs.stages if (cond.model is None or s.model == cond.model) and top_of(s)[0] == cond.label
-    )
-    since = obs.captured_at - timedelta(seconds=cond.within_seconds)
-    return own + counter(cond.label, cond.model, since, obs.captured_at)
+def count_seen(
+    obs: Observation,
+    cond: SeenCondition,
+    counter: SeenCounter,
+    tops: Sequence[tuple[str, float]] | None = None,
+) -> int:
+    """How many times the session saw ``cond.label`` within the window ending at this event, it included.
+
+    ``tops`` are the stages' :func:`top_of`, when the caller has them already.
+    """
+    if tops is None:
+        tops = [top_of(s) for s in obs.stages]
+    want, model = cond.label, cond.model
+    own = 0
+    for s, (label, _) in zip(obs.stages, tops, strict=True):
+        if label == want and (model is None or s.model == model):
+            own += 1
+    at = obs.captured_at
+    return own + counter(want, model, at - cond.window, at)
 
 
-def _select_stage(obs: Observation, model: str | None) -> StageObservation | None:
-    if not obs.stages:
+def _select_stage(stages: Sequence[Stage], model: str | None) -> int | None:
+    """The index of the stage a rule looks at: the first of ``model``, or the last one."""
+    if not stages:
         return None
     if model is None:
-        return obs.stages[-1]
-    for stage in obs.stages:
+        return len(stages) - 1
+    for i, stage in enumerate(stages):
         if stage.model == model:
-            return stage
+            return i
     return None
 
 
-def evaluate(rules: RuleSet, obs: Observation, counter: SeenCounter | None = None) -> Decision:
+def evaluate(
+    rules: RuleSet,
+    obs: Observation,
+    counter: SeenCounter | None = None,
+    tops: Sequence[tuple[str, float]] | None = None,
+) -> Decision:
     """Apply ``rules`` to ``obs``: the first rule whose conditions all hold gives the output.
 
     Args:
@@ -209,35 +258,54 @@ def evaluate(rules: RuleSet, obs: Observation, counter: SeenCounter | None = Non
         obs: The event.
         counter: Counts the session's earlier labels (see :data:`SeenCounter`); without one, only the
             event itself counts.
+        tops: ``top_of`` of each stage, when the caller computed them already (they are computed once
+            here otherwise).
 
     Returns:
         The rendered output and the matching rule's name, or the default output and ``None``.
     """
     counter = counter or _no_history
+    stages = obs.stages
+    if tops is None:
+        tops = [top_of(s) for s in stages]
     for rule in rules.rules:
         if rule.contexts is not None and obs.context not in rule.contexts:
             continue
-        stage = _select_stage(obs, rule.model)
-        if stage is None:
+        i = _select_stage(stages, rule.model)
+        if i is None:
             continue
-        label, probability = top_of(stage)
+        label, probability = tops[i]
         if rule.labels is not None and label not in rule.labels:
             continue
         if rule.min_probability is not None and probability < rule.min_probability:
             continue
-        counts = [count_seen(obs, cond, counter) for cond in rule.seen]
-        if any(c < cond.at_least for c, cond in zip(counts, rule.seen, strict=True)):
-            continue
-        values = _values(obs, stage, rule.name, counts[0] if counts else None)
-        return Decision(render_template(rule.output, values), rule.name)
-    stage = _select_stage(obs, None)
-    return Decision(render_template(rules.default, _values(obs, stage, None, None)), None)
+        count = None
+        if rule.seen:
+            counts = [count_seen(obs, cond, counter, tops) for cond in rule.seen]
+            if any(c < cond.at_least for c, cond in zip(counts, rule.seen, strict=True)):
+                continue
+            count = counts[0]
+        template = rule.template
+        return Decision(
+            template.render(_values(obs, stages[i], tops[i], rule.name, count, template)), rule.name
+        )
+    i = _select_stage(stages, None)
+    template = rules.default_template
+    values = _values(
+        obs, stages[i] if i is not None else None, tops[i] if i is not None else None, None, None, template
+    )
+    return Decision(template.render(values), None)
 
 
 def _values(
-    obs: Observation, stage: StageObservation | None, rule: str | None, count: int | None
+    obs: Observation,
+    stage: Stage | None,
+    top: tuple[str, float] | None,
+    rule: str | None,
+    count: int | None,
+    template: _Template,
 ) -> dict[str, Any]:
-    label, probability = top_of(stage) if stage is not None else (None, None)
+    label, probability = top if top is not None else (None, None)
     return {
         "label": label,
         "probability": probability,
@@ -247,7 +315,8 @@ def _values(
         "device_id": obs.device_id,
         "session_id": obs.session_id,
         "event_id": obs.event_id,
-        "captured_at": obs.captured_at.isoformat(),
+        # the only value that costs something to make: only when the template shows it
+        "captured_at": obs.captured_at.isoformat() if "captured_at" in template.names else None,
         "rule": rule,
         "count": count,
     }
@@ -288,6 +357,65 @@ def render_template(template: Any, values: Mapping[str, Any]) -> Any:
     if isinstance(template, list | tuple):
         return [render_template(v, values) for v in template]
     return template
+
+
+class _Template:
+    """An output template compiled once: ``render(values)`` equals ``render_template(template, values)``.
+
+    ``names`` are the placeholders it uses. Rules are evaluated for every stored event, so the template's
+    walk, its regular-expression matches and its brace escapes are done here once, not per event.
+    """
+
+    __slots__ = ("names", "render")
+
+    def __init__(self, render: Callable[[Mapping[str, Any]], Any], names: frozenset[str]) -> None:
+        self.render = render
+        self.names = names
+
+
+def compile_template(template: Any) -> _Template:
+    """Compile an output template (see :func:`render_template`, which it gives the same results as)."""
+    if isinstance(template, str):
+        match = _PLACEHOLDER_RE.fullmatch(template)
+        if match and match.group(1) is not None:
+            name = match.group(1)
+            return _Template(lambda values: values.get(name, template), frozenset([name]))
+        parts: list[str | tuple[str, str]] = []  # literal text, or (placeholder name, its text as written)
+        pos = 0
+        for m in _PLACEHOLDER_RE.finditer(template):
+            if m.start() > pos:
+                parts.append(template[pos : m.start()])
+            whole = m.group(0)
+            parts.append("{" if whole == "{{" else "}" if whole == "}}" else (m.group(1), whole))
+            pos = m.end()
+        if pos < len(template):
+            parts.append(template[pos:])
+        names = frozenset(p[0] for p in parts if isinstance(p, tuple))
+        if not names:
+            constant = "".join(p for p in parts if isinstance(p, str)) if parts else template
+            return _Template(lambda values: constant, names)
+
+        def render_text(values: Mapping[str, Any]) -> str:
+            return "".join(
+                p if isinstance(p, str) else (_text(values[p[0]]) if p[0] in values else p[1]) for p in parts
+            )
+
+        return _Template(render_text, names)
+    if isinstance(template, Mapping):
+        items = [(str(k), compile_template(v)) for k, v in template.items()]
+        renders = [(k, t.render) for k, t in items]
+        return _Template(
+            lambda values: {k: render(values) for k, render in renders},
+            frozenset().union(*(t.names for _, t in items)),
+        )
+    if isinstance(template, list | tuple):
+        compiled = [compile_template(v) for v in template]
+        renders_ = [t.render for t in compiled]
+        return _Template(
+            lambda values: [render(values) for render in renders_],
+            frozenset().union(*(t.names for t in compiled)),
+        )
+    return _Template(lambda values: template, frozenset())
 
 
 # --------------------------------------------------------------------------------------------- loading

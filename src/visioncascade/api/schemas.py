@@ -53,7 +53,9 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("is out of the supported date range (years 1-9999 in UTC)") from exc
 
 
-def _plausible_capture(value: datetime) -> datetime:
+def _capture_utc(value: datetime) -> datetime:
+    """``captured_at`` in UTC and not before :data:`EARLIEST_CAPTURE` (one validator call per event)."""
+    value = _to_utc(value)
     if value < EARLIEST_CAPTURE:
         raise ValueError(f"is before {EARLIEST_CAPTURE.date()}; check the device clock")
     return value
@@ -87,16 +89,18 @@ class StageIn(_Strict):
 
     @model_validator(mode="after")
     def _check_distribution(self) -> StageIn:
-        if len(self.labels) != len(self.probabilities):
+        labels, probabilities = self.labels, self.probabilities
+        n = len(labels)
+        if n != len(probabilities):
             raise ValueError(
-                f"labels has {len(self.labels)} entries but probabilities has {len(self.probabilities)}; "
+                f"labels has {n} entries but probabilities has {len(probabilities)}; "
                 "send exactly one probability per label"
             )
-        if len(set(self.labels)) != len(self.labels):
+        if n > 1 and len(set(labels)) != n:
             seen: set[str] = set()
-            dupes = sorted({x for x in self.labels if x in seen or seen.add(x)})  # type: ignore[func-returns-value]
+            dupes = sorted({x for x in labels if x in seen or seen.add(x)})  # type: ignore[func-returns-value]
             raise ValueError(f"duplicate labels {dupes}; each label may appear once")
-        total = math.fsum(self.probabilities)
+        total = math.fsum(probabilities)
         if abs(total - 1.0) > SUM_TOLERANCE:
             raise ValueError(
                 f"probabilities sum to {total:.6g}, not 1 (± {SUM_TOLERANCE:g}); send the softmax output"
@@ -111,7 +115,7 @@ class EventIn(_Strict):
     device_id: Text
     session_id: Text
     context: Text = Field(description="Where/why the frame was taken, e.g. 'clinic'.")
-    captured_at: Annotated[UtcDatetime, AfterValidator(_plausible_capture)] = Field(
+    captured_at: Annotated[AwareDatetime, AfterValidator(_capture_utc)] = Field(
         description="ISO-8601 with a timezone, e.g. 2026-01-02T03:04:05Z; not before 2000 and not more than "
         "max_future_seconds (default 300) in the future."
     )

@@ -22,15 +22,17 @@ import hashlib
 import json
 import math
 import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import TypeAdapter
+from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -58,8 +60,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from visioncascade.api.rules import Observation, RuleSet, StageObservation, entropy, evaluate, top_of
-from visioncascade.api.schemas import EventIn, StageIn
+from visioncascade.api.rules import Observation, RuleSet, entropy, evaluate, top_of
+from visioncascade.api.schemas import EventIn
 from visioncascade.errors import StorageError
 
 __all__ = [
@@ -163,8 +165,11 @@ KEYS = ApiKey.__table__
 
 
 def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is None:
         return value
+    if tz is UTC:  # validated timestamps are in UTC already: one copy, not two
+        return value.replace(tzinfo=None)
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
@@ -172,8 +177,15 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _output_json(output: Any) -> str:
+    """A rendered output as compact JSON, by pydantic-core's encoder (several times faster than json's).
+
+    Outputs hold only JSON values with finite numbers (rules files are checked when loaded, probabilities
+    are validated). The text is ``json.dumps(output, separators=(",", ":"), ensure_ascii=False)``'s
+    (what earlier versions stored) except how numbers below 1e-4 are written (``0.00001``, ``1.5e-7``
+    for ``1e-05``, ``1.5e-07``): the same values.
+    """
+    return to_json(output).decode()
 
 
 # ------------------------------------------------------------------------------------------ database
@@ -373,17 +385,16 @@ def revoke_api_key(db: Database, prefix: str) -> int:
 # ------------------------------------------------------------------------------------------ writes
 
 
-@dataclass(frozen=True)
-class StoredResult:
-    """The outcome of writing one event."""
+class StoredResult(NamedTuple):
+    """The outcome of writing one event (a named tuple: one is made for every event)."""
 
     event_id: str
     status: Status
     output: Any
     rule: str | None
+    output_json: str = "null"  # ``output`` as the JSON text stored (the answer is sent as it is)
 
 
-_STAGES_JSON = TypeAdapter(list[StageIn])
 # Datetimes go to SQLite as SQLAlchemy writes them ("YYYY-MM-DD HH:MM:SS.ffffff", sortable as text).
 
 
@@ -415,20 +426,48 @@ STAGE_COLUMNS = (
 )
 # Plain DB-API executemany with tuples: SQLAlchemy's per-row parameter processing cost a third of the
 # write time. Datetimes are passed as SQLAlchemy stores them in SQLite ("YYYY-MM-DD HH:MM:SS.ffffff").
-_SQLITE_INSERT_EVENTS = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
-)
-_SQLITE_INSERT_STAGES = (
-    f"INSERT INTO event_stages ({', '.join(STAGE_COLUMNS)}) VALUES ({', '.join('?' * len(STAGE_COLUMNS))})"
-)
+#: Most rows per multi-row INSERT on SQLite (fewer where the build allows fewer parameters per statement).
+SQLITE_ROWS_PER_INSERT = 256
+
+
+def _sqlite_insert(conn: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with multi-row ``INSERT ... VALUES (...), (...)`` statements on the raw connection.
+
+    One statement step per :data:`SQLITE_ROWS_PER_INSERT` rows instead of one per row: besides SQLite's
+    per-statement work, the sqlite3 module releases and re-takes the GIL around every step, which handed
+    the GIL to the event loop's thread and back thousands of times per group commit. Builds older than
+    3.32 allow only 999 parameters per statement: the statements are sized to the connection's limit.
+    Plain DB-API, no SQLAlchemy parameter processing (tuples, datetimes already as text).
+    """
+    dbapi = conn.connection.dbapi_connection
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    one = "(" + ",".join("?" * len(columns)) + ")"
+    cur = dbapi.cursor()
+    try:
+        pos = 0
+        # Full statements, then 16-row ones, then single rows: at most 15 + 15 steps for the rest, and
+        # three statement texts per table for the sqlite3 module's statement cache.
+        most = max(1, min(SQLITE_ROWS_PER_INSERT, limit // len(columns)))
+        for size in sorted({most, min(16, most), 1}, reverse=True):
+            if len(rows) - pos < size:
+                continue
+            sql = head + ",".join([one] * size)
+            while len(rows) - pos >= size:
+                cur.execute(sql, list(chain.from_iterable(rows[pos : pos + size])))
+                pos += size
+    finally:
+        cur.close()
 
 
 def _sqlite_time(value: datetime) -> str:
-    return value.isoformat(" ", "microseconds")
-
-
-def _same(value: datetime) -> datetime:
-    return value
+    """A UTC time (naive, or aware) as SQLAlchemy stores datetimes in SQLite: ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    tz = value.tzinfo
+    if tz is None:
+        return value.isoformat(" ", "microseconds")
+    if tz is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 _PG_ARRAY_TYPES = {
@@ -462,30 +501,36 @@ def _pg_unnest_insert(
 
 def payload_hash(ev: EventIn) -> str:
     """A hash of the event's content (UTC-normalised) to tell a retry from a reused event_id."""
-    # captured_at is already in UTC (schemas.UtcDatetime), so equal instants serialise equally.
-    return hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+    return _hash_and_stages(ev)[0]
 
 
-def _observation(ev: EventIn, event_id: str) -> Observation:
-    return Observation(
-        event_id=event_id,
-        device_id=ev.device_id,
-        session_id=ev.session_id,
-        context=ev.context,
-        captured_at=ev.captured_at.astimezone(UTC),
-        stages=tuple(
-            StageObservation(s.model, s.version, tuple(s.labels), tuple(s.probabilities)) for s in ev.stages
-        ),
-    )
+_STAGES_KEY = b',"stages":'
+
+
+def _hash_and_stages(ev: EventIn) -> tuple[str, str]:
+    """The event's :func:`payload_hash` and its stages as stored JSON, from one serialisation.
+
+    The hash is the SHA-256 of the event's JSON (captured_at is already in UTC, schemas.UtcDatetime, so
+    equal instants serialise equally; unchanged, so retries of events stored by earlier versions still
+    hash equal). ``stages`` is its last field: its JSON is the tail of the event's (a ``,"stages":`` cannot
+    occur inside the string fields before it, whose quotes are escaped).
+    """
+    raw = ev.__pydantic_serializer__.to_json(ev)
+    return hashlib.sha256(raw).hexdigest(), raw[raw.index(_STAGES_KEY) + len(_STAGES_KEY) : -1].decode()
 
 
 class _History:
-    """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch."""
+    """The recent (captured_at, model) per (session, top label) of a batch's sessions, plus the batch.
+
+    Times are aware UTC datetimes, like the rules' (rows come back naive UTC and are tagged once here),
+    so counting compares them as they are.
+    """
 
     def __init__(self, rows: Sequence[Any]) -> None:
         self.seen: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for r in rows:
-            self.seen.setdefault((r.session_id, r.top_label), []).append((r.captured_at, r.model))
+            entry = (r.captured_at.replace(tzinfo=UTC), r.model)
+            self.seen.setdefault((r.session_id, r.top_label), []).append(entry)
 
     def counter(self, session_id: str) -> Any:
         seen = self.seen
@@ -494,18 +539,51 @@ class _History:
             entries = seen.get((session_id, label))
             if not entries:
                 return 0
-            lo, hi = _naive_utc(since), _naive_utc(until)
-            return sum(1 for at, m in entries if lo <= at <= hi and (model is None or m == model))
+            n = 0
+            for at, m in entries:
+                if since <= at <= until and (model is None or m == model):
+                    n += 1
+            return n
 
         return count
 
-    def add(self, session_id: str, at: datetime, stages: Sequence[tuple[str, str]]) -> None:
-        for model, label in stages:
-            self.seen.setdefault((session_id, label), []).append((at, model))
+    def add(
+        self, session_id: str, at: datetime, stages: Sequence[Any], tops: Sequence[tuple[str, float]]
+    ) -> None:
+        """Count an event of this batch (``at``: aware UTC) for the later events of its session."""
+        seen = self.seen
+        for stage, (label, _) in zip(stages, tops, strict=True):
+            entries = seen.get((session_id, label))
+            if entries is None:
+                seen[(session_id, label)] = [(at, stage.model)]
+            else:
+                entries.append((at, stage.model))
+
+
+class _StoredRow(NamedTuple):
+    event_id: str
+    payload_hash: str
+    output: str
+    rule: str | None
 
 
 def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
+    """The stored rows (event_id, payload_hash, output, rule) of those of ``ids`` that are stored."""
     found: dict[str, Any] = {}
+    if conn.dialect.name == "sqlite":  # plain DB-API: SQLAlchemy's expanding IN costs more than the lookup
+        cur = conn.connection.dbapi_connection.cursor()
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                sql = (
+                    "SELECT event_id, payload_hash, output, rule FROM events WHERE event_id IN "
+                    f"({','.join('?' * len(chunk))})"
+                )
+                for row in cur.execute(sql, chunk):
+                    found[row[0]] = _StoredRow(*row)
+        finally:
+            cur.close()
+        return found
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         for row in conn.execute(
@@ -520,7 +598,7 @@ def _existing(conn: Any, ids: Sequence[str]) -> dict[str, Any]:
 def _answer(event_id: str, h: str, row: Any) -> StoredResult:
     if row.payload_hash != h:
         return StoredResult(event_id, "conflict", None, None)
-    return StoredResult(event_id, "duplicate", json.loads(row.output), row.rule)
+    return StoredResult(event_id, "duplicate", json.loads(row.output), row.rule, row.output)
 
 
 def write_events(
@@ -536,7 +614,8 @@ def write_events(
     """
     now = _naive_utc(now or datetime.now(UTC))
     ids = [str(ev.event_id) for ev, _ in items]
-    hashes = [payload_hash(ev) for ev, _ in items]
+    dumped = [_hash_and_stages(ev) for ev, _ in items]
+    hashes = [h for h, _ in dumped]
     results: list[StoredResult | None] = [None] * len(items)
     try:
         with db.writer.begin() as conn:
@@ -559,8 +638,8 @@ def write_events(
             stored_before: set[str] = set()
             if rules.needs_history and new_idx:
                 sessions = sorted({items[i][0].session_id for i in new_idx})
-                times = [_naive_utc(items[i][0].captured_at) for i in new_idx]
-                lo = min(times) - timedelta(seconds=rules.max_window_seconds)
+                times = [items[i][0].captured_at for i in new_idx]
+                lo = _naive_utc(min(times)) - timedelta(seconds=rules.max_window_seconds)
                 rows = conn.execute(
                     select(
                         STAGES.c.session_id,
@@ -574,12 +653,12 @@ def write_events(
                         STAGES.c.session_id.in_(sessions),
                         STAGES.c.top_label.in_(sorted(rules.seen_labels)),
                         STAGES.c.captured_at >= lo,
-                        STAGES.c.captured_at <= max(times),
+                        STAGES.c.captured_at <= _naive_utc(max(times)),
                     )
                 ).all()
                 history = _History(rows)
                 stored_before = {r.event_id for r in rows}  # retries (PostgreSQL skips the lookup)
-            to_db = _sqlite_time if db.is_sqlite else _same
+            to_db = _sqlite_time if db.is_sqlite else _naive_utc
             next_pk = 0
             if db.is_sqlite and new_idx:  # we hold the write lock: the next ids are ours
                 next_pk = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one())
@@ -590,36 +669,39 @@ def write_events(
             for i in new_idx:
                 ev, key_id = items[i]
                 eid = ids[i]
-                obs = _observation(ev, eid)
-                captured = _naive_utc(ev.captured_at)
-                counter = history.counter(ev.session_id) if history is not None else None
-                decision = evaluate(rules, obs, counter)
-                tops = [top_of(s) for s in obs.stages]
+                stages = ev.stages
+                session = ev.session_id
+                context = ev.context
+                at_utc = ev.captured_at  # UTC already (schemas), converted only if made otherwise
+                if at_utc.tzinfo is not UTC:
+                    at_utc = at_utc.astimezone(UTC)
+                obs = Observation(eid, ev.device_id, session, context, at_utc, stages)
+                tops = [top_of(s) for s in stages]
+                decision = evaluate(
+                    rules, obs, history.counter(session) if history is not None else None, tops
+                )
                 if history is not None and eid not in stored_before:
-                    history.add(
-                        ev.session_id,
-                        captured,
-                        [(s.model, t[0]) for s, t in zip(obs.stages, tops, strict=True)],
-                    )
-                at = to_db(captured)
+                    history.add(session, at_utc, stages, tops)
+                at = to_db(at_utc)
+                output_json = _output_json(decision.output)
                 next_pk += 1
                 event_rows.append(
                     (
                         next_pk,
                         eid,
                         ev.device_id,
-                        ev.session_id,
-                        ev.context,
+                        session,
+                        context,
                         at,
                         received,
-                        _STAGES_JSON.dump_json(ev.stages).decode("utf-8"),
+                        dumped[i][1],
                         hashes[i],
-                        _dumps(decision.output),
+                        output_json,
                         decision.rule,
                         key_id,
                     )
                 )
-                for pos, (s, (label, prob)) in enumerate(zip(ev.stages, tops, strict=True)):
+                for pos, (s, (label, prob)) in enumerate(zip(stages, tops, strict=True)):
                     stage_rows.append(
                         (
                             next_pk,
@@ -629,21 +711,19 @@ def write_events(
                             label,
                             prob,
                             entropy(s.probabilities),
-                            ev.context,
-                            ev.session_id,
+                            context,
+                            session,
                             at,
                         )
                     )
-                answers[eid] = StoredResult(eid, "created", decision.output, decision.rule)
+                answers[eid] = StoredResult(eid, "created", decision.output, decision.rule, output_json)
             lost: set[str] = set()
             if event_rows:
                 if db.is_sqlite:
                     # BEGIN IMMEDIATE holds the write lock since the SELECT above: no other writer can
                     # have inserted these ids, and a conflict would raise (never a false "created").
-                    # Plain DB-API executemany: SQLAlchemy's per-row parameter processing was a third
-                    # of the write time.
-                    conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, event_rows)
-                    conn.exec_driver_sql(_SQLITE_INSERT_STAGES, stage_rows)
+                    _sqlite_insert(conn, "events", EVENT_COLUMNS, event_rows)
+                    _sqlite_insert(conn, "event_stages", STAGE_COLUMNS, stage_rows)
                 else:
                     # One INSERT ... SELECT FROM unnest(arrays) per table: a single round trip for the
                     # whole group; ON CONFLICT DO NOTHING settles races with other workers. The ids
@@ -664,7 +744,7 @@ def write_events(
             for eid in lost:
                 i = first[eid]
                 answers[eid] = _answer(eid, hashes[i], winners[eid])
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: the raw inserts (_sqlite_insert)
         raise StorageError(f"could not store {len(items)} event(s): {exc.__class__.__name__}: {exc}") from exc
     for i, eid in enumerate(ids):
         if results[i] is not None:
@@ -675,7 +755,7 @@ def write_events(
         elif a.status == "conflict":
             results[i] = StoredResult(eid, "conflict", None, None)
         elif hashes[i] == hashes[first[eid]]:
-            results[i] = StoredResult(eid, "duplicate", a.output, a.rule)
+            results[i] = StoredResult(eid, "duplicate", a.output, a.rule, a.output_json)
         else:
             results[i] = StoredResult(eid, "conflict", None, None)
     return [r for r in results if r is not None]

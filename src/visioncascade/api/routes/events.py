@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -123,7 +124,7 @@ async def post_event(request: Request) -> Response:
             "make a new UUID for a new event",
         )
     headers = {"Idempotent-Replayed": "true"} if res.status == "duplicate" else None
-    body = _dumps({"event_id": res.event_id, "output": res.output, "rule": res.rule})
+    body = f'{{"event_id":"{res.event_id}","output":{res.output_json},"rule":{_rule_json(res.rule)}}}'
     return Response(content=body, media_type="application/json", headers=headers)
 
 
@@ -142,26 +143,31 @@ async def post_batch(request: Request) -> Response:
     batch = _parse(BatchIn, await request.body())
     _check_clock(state, batch.events, ("body", "events"))
     results = await submit_events(state, batch.events, principal)
-    conflict = "event_id already stored with a different payload"
-    body = _dumps(
-        {
-            "results": [
-                {
-                    "event_id": r.event_id,
-                    "status": r.status,
-                    "output": r.output,
-                    "rule": r.rule,
-                    "detail": conflict if r.status == "conflict" else None,
-                }
-                for r in results
-            ]
-        }
-    )
-    return Response(content=body, media_type="application/json")
+    return Response(content=_batch_body(results), media_type="application/json")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_CONFLICT_DETAIL = json.dumps("event_id already stored with a different payload")
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule_json(rule: str | None) -> str:
+    """A rule name as JSON (rule names are few: cached)."""
+    return json.dumps(rule, ensure_ascii=False)
+
+
+def _batch_body(results: list[StoredResult]) -> str:
+    """The batch answer ``{"results": [{event_id, status, output, rule, detail}, ...]}`` as compact JSON.
+
+    Assembled from each result's stored output JSON instead of encoding every output again; the text is
+    what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` of the same dict gives. Event ids
+    are canonical UUID strings (hex digits and dashes), so they need no escaping.
+    """
+    items = [
+        f'{{"event_id":"{r.event_id}","status":"{r.status}","output":{r.output_json},'
+        f'"rule":{_rule_json(r.rule)},"detail":{_CONFLICT_DETAIL if r.status == "conflict" else "null"}}}'
+        for r in results
+    ]
+    return '{"results":[' + ",".join(items) + "]}"
 
 
 OptText = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]

@@ -1,0 +1,117 @@
+"""The write path's stored form against real databases: payload hashes and stages JSON stay what earlier
+versions stored, so retries of events stored before an upgrade are still recognised."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+from sqlalchemy import event, text
+
+from visioncascade.api.rules import RuleSet
+from visioncascade.api.schemas import EventIn, StageIn
+from visioncascade.api.storage import SQLITE_ROWS_PER_INSERT, Database, payload_hash, write_events
+
+from .conftest import count_rows, make_event, make_stage
+
+TRICKY = 'a,"stages":[{"x":1}]\\"é\u2028'
+
+
+def _event(**overrides: object) -> EventIn:
+    return EventIn.model_validate(
+        make_event(
+            device_id=TRICKY,
+            session_id='s,"stages":',
+            context="ctx\\",
+            captured_at="2026-01-02T04:04:05.250+01:00",
+            stages=[
+                make_stage("gate", (TRICKY, "other"), (0.9, 0.1)),
+                make_stage("lesion", ("benign", 'mal"ignant'), (1e-05, 1 - 1e-05)),
+            ],
+            **overrides,
+        )
+    )
+
+
+def test_payload_hash_is_the_sha256_of_the_events_json_as_before() -> None:
+    ev = _event()
+    assert payload_hash(ev) == hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+    utc = EventIn.model_validate({**ev.model_dump(mode="json"), "captured_at": "2026-01-02T03:04:05.25Z"})
+    assert payload_hash(utc) == payload_hash(ev)
+    changed = ev.model_dump(mode="json")
+    changed["stages"][1]["probabilities"] = [2e-05, 1 - 2e-05]
+    assert payload_hash(EventIn.model_validate(changed)) != payload_hash(ev)
+
+
+def test_stored_row_keeps_the_hash_and_stages_json_of_earlier_versions(db_url: str) -> None:
+    ev = _event()
+    db = Database(db_url)
+    try:
+        (res,) = write_events(db, [(ev, None)], RuleSet(), now=datetime(2026, 1, 2, tzinfo=UTC))
+        assert res.status == "created"
+        with db.reader.connect() as conn:
+            row = conn.execute(
+                text("SELECT payload_hash, stages FROM events WHERE event_id = :e"), {"e": str(ev.event_id)}
+            ).one()
+    finally:
+        db.dispose()
+    assert row.payload_hash == hashlib.sha256(ev.model_dump_json().encode("utf-8")).hexdigest()
+    assert row.stages == TypeAdapter(list[StageIn]).dump_json(ev.stages).decode("utf-8")
+    assert json.loads(row.stages)[0]["labels"] == [TRICKY, "other"]
+
+
+@pytest.mark.parametrize("n", [1, 17, SQLITE_ROWS_PER_INSERT, 2 * SQLITE_ROWS_PER_INSERT + 16 + 3])
+def test_every_row_of_a_group_is_stored_with_its_own_values(db_url: str, n: int) -> None:
+    """Multi-row INSERTs (full, 16-row and single-row statements): each row keeps its own values."""
+    events = [
+        EventIn.model_validate(
+            make_event(
+                device_id=f"d{i}",
+                stages=[
+                    make_stage("gate", ("skin", "other"), (0.9, 0.1)),
+                    make_stage(probs=(i / n, 1 - i / n)),
+                ],
+            )
+        )
+        for i in range(n)
+    ]
+    db = Database(db_url)
+    try:
+        results = write_events(db, [(ev, None) for ev in events], RuleSet())
+        with db.reader.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT e.event_id, e.device_id, s.position, s.model, s.top_probability "
+                    "FROM events e JOIN event_stages s ON s.event_pk = e.id"
+                )
+            ).all()
+    finally:
+        db.dispose()
+    assert [r.status for r in results] == ["created"] * n
+    assert len(rows) == 2 * n
+    got = {(r.event_id, r.position): (r.device_id, r.model, r.top_probability) for r in rows}
+    for i, ev in enumerate(events):
+        assert got[(str(ev.event_id), 0)] == (f"d{i}", "gate", 0.9)
+        assert got[(str(ev.event_id), 1)] == (f"d{i}", "lesion", max(i / n, 1 - i / n))
+
+
+def test_sqlite_builds_with_999_parameters_per_statement_store_big_groups(sqlite_url: str) -> None:
+    """SQLite before 3.32 allows 999 parameters per statement: the inserts are sized to the limit."""
+    db = Database(sqlite_url)
+
+    @event.listens_for(db.writer, "connect")
+    def _old_limit(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    events = [EventIn.model_validate(make_event()) for _ in range(300)]
+    try:
+        results = write_events(db, [(ev, None) for ev in events], RuleSet())
+    finally:
+        db.dispose()
+    assert [r.status for r in results] == ["created"] * 300
+    assert count_rows(sqlite_url) == 300 and count_rows(sqlite_url, "event_stages") == 300
