@@ -96,6 +96,17 @@ class LiveServer(BackgroundServer):
         finally:
             db.dispose()
 
+    def query(self, sql: str) -> list[Any]:
+        """The rows of ``sql`` run on this server's database."""
+        from sqlalchemy import text
+
+        db = Database(self.db_url)
+        try:
+            with db.reader.connect() as conn:
+                return list(conn.execute(text(sql)).all())
+        finally:
+            db.dispose()
+
     def client(self, key: str | None = None, header: str = "bearer") -> httpx.Client:
         headers = {}
         if key is not None:

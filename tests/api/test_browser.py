@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from visioncascade.api.storage import Database
 from visioncascade.demo.scenes import render_video
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -128,12 +126,7 @@ def test_live_page_runs_the_cascade_on_the_camera_and_the_dashboard_charts_it(
     chrome.find_element(By.ID, "start").click()  # stop
     wait.until(lambda d: _text(d, "start") == "Start camera")
     shown = int(_text(chrome, "events-stored"))
-    db = Database(server.db_url)
-    try:
-        with db.reader.connect() as conn:
-            rows = conn.execute(text("SELECT device_id, context FROM events")).all()
-    finally:
-        db.dispose()
+    rows = server.query("SELECT device_id, context FROM events")
     assert len(rows) >= shown > 0  # (a reply may have been on its way when the page stopped)
     assert {r.device_id.split("-")[0] for r in rows} == {"browser"}
     assert {r.context for r in rows} == {"shapes", "colours"}

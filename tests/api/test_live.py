@@ -11,11 +11,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from sqlalchemy import text
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from visioncascade.api.storage import Database
 from visioncascade.demo.scenes import scene
 
 
@@ -53,15 +51,6 @@ def start(ws, key: str | None, **fields: Any) -> dict[str, Any]:
     }
     ws.send(json.dumps(message))
     return json.loads(ws.recv(timeout=30))
-
-
-def stored_events(server) -> list[Any]:
-    db = Database(server.db_url)
-    try:
-        with db.reader.connect() as conn:
-            return conn.execute(text("SELECT device_id, context FROM events ORDER BY id")).all()
-    finally:
-        db.dispose()
 
 
 def test_cascades_are_listed_for_ingest_keys_only(live_server):
@@ -109,7 +98,7 @@ def test_frames_run_the_cascade_and_events_are_stored_with_rule_outputs(live_ser
         assert colour["specialist"] == "colours" and colour["stages"][1]["top_label"] == "red"
         assert colour["event"] is not None and colour["events_stored"] == 2
         assert colour["rule"] == "red-alert" and "something red in colours" in colour["output"]["message"]
-    rows = stored_events(live_server)
+    rows = live_server.query("SELECT device_id, context FROM events ORDER BY id")
     assert [tuple(r) for r in rows] == [("test-browser", "shapes"), ("test-browser", "colours")]
 
 
