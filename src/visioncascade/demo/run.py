@@ -66,7 +66,7 @@ def run_demo(
     """Run the whole demo into ``out`` (atomically) and return its summary."""
     from visioncascade.api.background import BackgroundServer
     from visioncascade.api.settings import load_settings
-    from visioncascade.api.storage import Database, create_api_key, upgrade_database
+    from visioncascade.api.storage import Database, count_events, create_api_key, upgrade_database
     from visioncascade.experiment import train_run
     from visioncascade.export import export_run
     from visioncascade.runtime import Cascade, ContextSchedule, open_source, watch
@@ -150,10 +150,7 @@ def run_demo(
             server.stop()
         db = Database(db_url)
         try:
-            from sqlalchemy import text
-
-            with db.reader.connect() as conn:
-                stored = int(conn.execute(text("SELECT count(*) FROM events")).scalar_one())
+            stored = count_events(db)
         finally:
             db.dispose()
         outputs: dict[str, Any] = {}
