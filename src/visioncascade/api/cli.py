@@ -78,10 +78,10 @@ def serve(
     _require_api_extra()
     import uvicorn
 
+    from visioncascade.api.live import check_cascade_files
     from visioncascade.api.rules import load_rules
     from visioncascade.api.settings import load_settings
     from visioncascade.api.storage import upgrade_database
-    from visioncascade.runtime.config import load_cascade_config
 
     settings = load_settings(
         database_url=db,
@@ -94,15 +94,7 @@ def serve(
     )
     if settings.rules_path is not None:
         load_rules(settings.rules_path)  # a broken file stops here with a clear message
-    names: dict[str, Path] = {}
-    for path in settings.cascade_paths:  # so do broken cascade files and clashing names
-        name = load_cascade_config(path).name
-        if name in names:
-            raise ApiError(
-                f"cascade files {names[name]} and {path} are both named {name!r}; "
-                "give each cascade file a unique `name`"
-            )
-        names[name] = path
+    check_cascade_files(settings.cascade_paths)  # so do broken cascade files and clashing names
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ApiError("give both --ssl-certfile and --ssl-keyfile, or neither")
     # The workers rebuild the settings from the environment: pass the options on.

@@ -18,8 +18,9 @@ from visioncascade.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from visioncascade.runtime.cascade import Cascade, CascadeResult
+    from visioncascade.runtime.config import CascadeConfig
 
-__all__ = ["MAX_FRAME_BYTES", "LiveCascades", "decode_frame"]
+__all__ = ["MAX_FRAME_BYTES", "LiveCascades", "check_cascade_files", "decode_frame"]
 
 #: The largest frame the live page may send (a 640×480 JPEG is ~30–60 kB).
 MAX_FRAME_BYTES = 2 * 1024 * 1024
@@ -47,6 +48,45 @@ def decode_frame(data: bytes) -> np.ndarray:
     return image
 
 
+def check_cascade_files(paths: list[Path]) -> dict[str, CascadeConfig]:
+    """Each cascade file validated (without opening its models), by its ``name``.
+
+    Raises :class:`ConfigError` for a broken file or two files with the same ``name``.
+    """
+    from visioncascade.runtime.config import load_cascade_config
+
+    configs: dict[str, CascadeConfig] = {}
+    where: dict[str, Path] = {}
+    for path in paths:
+        config = load_cascade_config(path)
+        if config.name in configs:
+            raise ConfigError(
+                f"cascade files {where[config.name]} and {path} are both named {config.name!r}; "
+                "give each cascade file a unique `name`"
+            )
+        configs[config.name], where[config.name] = config, Path(path)
+    return configs
+
+
+def _stage(predictor: Any, threshold: float) -> dict[str, Any]:
+    spec = predictor.spec
+    return {"model": spec.name, "version": spec.version, "labels": list(spec.labels), "threshold": threshold}
+
+
+def _describe(cascade: Cascade) -> dict[str, Any]:
+    config = cascade.config
+    return {
+        "name": config.name,
+        "contexts": list(config.specialists),
+        "domain": _stage(cascade.domain, config.domain.threshold),
+        "specialists": {
+            context: _stage(cascade.specialist(context)[2], stage.threshold)
+            for context, stage in config.specialists.items()
+        },
+        "min_interval_s": config.api.min_interval_s if config.api else 1.0,
+    }
+
+
 class LiveCascades:
     """Cascade files opened once, every specialist loaded, each cascade guarded by a lock.
 
@@ -57,21 +97,13 @@ class LiveCascades:
         from visioncascade.runtime.cascade import Cascade
 
         self._cascades: dict[str, Cascade] = {}
-        self._paths: dict[str, Path] = {}
         self._locks: dict[str, threading.Lock] = {}
-        for path in paths:
-            cascade = Cascade.from_file(path)
-            name = cascade.config.name
-            if name in self._cascades:
-                raise ConfigError(
-                    f"cascade files {self._paths[name]} and {path} are both named {name!r}; "
-                    "give each cascade file a unique `name`"
-                )
+        for name, config in check_cascade_files(paths).items():
+            cascade = Cascade(config)
             cascade.warm_up()  # a dozen specialists load now, not on a user's first frame
             self._cascades[name] = cascade
-            self._paths[name] = Path(path)
             self._locks[name] = threading.Lock()
-        self._descriptions = self._describe()
+        self._descriptions = {name: _describe(c) for name, c in self._cascades.items()}
 
     def __len__(self) -> int:
         return len(self._cascades)
@@ -92,33 +124,6 @@ class LiveCascades:
     def describe_all(self) -> list[dict[str, Any]]:
         """:meth:`describe` of every cascade, in the order given."""
         return list(self._descriptions.values())
-
-    def _describe(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for name, cascade in self._cascades.items():
-            config = cascade.config
-
-            def stage(predictor: Any, threshold: float) -> dict[str, Any]:
-                spec = predictor.spec
-                return {
-                    "model": spec.name,
-                    "version": spec.version,
-                    "labels": list(spec.labels),
-                    "threshold": threshold,
-                }
-
-            specialists = {}
-            for context, cfg in config.specialists.items():
-                _, _, predictor = cascade.specialist(context)
-                specialists[context] = stage(predictor, cfg.threshold)
-            out[name] = {
-                "name": name,
-                "contexts": list(config.specialists),
-                "domain": stage(cascade.domain, config.domain.threshold),
-                "specialists": specialists,
-                "min_interval_s": config.api.min_interval_s if config.api else 1.0,
-            }
-        return out
 
     def run(self, name: str, frame: bytes, context: str) -> CascadeResult:
         """Decode ``frame`` and run cascade ``name`` on it for ``context`` (blocking; call in a thread)."""

@@ -75,8 +75,7 @@ class _LiveSession:
         self.session_id = start.session_id
         from visioncascade.runtime.sender import PostPolicy  # the runtime loads only with cascades
 
-        config = self.live.get(cascade).config  # type: ignore[union-attr]
-        self.policy = PostPolicy(config.api.min_interval_s if config.api else 1.0)
+        self.policy = PostPolicy(self.live.describe(cascade)["min_interval_s"])
         self.frames = 0
         self.events_stored = 0
         self.last_output: Any = None
