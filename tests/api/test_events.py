@@ -324,3 +324,80 @@ def test_a_failing_event_fails_alone_and_stores_nothing(sqlite_url: str, server_
     assert good == [200] * 20
     assert count_rows(sqlite_url) == 20
     assert count_rows(sqlite_url, "event_stages") == 20
+
+
+def test_the_ingest_fast_path_answers_exactly_as_the_routes(tmp_path: Any, server_factory: Any) -> None:
+    """POST /v1/events and /v1/events:batch are served by an ASGI fast path (IngestFastPath) in front of
+    the router; the same requests sent to an app without it (the FastAPI routes) get the same status,
+    body and headers, for answers and for every kind of error."""
+    from visioncascade.api.fastpath import IngestFastPath
+    from visioncascade.api.storage import upgrade_database
+
+    from .conftest import LiveServer
+
+    urls = [f"sqlite:///{tmp_path / name}" for name in ("fast.db", "routes.db")]
+    for url in urls:
+        upgrade_database(url)
+    fast = server_factory(urls[0])
+    plain = LiveServer(urls[1], environment="development")
+    plain.app.user_middleware = [m for m in plain.app.user_middleware if m.cls is not IngestFastPath]
+    assert len(plain.app.user_middleware) == len(fast.app.user_middleware) - 1
+    plain.start()
+    try:
+        now = datetime.now(UTC).isoformat()
+        ev = make_event(captured_at=now)
+        batch = [make_event(captured_at=now) for _ in range(3)]
+        future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        requests: list[tuple[str, str, Any, str]] = [  # (path, key scope, body, content)
+            ("/v1/events", "ingest", ev, ""),
+            ("/v1/events", "ingest", ev, ""),  # a retry: Idempotent-Replayed
+            ("/v1/events", "ingest", {**ev, "stages": [make_stage(probs=(0.3, 0.7))]}, ""),  # 409
+            ("/v1/events", "ingest", None, '{"event_id": '),  # 400
+            ("/v1/events", "ingest", None, "[1, 2]"),  # not an object
+            ("/v1/events", "ingest", make_event(event_id=ev["event_id"], extra=1), ""),
+            ("/v1/events", "ingest", make_event(stages=[make_stage(probs=(0.7, 0.7))]), ""),
+            ("/v1/events", "ingest", make_event(captured_at=future), ""),
+            ("/v1/events", "", make_event(), ""),  # 401
+            ("/v1/events", "read", make_event(), ""),  # 403
+            ("/v1/events:batch", "ingest", {"events": batch}, ""),
+            ("/v1/events:batch", "ingest", {"events": [*batch, ev]}, ""),  # duplicates
+            ("/v1/events:batch", "ingest", {"events": [make_event(), make_event(stages=[])]}, ""),
+            ("/v1/events:batch", "ingest", {"events": [make_event(captured_at=future)]}, ""),
+            ("/v1/events:batch", "", {"events": batch}, ""),
+        ]
+        answers: list[list[Any]] = [[], []]
+        for i, server in enumerate((fast, plain)):
+            keys = {"ingest": server.key("ingest"), "read": server.key("read")}
+            for path, scope, body, content in requests:
+                headers = {"Authorization": f"Bearer {keys[scope]}"} if scope else {}
+                with httpx.Client(base_url=server.base_url, timeout=30) as c:
+                    if body is not None:
+                        r = c.post(path, json=body, headers=headers)
+                    else:
+                        r = c.post(
+                            path, content=content, headers={**headers, "Content-Type": "application/json"}
+                        )
+                answers[i].append(
+                    (
+                        path,
+                        r.status_code,
+                        r.json(),
+                        {
+                            k: r.headers.get(k)
+                            for k in ("content-type", "idempotent-replayed", "www-authenticate")
+                        },
+                    )
+                )
+        statuses = [a[1] for a in answers[0]]
+        assert statuses == [200, 200, 409, 400, 422, 422, 422, 422, 401, 403, 200, 200, 422, 422, 401]
+        assert answers[0][1][3]["idempotent-replayed"] == "true"
+        for got, expected in zip(answers[0], answers[1], strict=True):
+            assert got == expected
+        assert count_rows(urls[0]) == count_rows(urls[1]) == 4
+    finally:
+        plain.stop()
+    with httpx.Client(base_url=fast.base_url, timeout=30) as c:
+        metrics = c.get("/metrics").text
+    assert (
+        'visioncascade_http_requests_total{method="POST",route="/v1/events:batch",status="200"} 2' in metrics
+    )

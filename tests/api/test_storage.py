@@ -115,3 +115,56 @@ def test_sqlite_builds_with_999_parameters_per_statement_store_big_groups(sqlite
         db.dispose()
     assert [r.status for r in results] == ["created"] * 300
     assert count_rows(sqlite_url) == 300 and count_rows(sqlite_url, "event_stages") == 300
+
+
+def test_sqlite_writers_of_different_processes_queue_on_the_writer_lock(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    """Two Database objects on one SQLite file (as two --workers processes have) take turns on the
+    flock-based writer lock: the second waits while the first holds it and gets it when it is released."""
+    import threading
+    import time
+
+    first, second = Database(sqlite_url), Database(sqlite_url)
+    got: list[float] = []
+    try:
+        with first.write_lock():
+            assert (tmp_path / "api.db-writer.lock").exists()
+            thread = threading.Thread(target=lambda: got.append(_timed_lock(second)))
+            thread.start()
+            thread.join(0.3)
+            assert thread.is_alive() and not got  # blocked while the first holds the lock
+            released = time.monotonic()
+        thread.join(10)
+        assert got and got[0] >= released
+        # The lock is not held across: write_events goes through it, and both still write.
+        write_events(first, [(EventIn.model_validate(make_event()), None)], RuleSet())
+        write_events(second, [(EventIn.model_validate(make_event()), None)], RuleSet())
+        assert count_rows(sqlite_url) == 2
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def _timed_lock(db: Database) -> float:
+    import time
+
+    with db.write_lock():
+        return time.monotonic()
+
+
+@pytest.mark.postgres
+def test_the_writer_lock_is_a_no_op_on_postgresql(pg_schema_factory: Any) -> None:
+    db = Database(pg_schema_factory())
+    try:
+        with db.write_lock(), db.write_lock():  # a real lock taken twice by one thread would deadlock
+            pass
+    finally:
+        db.dispose()
+
+
+def test_in_memory_sqlite_is_refused_with_the_fix() -> None:
+    from visioncascade.errors import StorageError
+
+    with pytest.raises(StorageError, match=r"in-memory SQLite.*use a file"):
+        Database("sqlite:///:memory:")

@@ -18,11 +18,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visioncascade import __version__
 from visioncascade.api.auth import Authenticator, RateLimiter
 from visioncascade.api.deps import AppState
+from visioncascade.api.fastpath import PATHS as INGEST_PATHS
+from visioncascade.api.fastpath import IngestFastPath
 from visioncascade.api.live import LiveCascades
 from visioncascade.api.metrics import Metrics, MetricsMiddleware
 from visioncascade.api.routes import admin, events, health, live, pages, stats
@@ -290,6 +293,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StorageError, _storage_handler)  # type: ignore[arg-type]
+    ingest_routes = {
+        r.path: r
+        for r in events.router.routes
+        if isinstance(r, APIRoute) and r.path in INGEST_PATHS and "POST" in r.methods
+    }
+    app.add_middleware(
+        IngestFastPath,
+        state=state,
+        routes=ingest_routes,
+        handlers={
+            RequestValidationError: _validation_handler,
+            StarletteHTTPException: _http_handler,
+            StorageError: _storage_handler,
+        },
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -57,7 +57,9 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default 1; the number of cores for throughput).")
+    ] = None,
     environment: Annotated[
         str | None, typer.Option(help="development | staging | production (default production).")
     ] = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -17,7 +17,7 @@ from visioncascade.api.rules import RulesHolder
 from visioncascade.api.settings import Settings
 from visioncascade.api.storage import Database, GroupCommitter
 
-__all__ = ["SECURITY", "AppState", "authorize", "check_key", "get_state", "require_scope"]
+__all__ = ["SECURITY", "AppState", "authorize", "check_key", "get_state", "raw_key", "require_scope"]
 
 
 @dataclass
@@ -45,13 +45,14 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The sam
 _ANONYMOUS = Principal(0, "anonymous", "admin")
 
 
-def _raw_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
+def raw_key(headers: Mapping[str, str]) -> str | None:
+    """The API key a request carries: ``Authorization: Bearer <key>``, else ``X-API-Key`` (or None)."""
+    auth = headers.get("authorization")
     if auth:
         scheme, _, credentials = auth.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
 async def authorize(request: Request, scope: str) -> Principal:
@@ -61,7 +62,7 @@ async def authorize(request: Request, scope: str) -> Principal:
     the security schemes in OpenAPI themselves.
     """
     state: AppState = request.app.state.vc
-    return await check_key(state, _raw_key(request), scope)
+    return await check_key(state, raw_key(request.headers), scope)
 
 
 async def check_key(state: AppState, raw: str | None, scope: str) -> Principal:

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from visioncascade.api.auth import Principal
-from visioncascade.api.deps import SECURITY, AppState, authorize, get_state, require_scope
+from visioncascade.api.deps import SECURITY, AppState, check_key, get_state, raw_key, require_scope
 from visioncascade.api.schemas import (
     MAX_ID_LENGTH,
     BatchIn,
@@ -112,20 +112,10 @@ def _parse(model: type[_M], body: bytes) -> _M:
 async def post_event(request: Request) -> Response:
     """Answers only after the event is committed. Retrying with the same ``event_id`` (and payload)
     returns the same answer, with header ``Idempotent-Replayed: true``, and stores nothing twice."""
-    principal = await authorize(request, "ingest")
-    state: AppState = request.app.state.vc
-    event = _parse(EventIn, await request.body())
-    _check_clock(state, [event], ("body",))
-    (res,) = await submit_events(state, [event], principal)
-    if res.status == "conflict":
-        raise HTTPException(
-            409,
-            f"event_id {res.event_id} was already stored with a different payload; "
-            "make a new UUID for a new event",
-        )
-    headers = {"Idempotent-Replayed": "true"} if res.status == "duplicate" else None
-    body = f'{{"event_id":"{res.event_id}","output":{res.output_json},"rule":{_rule_json(res.rule)}}}'
-    return Response(content=body, media_type="application/json", headers=headers)
+    content, headers = await ingest(
+        request.app.state.vc, raw_key(request.headers), await request.body(), batch=False
+    )
+    return Response(content=content, media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -138,12 +128,41 @@ async def post_event(request: Request) -> Response:
 async def post_batch(request: Request) -> Response:
     """All events are validated first (one bad event rejects the batch with its index in ``errors``);
     then they are committed together and each gets its own result."""
-    principal = await authorize(request, "ingest")
-    state: AppState = request.app.state.vc
-    batch = _parse(BatchIn, await request.body())
-    _check_clock(state, batch.events, ("body", "events"))
-    results = await submit_events(state, batch.events, principal)
-    return Response(content=_batch_body(results), media_type="application/json")
+    content, headers = await ingest(
+        request.app.state.vc, raw_key(request.headers), await request.body(), batch=True
+    )
+    return Response(content=content, media_type="application/json", headers=headers)
+
+
+async def ingest(
+    state: AppState, key: str | None, body: bytes, *, batch: bool
+) -> tuple[str, dict[str, str] | None]:
+    """Authorise, validate and store one event (``batch=False``) or a batch; the answer's JSON and headers.
+
+    The whole ingest path, shared by the routes above and by the ASGI fast path
+    (:class:`visioncascade.api.fastpath.IngestFastPath`) that serves the same URLs without the router.
+    Raises ``HTTPException`` (401/403/409/422/429/503) or ``RequestValidationError`` (400/422), which the
+    app's exception handlers turn into answers; nothing is stored when it raises before the commit.
+    """
+    principal = await check_key(state, key, "ingest")
+    if batch:
+        parsed = _parse(BatchIn, body)
+        _check_clock(state, parsed.events, ("body", "events"))
+        return _batch_body(await submit_events(state, parsed.events, principal)), None
+    event = _parse(EventIn, body)
+    _check_clock(state, [event], ("body",))
+    (res,) = await submit_events(state, [event], principal)
+    if res.status == "conflict":
+        raise HTTPException(
+            409,
+            f"event_id {res.event_id} was already stored with a different payload; "
+            "make a new UUID for a new event",
+        )
+    headers = {"Idempotent-Replayed": "true"} if res.status == "duplicate" else None
+    return (
+        f'{{"event_id":"{res.event_id}","output":{res.output_json},"rule":{_rule_json(res.rule)}}}',
+        headers,
+    )
 
 
 _CONFLICT_DETAIL = json.dumps("event_id already stored with a different payload")
