@@ -168,3 +168,47 @@ def test_in_memory_sqlite_is_refused_with_the_fix() -> None:
 
     with pytest.raises(StorageError, match=r"in-memory SQLite.*use a file"):
         Database("sqlite:///:memory:")
+
+
+@pytest.mark.postgres
+def test_postgresql_tables_are_analyzed_in_the_background_as_they_grow(pg_schema_factory: Any) -> None:
+    """After the first 1,000 events the committer runs ANALYZE (fresh planner statistics for a fast-growing
+    table) without holding back the answers of the group that crossed the mark."""
+    import asyncio
+    import time
+
+    from visioncascade.api.storage import GroupCommitter, upgrade_database
+
+    url = pg_schema_factory()
+    upgrade_database(url)
+    db = Database(url)
+
+    class Holder:
+        rules = RuleSet()
+
+    async def run() -> None:
+        committer = GroupCommitter(db, Holder())
+        committer.start()
+        results = await committer.submit([(EventIn.model_validate(make_event()), None) for _ in range(1000)])
+        assert [r.status for r in results] == ["created"] * 1000
+        assert committer._analyzing is not None  # scheduled, not awaited by the writer
+        await committer.close()
+        assert committer._analyzing.done()
+
+    try:
+        asyncio.run(run())
+        deadline = time.monotonic() + 10
+        while True:  # statistics are published asynchronously
+            with db.reader.connect() as conn:
+                analyzed = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                        "AND relname IN ('events', 'event_stages') AND analyze_count > 0"
+                    )
+                ).scalar_one()
+            if analyzed == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert analyzed == 2
+    finally:
+        db.dispose()
