@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -48,10 +49,12 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path, args: list[str],
 def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     out = tmp_path / "run"
     args = ["train", "breastmnist", "--out", str(out), "--epochs", "2", "--folds", "0", "--image-size", "16"]
-    result = run_cli(*args, "--quiet")
+    result = run_cli(*args, "--quiet", "--no-refit")
     assert result.returncode == 0, result.stderr
     assert "I0000" not in result.stderr and "Traceback" not in result.stderr
     assert (out / "model.keras").is_file()
+    assert json.loads((out / "metrics.json").read_text())["final"]["refit"] is None
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["refit"] is False
     again = run_cli(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     evaluated = run_cli("evaluate", str(out), "--json")

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from visioncascade import ModelSpec
+from visioncascade.data import load_dataset
 from visioncascade.errors import DataError, RunExistsError
+from visioncascade.evaluate.metrics import compute_metrics
 from visioncascade.experiment import evaluate_run, train_run
 from visioncascade.models import load_model
 from visioncascade.train import TrainConfig
@@ -155,6 +157,55 @@ def test_ctrl_c_keeps_the_best_model_so_far(tmp_path: Path):
     assert metrics["cv"]["completed"] == 0
     assert {p.name for p in (tmp_path / "run").iterdir()} >= RUN_FILES
     assert "interrupted" in (tmp_path / "run" / "report.html").read_text()
+
+
+class _StopInFit(keras.callbacks.Callback):
+    """Simulates Ctrl-C at the end of the first epoch of the ``fit``-th fit (1 = final, 2 = refit)."""
+
+    def __init__(self, fit: int):
+        super().__init__()
+        self.fit, self.fits = fit, 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fits == self.fit:
+            raise KeyboardInterrupt
+
+
+def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first(tmp_path: Path):
+    """The refit trains a new model on train + val for the best epoch count and it becomes the final
+    model; calibration and val metrics stay those of the model trained on train alone; Ctrl-C during
+    the refit keeps that model (the same run as --no-refit, to the last figure)."""
+    config = TrainConfig.build(folds=0, epochs=4, patience=4, image_size=16, seed=3)
+    plain = train_run("breastmnist", tmp_path / "plain", config.replace(refit=False), progress=False)
+    refit = train_run("breastmnist", tmp_path / "refit", config, progress=False)
+    stopped = train_run(
+        "breastmnist", tmp_path / "stopped", config, progress=False, callbacks=[_StopInFit(2)]
+    )
+    assert plain.metrics["final"]["refit"] is None
+    info = refit.metrics["final"]["refit"]
+    counts = refit.metrics["dataset"]["class_counts"]
+    assert info["epochs"] == refit.metrics["final"]["best_epoch"] + 1
+    assert info["images"] == sum(counts["train"].values()) + sum(counts["val"].values()) == 624
+    for key in ("val", "calibration"):
+        assert refit.metrics[key] == plain.metrics[key]
+    assert refit.metrics["test"]["log_loss"] != plain.metrics["test"]["log_loss"]
+    rows = list(csv.DictReader((tmp_path / "refit" / "history.csv").open()))
+    refit_rows = [r for r in rows if r["stage"] == "refit"]
+    assert len(refit_rows) == info["epochs"] and all(r["val_loss"] == "" for r in refit_rows)
+    # The saved model is the refit one, with the temperature inside.
+    x_test, y_test = load_dataset("breastmnist").arrays("test", (16, 16), "grayscale")
+    saved = load_model(tmp_path / "refit" / "model.keras")
+    p = np.asarray(saved.predict(x_test, verbose=0))
+    assert compute_metrics(y_test, p, refit.spec.labels, 1)["log_loss"] == pytest.approx(
+        refit.metrics["test"]["log_loss"], rel=1e-5
+    )
+    assert stopped.metrics["interrupted"] is True and stopped.metrics["final"]["refit"] is None
+    assert any("refit on train + val was interrupted" in n for n in stopped.metrics["dataset"]["notes"])
+    for key in ("log_loss", "accuracy", "roc_auc", "confusion_matrix"):
+        assert stopped.metrics["test"][key] == plain.metrics["test"][key]
 
 
 def test_a_failing_run_leaves_nothing_behind(tmp_path: Path):

@@ -66,6 +66,14 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     name: Annotated[str | None, typer.Option(help="Model name (default: from the data and arch).")] = None,
     quick: Annotated[bool, typer.Option(help="Few folds/epochs, small images: a fast smoke run.")] = False,
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Train the final model again on train + val for the best epoch count. [default: on, off with --quick]",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
@@ -91,6 +99,7 @@ def train(
         learning_rate=learning_rate,
         seed=seed,
         quick=quick,
+        refit=refit,
     )
     result = train_run(data, out, config, name=name, overwrite=overwrite, progress=not quiet)
     _print_summary(result.metrics, result.run_dir, quiet)
@@ -131,6 +140,14 @@ def compare(
     quick: Annotated[
         bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
     ] = False,
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Train the final model again on train + val for the best epoch count. [default: on, off with --quick]",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing comparison in --out.")] = False,
     export_sizes: Annotated[
         bool, typer.Option("--export-sizes/--no-export-sizes", help="Measure Core ML/TFLite/ONNX sizes.")
@@ -156,6 +173,7 @@ def compare(
         edges=edges,
         seed=seed,
         quick=quick,
+        refit=refit,
         overwrite=overwrite,
         progress=not quiet,
         artifact_sizes=sizes,

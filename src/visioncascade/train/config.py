@@ -20,7 +20,8 @@ class TrainConfig:
     """Every setting of a training run. Build it with :meth:`build` to get validation and defaults.
 
     ``image_size`` ``None`` means the architecture's default; ``learning_rate`` ``None`` likewise.
-    ``folds`` 0 skips cross-validation.
+    ``folds`` 0 skips cross-validation. ``refit``: after early stopping on val, train the final model
+    again on train + val for the best epoch count (``build`` turns it off for ``--quick``).
     """
 
     arch: str = "scratch"
@@ -38,6 +39,7 @@ class TrainConfig:
     learning_rate: float | None = None
     seed: int = 0
     quick: bool = False
+    refit: bool = True
 
     @classmethod
     def build(
@@ -60,6 +62,7 @@ class TrainConfig:
         seed: int = 0,
         quick: bool = False,
         arch_params: dict[str, Any] | None = None,
+        refit: bool | None = None,
     ) -> TrainConfig:
         """Validate options (as the CLI passes them) and fill in defaults and ``--quick`` values."""
         from visioncascade.models import get_architecture, resolve_params
@@ -91,6 +94,7 @@ class TrainConfig:
             learning_rate=learning_rate,
             seed=seed,
             quick=quick,
+            refit=not quick if refit is None else refit,
             **chosen,
         )
         config.validate()
