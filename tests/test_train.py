@@ -195,6 +195,8 @@ def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first
     rows = list(csv.DictReader((tmp_path / "refit" / "history.csv").open()))
     refit_rows = [r for r in rows if r["stage"] == "refit"]
     assert len(refit_rows) == info["epochs"] and all(r["val_loss"] == "" for r in refit_rows)
+    assert "refit on train + validation (624 images)" in (tmp_path / "refit" / "report.html").read_text()
+    assert "The first fit is the final model" in (tmp_path / "plain" / "report.html").read_text()
     # The saved model is the refit one, with the temperature inside.
     x_test, y_test = load_dataset("breastmnist").arrays("test", (16, 16), "grayscale")
     saved = load_model(tmp_path / "refit" / "model.keras")

@@ -129,10 +129,18 @@ def render_run_report(context: dict[str, Any]) -> str:
     )
     parts.append("<h2>ROC and precision-recall</h2>" + _img(plots.get("roc_pr"), "ROC and PR curves"))
     parts.append("<h2>Training</h2>" + _img(plots.get("training"), "training curves"))
+    final = metrics["final"]
+    refit = final.get("refit")
     parts.append(
-        f"<p class='muted'>Final model: best epoch {metrics['final']['best_epoch'] + 1} of "
-        f"{metrics['final']['epochs_run']} by validation log loss "
-        f"({metrics['final']['best_val_loss']:.4f}); {metrics['final']['images_per_second']:.0f} images/s.</p>"
+        f"<p class='muted'>First fit: best epoch {final['best_epoch'] + 1} of "
+        f"{final['epochs_run']} by validation log loss "
+        f"({final['best_val_loss']:.4f}); {final['images_per_second']:.0f} images/s. "
+        + (
+            f"Final model: refit on train + validation ({refit['images']} images) for "
+            f"{refit['epochs']} epochs, {refit['seconds']:.0f} s.</p>"
+            if refit
+            else "The first fit is the final model.</p>"
+        )
     )
     parts.append(
         f"<h2>Calibration</h2><p>Temperature {cal.get('temperature', 1.0):.3f}, fitted on the validation split "
