@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,16 @@ import pytest
 import yaml
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "visioncascade.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=600,
+        env={**os.environ, **(env_extra or {})} if env_extra else None,
     )
 
 
@@ -26,6 +30,14 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("train", "evaluate", "compare"):
         assert command in result.stdout
+
+
+def test_train_help_shows_the_defaults_written_in_help_texts():
+    """Rich reads "[default: 5]" as markup and drops it unless escaped."""
+    result = run_cli("train", "--help", env_extra={"COLUMNS": "200"})
+    assert result.returncode == 0
+    for text in ("[default: 5]", "[default: 300]", "[default: 10]", "[default: on, off with --quick]"):
+        assert text in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,17 @@ DataArg = Annotated[
 ]
 
 
+RefitOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--refit/--no-refit",
+        help="Train the final model again on train + val for the best epoch count. "
+        "\\[default: on, off with --quick]",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def train(
     data: DataArg,
@@ -55,25 +66,19 @@ def train(
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Augment training data.")] = True,
     class_weight: Annotated[str, typer.Option(help="auto | none.")] = "auto",
     folds: Annotated[
-        int | None, typer.Option(help="Stratified K-fold CV on the training split; 0 skips CV. [default: 5]")
+        int | None,
+        typer.Option(help="Stratified K-fold CV on the training split; 0 skips CV. \\[default: 5]"),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs. [default: 300]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs. \\[default: 300]")] = None,
     patience: Annotated[
-        int | None, typer.Option(help="Early-stopping patience on validation log loss. [default: 10]")
+        int | None, typer.Option(help="Early-stopping patience on validation log loss. \\[default: 10]")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     name: Annotated[str | None, typer.Option(help="Model name (default: from the data and arch).")] = None,
     quick: Annotated[bool, typer.Option(help="Few folds/epochs, small images: a fast smoke run.")] = False,
-    refit: Annotated[
-        bool | None,
-        typer.Option(
-            "--refit/--no-refit",
-            help="Train the final model again on train + val for the best epoch count. [default: on, off with --quick]",
-            show_default=False,
-        ),
-    ] = None,
+    refit: RefitOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
@@ -140,14 +145,7 @@ def compare(
     quick: Annotated[
         bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
     ] = False,
-    refit: Annotated[
-        bool | None,
-        typer.Option(
-            "--refit/--no-refit",
-            help="Train the final model again on train + val for the best epoch count. [default: on, off with --quick]",
-            show_default=False,
-        ),
-    ] = None,
+    refit: RefitOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing comparison in --out.")] = False,
     export_sizes: Annotated[
         bool, typer.Option("--export-sizes/--no-export-sizes", help="Measure Core ML/TFLite/ONNX sizes.")

@@ -8,17 +8,17 @@ How the final model is produced
 -------------------------------
 1. Splits: the dataset's own ``train``/``val``/``test`` splits are used as they are; a missing test split
    is a stratified 20 % hold-out of train, a missing val split a stratified 10 % hold-out of the rest.
-2. Final model: trained on ``train`` with early stopping on ``val`` log loss (patience, at most ``epochs``),
+2. First fit: trained on ``train`` with early stopping on ``val`` log loss (patience, at most ``epochs``),
    the best-validation-log-loss weights restored (and checkpointed while training).
 3. Calibration: one temperature fitted on ``val`` and applied inside the model's softmax.
 4. Refit (``refit``, the default except with ``--quick``): a new model of the same seed is trained on
    ``train`` + ``val`` for the best epoch count of step 2 (no early stopping: val is now training data),
-   and step 3's temperature is applied to it; it becomes the final model. On BreastMNIST this used the
-   14 % more images for +0.015 test ROC-AUC on average over three seeds (BENCHMARKS.md). The ``val``
-   metrics and the calibration figures in ``metrics.json`` are those of step 2's model (the refit model
-   has seen val); Ctrl-C during the refit keeps step 2's model.
+   and step 3's temperature is applied to it; it becomes the final model (without the refit, the first
+   fit is). On BreastMNIST the 14 % more images gave +0.015 test ROC-AUC on average over three seeds
+   (BENCHMARKS.md). The ``val`` metrics and the calibration figures in ``metrics.json`` are those of the
+   first fit (the refit model has seen val); Ctrl-C during the refit keeps the first fit.
 5. Test: the calibrated final model is evaluated once on the untouched ``test`` split.
-6. Cross-validation: stratified K folds of ``train``, each fold trained exactly like the final model with
+6. Cross-validation: stratified K folds of ``train``, each fold trained exactly like the first fit with
    the held-out fold as its validation data; per-fold metrics and mean ± std estimate how much the recipe
    varies. The CV models are not kept.
 """

@@ -36,11 +36,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic_core import to_json
-
-try:
-    import fcntl
-except ImportError:  # Windows: SQLite's own locking only
-    fcntl = None  # type: ignore[assignment]
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -71,6 +66,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from visioncascade.api.rules import Observation, RuleSet, entropy, evaluate, top_of
 from visioncascade.api.schemas import EventIn
 from visioncascade.errors import StorageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own locking only
+    fcntl = None  # type: ignore[assignment]
+
 
 __all__ = [
     "SCOPES",
@@ -257,7 +258,13 @@ class Database:
             return
         with self._thread_lock:
             if self._lock_fd is None:
-                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    raise StorageError(
+                        f"cannot open the writer lock file {self._lock_path} ({exc.strerror}); the folder "
+                        "of the SQLite database must be writable"
+                    ) from exc
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 yield
