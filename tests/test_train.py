@@ -112,8 +112,9 @@ def test_evaluate_other_data_needs_the_same_labels(scratch_run, tmp_path: Path):
 def test_history_config_and_report(scratch_run):
     run = scratch_run.run_dir
     rows = list(csv.DictReader((run / "history.csv").open()))
-    assert {r["stage"] for r in rows} == {"final", "fold1", "fold2"}
-    assert all(float(r["val_loss"]) > 0 for r in rows)
+    assert {r["stage"] for r in rows} == {"final", "refit", "fold1", "fold2"}
+    assert all(float(r["val_loss"]) > 0 for r in rows if r["stage"] != "refit")
+    assert all(r["val_loss"] == "" and float(r["loss"]) > 0 for r in rows if r["stage"] == "refit")
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"] == "breastmnist" and config["resolved"]["image_size"] == 28
     assert TrainConfig.from_dict(config["train"]).folds == 2
