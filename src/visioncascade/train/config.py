@@ -10,7 +10,7 @@ from visioncascade.errors import ConfigError
 __all__ = ["QUICK", "TrainConfig"]
 
 #: What ``--quick`` changes (options given explicitly still win).
-QUICK = {"folds": 2, "epochs": 20, "patience": 5, "image_size": {"scratch": 28, "mobilenet_v2": 48}}
+QUICK = {"folds": 2, "epochs": 12, "patience": 4, "image_size": {"scratch": 28, "mobilenet_v2": 48}}
 
 _DEFAULTS = {"folds": 5, "epochs": 300, "patience": 10}
 
