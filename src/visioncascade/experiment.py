@@ -14,7 +14,7 @@ How the final model is produced
 4. Refit (``refit``, the default except with ``--quick``): a new model of the same seed is trained on
    ``train`` + ``val`` for the best epoch count of step 2 (no early stopping: val is now training data),
    and step 3's temperature is applied to it; it becomes the final model (without the refit, the first
-   fit is). On BreastMNIST the 14 % more images gave +0.015 test ROC-AUC on average over three seeds
+   fit is). On BreastMNIST the 14 % more images gave +0.015 test ROC-AUC on average over five seeds
    (BENCHMARKS.md). The ``val`` metrics and the calibration figures in ``metrics.json`` are those of the
    first fit (the refit model has seen val); Ctrl-C during the refit keeps the first fit.
 5. Test: the calibrated final model is evaluated once on the untouched ``test`` split.
