@@ -98,14 +98,7 @@ class LiveServer(BackgroundServer):
 
     def query(self, sql: str) -> list[Any]:
         """The rows of ``sql`` run on this server's database."""
-        from sqlalchemy import text
-
-        db = Database(self.db_url)
-        try:
-            with db.reader.connect() as conn:
-                return list(conn.execute(text(sql)).all())
-        finally:
-            db.dispose()
+        return run_sql(self.db_url, sql)
 
     def client(self, key: str | None = None, header: str = "bearer") -> httpx.Client:
         headers = {}
@@ -161,16 +154,21 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     return event
 
 
-def count_rows(url: str, table: str = "events") -> int:
-    """Rows in ``table`` of the database at ``url`` (read through a fresh connection)."""
+def run_sql(url: str, sql: str) -> list[Any]:
+    """The rows of ``sql`` run on the database at ``url`` (through a fresh connection)."""
     from sqlalchemy import text
 
     db = Database(url)
     try:
         with db.reader.connect() as conn:
-            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+            return list(conn.execute(text(sql)).all())
     finally:
         db.dispose()
+
+
+def count_rows(url: str, table: str = "events") -> int:
+    """Rows in ``table`` of the database at ``url`` (read through a fresh connection)."""
+    return int(run_sql(url, f"SELECT count(*) FROM {table}")[0][0])
 
 
 class ServerProcess:

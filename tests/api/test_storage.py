@@ -17,7 +17,7 @@ from visioncascade.api.rules import RuleSet
 from visioncascade.api.schemas import EventIn, StageIn
 from visioncascade.api.storage import SQLITE_ROWS_PER_INSERT, Database, payload_hash, write_events
 
-from .conftest import count_rows, make_event, make_stage
+from .conftest import count_rows, make_event, make_stage, run_sql
 
 TRICKY = 'a,"stages":[{"x":1}]\\"é\u2028'
 
@@ -199,13 +199,11 @@ def test_postgresql_tables_are_analyzed_in_the_background_as_they_grow(pg_schema
         asyncio.run(run())
         deadline = time.monotonic() + 10
         while True:  # statistics are published asynchronously
-            with db.reader.connect() as conn:
-                analyzed = conn.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() "
-                        "AND relname IN ('events', 'event_stages') AND analyze_count > 0"
-                    )
-                ).scalar_one()
+            ((analyzed,),) = run_sql(
+                url,
+                "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                "AND relname IN ('events', 'event_stages') AND analyze_count > 0",
+            )
             if analyzed == 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
