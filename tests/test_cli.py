@@ -36,7 +36,13 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
     """Rich reads "[default: 5]" as markup and drops it unless escaped."""
     result = run_cli("train", "--help", env_extra={"COLUMNS": "200"})
     assert result.returncode == 0
-    for text in ("[default: 5]", "[default: 300]", "[default: 10]", "[default: on, off with --quick]"):
+    for text in (
+        "[default: 5]",
+        "[default: 300]",
+        "[default: 10]",
+        "[default: on, off with --quick]",
+        "[default: one per core, at most folds + 1]",
+    ):
         assert text in result.stdout
 
 
@@ -46,6 +52,7 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         (["train", "no/such/folder", "--out", "x"], "no dataset at 'no/such/folder'"),
         (["train", "breastmnist", "--arch", "vgg", "--out", "x"], "unknown architecture 'vgg'"),
         (["train", "breastmnist", "--folds", "1", "--out", "x"], "--folds must be 0"),
+        (["train", "breastmnist", "--jobs", "0", "--out", "x"], "--jobs must be at least 1"),
         (["train", "breastmnist", "--freeze", "3", "--out", "x"], "--freeze applies to mobilenet_v2 only"),
         (["evaluate", "not-a-run"], "not-a-run is not a run folder"),
     ],

@@ -150,7 +150,7 @@ class _StopAt(keras.callbacks.Callback):
 
 
 def test_ctrl_c_keeps_the_best_model_so_far(tmp_path: Path):
-    config = TrainConfig.build(folds=3, epochs=50, patience=50, image_size=16)
+    config = TrainConfig.build(folds=3, epochs=50, patience=50, image_size=16, jobs=1)
     result = train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopAt(2)])
     metrics = result.metrics
     assert metrics["interrupted"] is True

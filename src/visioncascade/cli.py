@@ -47,6 +47,17 @@ RefitOption = Annotated[
 ]
 
 
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        help="Processes training the final model and the folds side by side (1: one after another). "
+        "\\[default: one per core, at most folds + 1]",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def train(
     data: DataArg,
@@ -79,6 +90,7 @@ def train(
     name: Annotated[str | None, typer.Option(help="Model name (default: from the data and arch).")] = None,
     quick: Annotated[bool, typer.Option(help="Few folds/epochs, small images: a fast smoke run.")] = False,
     refit: RefitOption = None,
+    jobs: JobsOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
@@ -105,6 +117,7 @@ def train(
         seed=seed,
         quick=quick,
         refit=refit,
+        jobs=jobs,
     )
     result = train_run(data, out, config, name=name, overwrite=overwrite, progress=not quiet)
     _print_summary(result.metrics, result.run_dir, quiet)
@@ -146,6 +159,7 @@ def compare(
         bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
     ] = False,
     refit: RefitOption = None,
+    jobs: JobsOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing comparison in --out.")] = False,
     export_sizes: Annotated[
         bool, typer.Option("--export-sizes/--no-export-sizes", help="Measure Core ML/TFLite/ONNX sizes.")
@@ -172,6 +186,7 @@ def compare(
         seed=seed,
         quick=quick,
         refit=refit,
+        jobs=jobs,
         overwrite=overwrite,
         progress=not quiet,
         artifact_sizes=sizes,

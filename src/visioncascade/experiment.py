@@ -25,6 +25,7 @@ How the final model is produced
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import io
@@ -44,7 +45,7 @@ from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir
 from visioncascade.data import BUNDLED, Dataset, load_dataset, resolve_splits, stratified_folds
 from visioncascade.data.pipeline import Augmentation
-from visioncascade.errors import DataError, RunNotFoundError
+from visioncascade.errors import ConfigError, DataError, RunNotFoundError
 from visioncascade.evaluate import plots
 from visioncascade.evaluate.metrics import (
     SUMMARY_KEYS,
@@ -64,6 +65,7 @@ from visioncascade.train.calibration import MIN_CALIBRATION_IMAGES, fit_temperat
 from visioncascade.train.config import TrainConfig
 from visioncascade.train.fit import FitResult, class_weights, fit_model
 from visioncascade.train.progress import TrainingProgress
+from visioncascade.train.workers import FitWorkers
 
 __all__ = [
     "CompareResult",
@@ -137,6 +139,29 @@ def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.nda
     return np.concatenate(out).astype(np.float64)
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """How to build the run's model: plain data, so that worker processes can build it too."""
+
+    arch: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    edges: bool
+    params: dict[str, Any]
+
+    def build(self) -> keras.Model:
+        return create_model(
+            self.arch,
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            edges=self.edges,
+            **self.params,
+        )
+
+
+StageCallbacks = Callable[[str], list[keras.callbacks.Callback]]
+
+
 def _refit(
     build: Callable[[], keras.Model],
     train: tuple[np.ndarray, np.ndarray],
@@ -165,6 +190,73 @@ def _refit(
     return fit_model(model, (x, y), val, callbacks=callbacks, **kwargs), model
 
 
+def _fit_final(
+    recipe: _Recipe,
+    config: TrainConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    fit_kwargs: dict[str, Any],
+    checkpoint: Path,
+    refit_to: Path | None,
+    *,
+    stage: StageCallbacks,
+) -> tuple[FitResult, FitResult | None]:
+    """Steps 2 and 4 of the recipe: the first fit, whose best weights end up in ``checkpoint``, and
+    (with ``refit_to``) the refit, whose model is written to ``refit_to`` unless it was interrupted.
+
+    Runs in this process or in a worker (:mod:`visioncascade.train.workers`): models travel as files.
+    """
+    keras.utils.set_random_seed(config.seed)
+    model = recipe.build()
+    final = fit_model(
+        model, train, val, checkpoint=checkpoint, callbacks=stage("final model (train → val)"), **fit_kwargs
+    )
+    if refit_to is None or final.interrupted or final.best_epoch < 0 or not len(val[1]):
+        return final, None
+    del model
+    epochs = final.best_epoch + 1
+    refit, refit_model = _refit(
+        recipe.build,
+        train,
+        val,
+        epochs,
+        recipe.num_classes,
+        config,
+        fit_kwargs,
+        stage(f"refit on train + val ({epochs} epochs)"),
+    )
+    if not refit.interrupted:
+        save_model(refit_model, refit_to)
+    return final, refit
+
+
+def _fit_fold(
+    recipe: _Recipe,
+    seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    train_index: np.ndarray,
+    val_index: np.ndarray,
+    fit_kwargs: dict[str, Any],
+    label: str,
+    *,
+    stage: StageCallbacks,
+) -> tuple[FitResult, np.ndarray | None]:
+    """Step 6 of the recipe for one fold: the fit and its out-of-fold probabilities (``None`` when the
+    fit did not finish)."""
+    keras.utils.set_random_seed(seed)
+    model = recipe.build()
+    result = fit_model(
+        model,
+        (x[train_index], y[train_index]),
+        (x[val_index], y[val_index]),
+        callbacks=stage(label),
+        **fit_kwargs,
+    )
+    finished = result.best_epoch >= 0 and not result.interrupted
+    return result, _predict(model, x[val_index]) if finished else None
+
+
 def _history_csv(histories: dict[str, dict[str, list[float]]]) -> str:
     keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
     buffer = io.StringIO()
@@ -185,15 +277,24 @@ def train_run(
     overwrite: bool = False,
     progress: bool | TrainingProgress = True,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    workers: FitWorkers | None = None,
 ) -> RunResult:
     """Train, calibrate, cross-validate and report; write a complete run folder to ``out`` atomically.
 
     The folder holds ``model.keras``, ``spec.json``, ``metrics.json``, ``history.csv``, ``config.yaml`` and
     ``report.html`` (and ``checkpoints/best_val_loss.keras``). Nothing is written if training fails; Ctrl-C
     during training keeps the best model so far and writes the run marked ``"interrupted": true``.
-    ``callbacks`` are extra Keras callbacks for every fit (e.g. to watch or stop training).
+    ``callbacks`` are extra Keras callbacks for every fit (e.g. to watch or stop training); they run in
+    this process, so they need ``config.jobs == 1``. With ``config.jobs`` > 1 the fits run side by side in
+    worker processes: ``workers`` (a started :class:`FitWorkers`, e.g. shared by both arms of a
+    comparison), else a pool of ``config.jobs`` started for this run.
     """
     config = config or TrainConfig.build()
+    if callbacks and config.jobs > 1:
+        raise ConfigError(
+            f"callbacks run in this process but jobs={config.jobs} trains in worker processes; "
+            "use a config with jobs=1 to pass callbacks"
+        )
     out = Path(out)
     check_output_dir(out, overwrite)  # fail before any slow work
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
@@ -230,15 +331,7 @@ def train_run(
     )
     notes = split_notes + dataset.warnings
 
-    def build() -> keras.Model:
-        return create_model(
-            config.arch,
-            input_shape=spec.input_shape,
-            num_classes=spec.num_classes,
-            edges=config.edges,
-            **params,
-        )
-
+    recipe = _Recipe(config.arch, spec.input_shape, spec.num_classes, config.edges, params)
     fit_kwargs = dict(
         epochs=config.epochs,
         patience=config.patience,
@@ -251,226 +344,220 @@ def train_run(
     display = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
     own_display = not isinstance(progress, TrainingProgress)
     started = time.perf_counter()
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite) as tmp, contextlib.ExitStack() as stack:
         if own_display:
-            display.__enter__()
-        try:
-            display.stages(f"{run_name}", total=1 + int(config.refit) + len(folds))
-            for note in notes:
-                display.log(f"[yellow]note:[/] {note}")
-            display.stage("final model (train → val)")
-            keras.utils.set_random_seed(config.seed)
-            model = build()
-            final = fit_model(
-                model,
-                (x_train, y_train),
-                (x_val, y_val),
-                checkpoint=tmp / "checkpoints" / "best_val_loss.keras",
-                callbacks=[*display.epoch_callback(config.epochs), *(callbacks or [])],
-                **fit_kwargs,
-            )
-            display.stage_done()
-            interrupted = final.interrupted
-            if final.best_epoch < 0:
-                raise DataError(
-                    "training stopped before the first epoch finished, so there is no model to keep"
-                )
-            # Calibration on val, applied inside the model.
-            p_val_raw = _predict(model, x_val)
-            p_test_raw = _predict(model, x_test)
-            temperature = fit_temperature(p_val_raw, y_val)
-            if len(y_val) < MIN_CALIBRATION_IMAGES:
-                notes.append(
-                    f"the val split has {len(y_val)} images, fewer than {MIN_CALIBRATION_IMAGES}: "
-                    "no calibration temperature was fitted (T = 1)"
-                )
-            model.get_layer("probabilities").set_temperature(temperature)
-            p_val = _predict(model, x_val)
-            p_test = _predict(model, x_test)
-            spec = spec.replace(temperature=temperature)
-            histories = {"final": final.history}
-            refit: dict[str, Any] | None = None
-            if config.refit and not interrupted and len(y_val):
-                display.stage(f"refit on train + val ({final.best_epoch + 1} epochs)")
-                refit_result, refit_model = _refit(
-                    build,
-                    (x_train, y_train),
-                    (x_val, y_val),
-                    final.best_epoch + 1,
-                    dataset.num_classes,
-                    config,
+            stack.enter_context(display)
+        if workers is None and config.jobs > 1:
+            workers = stack.enter_context(FitWorkers(config.jobs))
+        display.stages(f"{run_name}", total=1 + int(config.refit) + len(folds))
+        for note in notes:
+            display.log(f"[yellow]note:[/] {note}")
+        checkpoint = tmp / "checkpoints" / "best_val_loss.keras"
+        refit_to = tmp / ".refit.keras" if config.refit else None
+        final_task = (
+            "final",
+            _fit_final,
+            (recipe, config, (x_train, y_train), (x_val, y_val), fit_kwargs, checkpoint, refit_to),
+            {},
+        )
+        fold_tasks = [
+            (
+                f"fold{k + 1}",
+                _fit_fold,
+                (
+                    recipe,
+                    config.seed + 1 + k,
+                    x_train,
+                    y_train,
+                    tr,
+                    va,
                     fit_kwargs,
-                    [*display.epoch_callback(final.best_epoch + 1), *(callbacks or [])],
-                )
-                display.stage_done()
-                if refit_result.interrupted:
-                    notes.append(
-                        "the refit on train + val was interrupted: the model trained on train is kept"
-                    )
-                    interrupted = True
-                else:
-                    model = refit_model
-                    p_test_raw = _predict(model, x_test)
-                    model.get_layer("probabilities").set_temperature(temperature)
-                    p_test = _predict(model, x_test)
-                    # Without its val curves: val was training data of the refit.
-                    histories["refit"] = {
-                        k: v for k, v in refit_result.history.items() if not k.startswith("val_")
-                    }
-                    refit = {
-                        "epochs": refit_result.epochs_run,
-                        "images": int(len(y_train) + len(y_val)),
-                        "seconds": refit_result.seconds,
-                    }
-            fold_metrics: list[dict[str, Any]] = []
-            oof_index: list[np.ndarray] = []
-            oof_probs: list[np.ndarray] = []
-            if not interrupted:
-                try:
-                    for k, (tr, va) in enumerate(folds):
-                        display.stage(f"fold {k + 1}/{len(folds)}")
-                        keras.utils.set_random_seed(config.seed + 1 + k)
-                        fold_model = build()
-                        result = fit_model(
-                            fold_model,
-                            (x_train[tr], y_train[tr]),
-                            (x_train[va], y_train[va]),
-                            callbacks=[*display.epoch_callback(config.epochs), *(callbacks or [])],
-                            **fit_kwargs,
-                        )
-                        if result.best_epoch < 0:
-                            interrupted = True
-                            break
-                        p_fold = _predict(fold_model, x_train[va])
-                        oof_index.append(va)
-                        oof_probs.append(p_fold)
-                        fold_metrics.append(
-                            {
-                                **compute_metrics(y_train[va], p_fold, dataset.labels, minority),
-                                "best_epoch": result.best_epoch,
-                                "epochs_run": result.epochs_run,
-                                "training_seconds": result.seconds,
-                            }
-                        )
-                        histories[f"fold{k + 1}"] = result.history
-                        display.stage_done()
-                        del fold_model
-                        if result.interrupted:
-                            interrupted = True
-                            break
-                except KeyboardInterrupt:
-                    interrupted = True
-            training_seconds = time.perf_counter() - started
-            display.stage("writing run")
-            save_model(model, tmp / "model.keras")
-            spec.save(tmp / "spec.json")
-            latency = measure_latency(model)
-            model_info = {
-                "parameters": int(model.count_params()),
-                "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-                "file_bytes": (tmp / "model.keras").stat().st_size,
-                **latency,
-            }
-            test = compute_metrics(y_test, p_test, dataset.labels, minority)
-            test.update(
-                parameters=model_info["parameters"],
-                model_bytes=model_info["file_bytes"],
-                training_seconds=training_seconds,
-                latency_ms=latency["latency_ms_p50"],
-            )
-            val_raw = compute_metrics(y_val, p_val_raw, dataset.labels, minority)
-            val = compute_metrics(y_val, p_val, dataset.labels, minority)
-            cv: dict[str, Any] = {"k": config.folds, "completed": len(fold_metrics), "folds": fold_metrics}
-            if fold_metrics:
-                cv.update(summarize_folds(fold_metrics))
-                for key in SUMMARY_KEYS:
-                    cv[key] = cv["mean"][key]
-                cv["minority_label"] = dataset.labels[minority]
-                # Out-of-fold predictions pooled over the completed folds: per-class table and confusion.
-                idx = np.concatenate(oof_index)
-                pooled = compute_metrics(y_train[idx], np.concatenate(oof_probs), dataset.labels, minority)
-                cv["per_class"] = pooled["per_class"]
-                cv["confusion_matrix"] = pooled["confusion_matrix"]
-                cv["pooled"] = {k: pooled[k] for k in SUMMARY_KEYS}
-                cv["training_seconds"] = float(np.mean([f["training_seconds"] for f in fold_metrics]))
-                cv["parameters"] = model_info["parameters"]
-                cv["model_bytes"] = model_info["file_bytes"]
-                cv["latency_ms"] = latency["latency_ms_p50"]
-            metrics: dict[str, Any] = {
-                "test": test,
-                "test_uncalibrated": compute_metrics(y_test, p_test_raw, dataset.labels, minority),
-                "val": val,
-                "cv": cv,
-                "calibration": {
-                    "temperature": temperature,
-                    "fitted_on": "val",
-                    "val_log_loss_before": val_raw["log_loss"],
-                    "val_log_loss_after": val["log_loss"],
-                    "val_ece_before": val_raw["ece"],
-                    "val_ece_after": val["ece"],
-                },
-                "final": {
-                    "best_epoch": final.best_epoch,
-                    "epochs_run": final.epochs_run,
-                    "best_val_loss": final.best_val_loss,
-                    "seconds": final.seconds,
-                    "images_per_second": final.images_per_second,
-                    "refit": refit,
-                },
-                "model": model_info,
-                "training_seconds": training_seconds,
-                "interrupted": interrupted,
-                "dataset": {
-                    "name": dataset.name,
-                    "source": dataset.source,
-                    "fingerprint": spec.data_fingerprint,
-                    "labels": list(dataset.labels),
-                    "class_counts": {s: dataset.class_counts(s) for s in ("train", "val", "test")},
-                    "notes": notes,
-                },
-                "created_at": _now(),
-                "visioncascade_version": __version__,
-            }
-            config_doc = {
-                "data": _data_reference(data.source if isinstance(data, Dataset) else data),
-                "name": run_name,
-                "train": config.to_dict(),
-                "resolved": {
-                    "image_size": size,
-                    "color_mode": color_mode,
-                    "learning_rate": learning_rate,
-                    "arch_params": params,
-                    "class_weight": weights,
-                    "augmentation": augmentation.to_dict() if augmentation else None,
-                },
-            }
-            config_yaml = yaml.safe_dump(config_doc, sort_keys=False)
-            (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
-            (tmp / "history.csv").write_text(_history_csv(histories), encoding="utf-8")
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-            report_plots = {
-                "training": plots.training_curves_png(histories, final.best_epoch),
-                "confusion_matrix": plots.confusion_matrix_png(test["confusion_matrix"], dataset.labels),
-                "roc_pr": plots.roc_pr_png(y_test, p_test, dataset.labels),
-                "reliability": plots.reliability_png(
-                    y_test, {"before (T=1)": p_test_raw, "calibrated": p_test}
+                    f"fold {k + 1}/{len(folds)}",
                 ),
+                {},
+            )
+            for k, (tr, va) in enumerate(folds)
+        ]
+        outcomes: dict[str, Any] = {}
+        stopped = False
+        if workers is None:  # one fit after the other, in this process
+
+            def stage(label: str) -> list[keras.callbacks.Callback]:
+                return display.fit_callbacks(label, config.epochs, callbacks)
+
+            for task, fn, args, kwargs in [final_task, *fold_tasks]:
+                try:
+                    outcomes[task] = fn(*args, stage=stage, **kwargs)
+                except KeyboardInterrupt:  # between two fits
+                    stopped = True
+                    break
+                if any(isinstance(r, FitResult) and r.interrupted for r in outcomes[task]):
+                    break  # Ctrl-C in a fit: keep what is done, train nothing more
+        else:  # side by side in worker processes; the final model first, it is two fits long
+            outcomes, stopped = workers.run([final_task, *fold_tasks], display.worker_message)
+        final, refit_result = outcomes.get("final", (None, None))
+        if final is None or final.best_epoch < 0:
+            raise DataError("training stopped before the first epoch finished, so there is no model to keep")
+        interrupted = stopped or final.interrupted
+        # Calibration on val, applied inside the model.
+        model = load_model(checkpoint)
+        p_val_raw = _predict(model, x_val)
+        p_test_raw = _predict(model, x_test)
+        temperature = fit_temperature(p_val_raw, y_val)
+        if len(y_val) < MIN_CALIBRATION_IMAGES:
+            notes.append(
+                f"the val split has {len(y_val)} images, fewer than {MIN_CALIBRATION_IMAGES}: "
+                "no calibration temperature was fitted (T = 1)"
+            )
+        model.get_layer("probabilities").set_temperature(temperature)
+        p_val = _predict(model, x_val)
+        p_test = _predict(model, x_test)
+        spec = spec.replace(temperature=temperature)
+        histories = {"final": final.history}
+        refit: dict[str, Any] | None = None
+        if refit_result is not None and refit_result.interrupted:
+            notes.append("the refit on train + val was interrupted: the model trained on train is kept")
+            interrupted = True
+        elif refit_result is not None and refit_to is not None:
+            model = load_model(refit_to)
+            refit_to.unlink()
+            p_test_raw = _predict(model, x_test)
+            model.get_layer("probabilities").set_temperature(temperature)
+            p_test = _predict(model, x_test)
+            # Without its val curves: val was training data of the refit.
+            histories["refit"] = {k: v for k, v in refit_result.history.items() if not k.startswith("val_")}
+            refit = {
+                "epochs": refit_result.epochs_run,
+                "images": int(len(y_train) + len(y_val)),
+                "seconds": refit_result.seconds,
             }
-            html = render_run_report(
+        fold_metrics: list[dict[str, Any]] = []
+        oof_index: list[np.ndarray] = []
+        oof_probs: list[np.ndarray] = []
+        for k, (task, _, args, _) in enumerate(fold_tasks):
+            result, p_fold = outcomes.get(task, (None, None))
+            if result is None or p_fold is None:  # not started, or stopped before its end
+                interrupted = interrupted or result is not None
+                continue
+            va = args[5]
+            oof_index.append(va)
+            oof_probs.append(p_fold)
+            fold_metrics.append(
                 {
-                    "metrics": metrics,
-                    "spec": spec.to_dict(),
-                    "plots": report_plots,
-                    "dataset": {**metrics["dataset"], "attribution": dataset.attribution},
-                    "notes": notes,
-                    "config_yaml": config_yaml,
+                    **compute_metrics(y_train[va], p_fold, dataset.labels, minority),
+                    "fold": k + 1,
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": result.epochs_run,
+                    "training_seconds": result.seconds,
                 }
             )
-            (tmp / "report.html").write_text(html, encoding="utf-8")
-            display.stage("done")
-        finally:
-            if own_display:
-                display.__exit__(None, None, None)
+            histories[task] = result.history
+        training_seconds = time.perf_counter() - started
+        display.stage("writing run")
+        save_model(model, tmp / "model.keras")
+        spec.save(tmp / "spec.json")
+        latency = measure_latency(model)
+        model_info = {
+            "parameters": int(model.count_params()),
+            "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+            "file_bytes": (tmp / "model.keras").stat().st_size,
+            **latency,
+        }
+        test = compute_metrics(y_test, p_test, dataset.labels, minority)
+        test.update(
+            parameters=model_info["parameters"],
+            model_bytes=model_info["file_bytes"],
+            training_seconds=training_seconds,
+            latency_ms=latency["latency_ms_p50"],
+        )
+        val_raw = compute_metrics(y_val, p_val_raw, dataset.labels, minority)
+        val = compute_metrics(y_val, p_val, dataset.labels, minority)
+        cv: dict[str, Any] = {"k": config.folds, "completed": len(fold_metrics), "folds": fold_metrics}
+        if fold_metrics:
+            cv.update(summarize_folds(fold_metrics))
+            for key in SUMMARY_KEYS:
+                cv[key] = cv["mean"][key]
+            cv["minority_label"] = dataset.labels[minority]
+            # Out-of-fold predictions pooled over the completed folds: per-class table and confusion.
+            idx = np.concatenate(oof_index)
+            pooled = compute_metrics(y_train[idx], np.concatenate(oof_probs), dataset.labels, minority)
+            cv["per_class"] = pooled["per_class"]
+            cv["confusion_matrix"] = pooled["confusion_matrix"]
+            cv["pooled"] = {k: pooled[k] for k in SUMMARY_KEYS}
+            cv["training_seconds"] = float(np.mean([f["training_seconds"] for f in fold_metrics]))
+            cv["parameters"] = model_info["parameters"]
+            cv["model_bytes"] = model_info["file_bytes"]
+            cv["latency_ms"] = latency["latency_ms_p50"]
+        metrics: dict[str, Any] = {
+            "test": test,
+            "test_uncalibrated": compute_metrics(y_test, p_test_raw, dataset.labels, minority),
+            "val": val,
+            "cv": cv,
+            "calibration": {
+                "temperature": temperature,
+                "fitted_on": "val",
+                "val_log_loss_before": val_raw["log_loss"],
+                "val_log_loss_after": val["log_loss"],
+                "val_ece_before": val_raw["ece"],
+                "val_ece_after": val["ece"],
+            },
+            "final": {
+                "best_epoch": final.best_epoch,
+                "epochs_run": final.epochs_run,
+                "best_val_loss": final.best_val_loss,
+                "seconds": final.seconds,
+                "images_per_second": final.images_per_second,
+                "refit": refit,
+            },
+            "model": model_info,
+            "training_seconds": training_seconds,
+            "interrupted": interrupted,
+            "dataset": {
+                "name": dataset.name,
+                "source": dataset.source,
+                "fingerprint": spec.data_fingerprint,
+                "labels": list(dataset.labels),
+                "class_counts": {s: dataset.class_counts(s) for s in ("train", "val", "test")},
+                "notes": notes,
+            },
+            "created_at": _now(),
+            "visioncascade_version": __version__,
+        }
+        config_doc = {
+            "data": _data_reference(data.source if isinstance(data, Dataset) else data),
+            "name": run_name,
+            "train": config.to_dict(),
+            "resolved": {
+                "image_size": size,
+                "color_mode": color_mode,
+                "learning_rate": learning_rate,
+                "arch_params": params,
+                "class_weight": weights,
+                "augmentation": augmentation.to_dict() if augmentation else None,
+            },
+        }
+        config_yaml = yaml.safe_dump(config_doc, sort_keys=False)
+        (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        (tmp / "history.csv").write_text(_history_csv(histories), encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        report_plots = {
+            "training": plots.training_curves_png(histories, final.best_epoch),
+            "confusion_matrix": plots.confusion_matrix_png(test["confusion_matrix"], dataset.labels),
+            "roc_pr": plots.roc_pr_png(y_test, p_test, dataset.labels),
+            "reliability": plots.reliability_png(y_test, {"before (T=1)": p_test_raw, "calibrated": p_test}),
+        }
+        html = render_run_report(
+            {
+                "metrics": metrics,
+                "spec": spec.to_dict(),
+                "plots": report_plots,
+                "dataset": {**metrics["dataset"], "attribution": dataset.attribution},
+                "notes": notes,
+                "config_yaml": config_yaml,
+            }
+        )
+        (tmp / "report.html").write_text(html, encoding="utf-8")
+        display.stage("done")
     keras.backend.clear_session()
     return RunResult(run_dir=out, metrics=metrics, spec=spec)
 
@@ -617,13 +704,15 @@ def compare(
     seed: int = 0,
     quick: bool = False,
     refit: bool | None = None,
+    jobs: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
     artifact_sizes: Callable[[Path, Path], dict[str, int]] | None = None,
 ) -> CompareResult:
     """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
 
-    Both arms share the splits, folds, seed, augmentation, edge channel and early-stopping rules. Writes
+    Both arms share the splits, folds, seed, augmentation, edge channel and early-stopping rules (and one
+    pool of ``jobs`` worker processes, see :class:`~visioncascade.train.workers.FitWorkers`). Writes
     ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` and ``comparison.html``.
     ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`, which the CLI
     passes) adds each arm's exported sizes; this stage does not import the export stage itself.
@@ -632,7 +721,14 @@ def compare(
     check_output_dir(out, overwrite)
     dataset = load_dataset(data)
     common = dict(
-        folds=folds, epochs=epochs, patience=patience, edges=edges, seed=seed, quick=quick, refit=refit
+        folds=folds,
+        epochs=epochs,
+        patience=patience,
+        edges=edges,
+        seed=seed,
+        quick=quick,
+        refit=refit,
+        jobs=jobs,
     )
     configs = {
         "scratch": TrainConfig.build(arch="scratch", **common),
@@ -641,9 +737,16 @@ def compare(
     arms: dict[str, dict[str, Any]] = {}
     arm_plots: dict[str, str] = {}
     splits, _ = resolve_splits(dataset, seed=seed)
-    with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
+    pool_jobs = max(config.jobs for config in configs.values())
+    with (
+        atomic_dir(out, overwrite) as tmp,
+        TrainingProgress(enabled=progress) as display,
+        FitWorkers(pool_jobs) if pool_jobs > 1 else contextlib.nullcontext() as workers,
+    ):
         for arm, config in configs.items():
-            result = train_run(dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display)
+            result = train_run(
+                dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display, workers=workers
+            )
             arms[arm] = _arm_summary(result.metrics)
             arms[arm]["architecture"] = config.arch
             arms[arm]["image_size"] = result.spec.input_size[0]

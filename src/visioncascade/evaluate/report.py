@@ -157,7 +157,9 @@ def render_run_report(context: dict[str, Any]) -> str:
         keys = ("accuracy", "balanced_accuracy", "roc_auc", "minority_f1", "log_loss", "ece")
         head = "".join(f"<th>{_e(k)}</th>" for k in keys)
         rows = "".join(
-            f"<tr><td>fold {i + 1}</td>" + "".join(f"<td>{_f(f.get(k))}</td>" for k in keys) + "</tr>"
+            f"<tr><td>fold {f.get('fold', i + 1)}</td>"
+            + "".join(f"<td>{_f(f.get(k))}</td>" for k in keys)
+            + "</tr>"
             for i, f in enumerate(cv["folds"])
         )
         rows += (

@@ -85,7 +85,7 @@ class RichEpochProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.done = 0
-        self.progress.reset(self.task_id, total=self.epochs)
+        self.progress.reset(self.task_id, total=(self.params or {}).get("epochs") or self.epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from visioncascade.errors import ConfigError
+from visioncascade.train.workers import auto_jobs
 
 __all__ = ["QUICK", "TrainConfig"]
 
@@ -21,7 +22,10 @@ class TrainConfig:
 
     ``image_size`` ``None`` means the architecture's default; ``learning_rate`` ``None`` likewise.
     ``folds`` 0 skips cross-validation. ``refit``: after early stopping on val, train the final model
-    again on train + val for the best epoch count (``build`` turns it off for ``--quick``).
+    again on train + val for the best epoch count (``build`` turns it off for ``--quick``). ``jobs``: worker
+    processes that train the final model and the folds side by side (1: one after the other in this
+    process; ``build`` picks one per CPU core, at most ``folds + 1``). Results are reproducible for a given
+    seed and ``jobs``; a different ``jobs`` changes TensorFlow's threads and so the last digits of a fit.
     """
 
     arch: str = "scratch"
@@ -40,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     quick: bool = False
     refit: bool = True
+    jobs: int = 1
 
     @classmethod
     def build(
@@ -63,6 +68,7 @@ class TrainConfig:
         quick: bool = False,
         arch_params: dict[str, Any] | None = None,
         refit: bool | None = None,
+        jobs: int | None = None,
     ) -> TrainConfig:
         """Validate options (as the CLI passes them) and fill in defaults and ``--quick`` values."""
         from visioncascade.models import get_architecture, resolve_params
@@ -95,6 +101,7 @@ class TrainConfig:
             seed=seed,
             quick=quick,
             refit=not quick if refit is None else refit,
+            jobs=auto_jobs(1 + chosen["folds"]) if jobs is None else jobs,
             **chosen,
         )
         config.validate()
@@ -116,6 +123,8 @@ class TrainConfig:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise ConfigError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1 (1 trains in this process), got {self.jobs}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,6 +25,7 @@ class TrainingProgress:
         self._console = console or Console(stderr=True)
         self._stage_task = None
         self._epoch_task = None
+        self._worker_tasks: dict[str, Any] = {}
 
     def __enter__(self) -> TrainingProgress:
         if self.enabled:
@@ -69,7 +72,49 @@ class TrainingProgress:
             self._epoch_task = self._progress.add_task("epochs", total=epochs, info="")
         return [RichEpochProgress(self._progress, self._epoch_task, epochs)]
 
+    def fit_callbacks(
+        self, label: str, epochs: int, extra: list | None = None
+    ) -> list[keras.callbacks.Callback]:
+        """For a fit in this process: name the stage, drive the epoch bar, advance the stage bar at its end."""
+        self.stage(label)
+        return [*self.epoch_callback(epochs), _StageDone(self), *(extra or [])]
+
+    def worker_message(self, task: str, kind: str, payload: Any) -> None:
+        """Show what a worker process reported (:data:`visioncascade.train.workers.WorkerMessage`).
+
+        Each running worker task gets a bar of its own, named after its current stage.
+        """
+        progress = self._progress
+        if progress is None:
+            return
+        bar = self._worker_tasks.get(task)
+        if kind == "stage":
+            if bar is None:
+                self._worker_tasks[task] = progress.add_task(str(payload), total=None, info="")
+            else:
+                progress.update(bar, description=str(payload), info="")
+        elif bar is None:
+            return
+        elif kind == "begin":
+            progress.reset(bar, total=payload or None, info="")
+        elif kind == "epoch":
+            loss, val = payload.get("loss", float("nan")), payload.get("val_loss", float("nan"))
+            progress.update(bar, advance=1, info=f"loss {loss:.3f} val {val:.3f}")
+        elif kind == "end":
+            self.stage_done()
+        elif kind == "done":
+            progress.remove_task(self._worker_tasks.pop(task))
+
     def log(self, message: str) -> None:
         """Print a line above the bars."""
         if self.enabled:
             self._console.print(message)
+
+
+class _StageDone(keras.callbacks.Callback):
+    def __init__(self, display: TrainingProgress):
+        super().__init__()
+        self.display = display
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.display.stage_done()

@@ -1,0 +1,188 @@
+"""Fits side by side in worker processes (--jobs): same results as the sequential recipe, Ctrl-C, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from io import StringIO
+from pathlib import Path
+
+import keras
+import pytest
+from rich.console import Console
+
+from visioncascade.errors import ConfigError, ModelError, VisionCascadeError
+from visioncascade.experiment import train_run
+from visioncascade.train import TrainConfig
+from visioncascade.train.progress import TrainingProgress
+from visioncascade.train.workers import FitWorkers
+
+ARGS = ["--folds", "2", "--epochs", "4", "--patience", "4", "--image-size", "16", "--seed", "2"]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "visioncascade.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+def _workers_with(marker: str) -> list[int]:
+    """Processes (Linux /proc) whose environment holds ``marker``: the CLI started with it and its workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _untimed(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("training_seconds", "latency_ms")}
+
+
+def test_workers_give_the_sequential_recipe_result_fold_by_fold(tmp_path: Path):
+    """--jobs 2 trains the final model (first fit + refit) and each fold in workers with one thread each:
+    the run is the one a single-threaded process gets by training everything one after the other."""
+    parallel = _cli("train", "breastmnist", *ARGS, "--jobs", "2", "--quiet", "--out", str(tmp_path / "par"))
+    script = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from visioncascade.experiment import train_run
+        from visioncascade.train import TrainConfig
+        config = TrainConfig.build(folds=2, epochs=4, patience=4, image_size=16, seed=2, jobs=1)
+        train_run("breastmnist", {str(tmp_path / "seq")!r}, config, progress=False)
+        """
+    )
+    sequential = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert sequential.returncode == 0, sequential.stderr
+    _, err = parallel.communicate(timeout=600)
+    assert parallel.returncode == 0, err
+    par = json.loads((tmp_path / "par" / "metrics.json").read_text())
+    seq = json.loads((tmp_path / "seq" / "metrics.json").read_text())
+    assert par["cv"]["completed"] == 2 and par["final"]["refit"]["epochs"] == par["final"]["best_epoch"] + 1
+    assert [f["fold"] for f in par["cv"]["folds"]] == [1, 2]
+    for key in ("test", "test_uncalibrated", "val", "calibration"):
+        assert _untimed(par[key]) == _untimed(seq[key]), key
+    for a, b in zip(par["cv"]["folds"], seq["cv"]["folds"], strict=True):
+        assert _untimed(a) == _untimed(b)
+    rows = [list(csv.reader((tmp_path / run / "history.csv").open())) for run in ("par", "seq")]
+    assert rows[0] == rows[1] and {r[0] for r in rows[0][1:]} == {"final", "refit", "fold1", "fold2"}
+    assert (tmp_path / "par" / "config.yaml").read_text().count("jobs: 2") == 1
+    assert not (tmp_path / "par" / ".refit.keras").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds worker processes through /proc")
+def test_ctrl_c_stops_every_worker_and_keeps_the_best_model(tmp_path: Path):
+    marker = f"VC_TEST_{uuid.uuid4().hex}"
+    out = tmp_path / "run"
+    args = ["--folds", "2", "--epochs", "300", "--patience", "300", "--image-size", "16"]
+    process = _cli("train", "breastmnist", *args, "--jobs", "2", "--out", str(out), env={marker: "1"})
+    deadline = time.monotonic() + 300
+    # The first fit has finished an epoch once its best-val-loss checkpoint exists.
+    while not list(tmp_path.glob(".run.tmp-*/checkpoints/best_val_loss.keras")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+        time.sleep(0.2)
+    assert len(_workers_with(marker)) >= 3  # the CLI and its two workers
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["final"]["refit"] is None
+    assert 1 <= metrics["final"]["epochs_run"] < 300 and metrics["cv"]["completed"] == 0
+    assert "interrupted" in (out / "report.html").read_text()
+    assert _workers_with(marker) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_an_error_in_a_worker_is_raised_as_itself_and_nothing_is_written(tmp_path: Path):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    config = TrainConfig.build(
+        arch="mobilenet_v2", weights=str(junk), folds=2, epochs=2, image_size=32, jobs=2
+    )
+    with pytest.raises(ModelError, match="does not fit mobilenet_v2"):
+        train_run("breastmnist", tmp_path / "run", config, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.h5"]
+
+
+def test_a_script_without_a_main_guard_gets_told_how_to_fix_it(tmp_path: Path):
+    script = tmp_path / "train_it.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from visioncascade.experiment import train_run
+            from visioncascade.train import TrainConfig
+            config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2)
+            train_run("breastmnist", {str(tmp_path / "run")!r}, config, progress=False)
+            """
+        )
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    assert 'must do so under `if __name__ == "__main__":`' in result.stderr
+    assert "--jobs 1 (jobs=1)" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _raise_value_error(text: str, *, stage) -> None:
+    raise ValueError(text)
+
+
+def _square(x: int, *, stage) -> int:
+    return x * x
+
+
+def test_fit_workers_run_tasks_and_raise_their_errors():
+    with FitWorkers(2) as workers:
+        results, stopped = workers.run([(f"t{i}", _square, (i,), {}) for i in range(4)])
+        assert results == {"t0": 0, "t1": 1, "t2": 4, "t3": 9} and stopped is False
+        with pytest.raises(ValueError, match="broken task"):
+            workers.run([("bad", _raise_value_error, ("broken task",), {}), ("ok", _square, (3,), {})])
+    with pytest.raises(ConfigError, match="jobs >= 2"):
+        FitWorkers(1)
+    assert issubclass(ModelError, VisionCascadeError)
+
+
+def test_callbacks_need_the_run_in_this_process(tmp_path: Path):
+    config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2)
+    with pytest.raises(ConfigError, match="callbacks run in this process but jobs=2"):
+        train_run(
+            "breastmnist", tmp_path / "run", config, progress=False, callbacks=[keras.callbacks.History()]
+        )
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="--jobs must be at least 1"):
+        TrainConfig.build(jobs=0)
+
+
+def test_progress_shows_one_bar_per_running_worker_task():
+    console = Console(file=StringIO(), record=True, width=120, force_terminal=False)
+    with TrainingProgress(console=console) as display:
+        display.stages("run", total=3)
+        for task, label in (("final", "final model (train → val)"), ("fold1", "fold 1/2")):
+            display.worker_message(task, "stage", label)
+            display.worker_message(task, "begin", 10)
+        display.worker_message("fold1", "epoch", {"loss": 0.5, "val_loss": 0.625})
+        display.worker_message("final", "end", None)
+        display.worker_message("final", "done", None)
+        display.worker_message("fold2", "epoch", {"loss": 1.0})  # a task without a bar: ignored
+    text = console.export_text()
+    assert "fold 1/2" in text and "1/10" in text and "loss 0.500 val 0.625" in text
+    assert "1/3" in text  # the stage bar advanced when the final model's fit ended
+    assert "final model" not in text  # its bar went when its task was done
