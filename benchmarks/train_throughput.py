@@ -11,6 +11,14 @@ forward + backward + Adam update at batch 32 on one constant batch in a compiled
 input pipeline, augmentation, validation, callbacks or per-step Python. A fit cannot run faster than that.
 
     python benchmarks/train_throughput.py [--repeats 3]
+
+``--job cv`` measures the whole job of a training run instead of one fit: the final model and 5
+stratified cross-validation folds (6 fits, fixed epochs, no refit). Baseline: the straightforward loop
+(NumPy arrays, one ``model.fit`` after the other with a best-val-loss ``ModelCheckpoint``, predictions of
+each held-out fold and of the test split). visioncascade: ``train_run`` end to end (calibration, metrics,
+report, latency included) with ``--jobs 1`` (one fit after the other) and ``--jobs 2`` (worker processes).
+
+    python benchmarks/train_throughput.py --job cv [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from visioncascade.models import create_model
 from visioncascade.train.fit import class_weights, fit_model
 
 CASES = {"scratch": (28, 1e-3, 8), "mobilenet_v2": (96, 1e-4, 4)}  # image size, lr, epochs
+CASES_CV = {"scratch": (28, 1e-3, 12), "mobilenet_v2": (96, 1e-4, 3)}
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -98,6 +107,88 @@ def _ours(arch, size, lr, epochs, train, val, weights, tmp):
     return time.perf_counter() - start, timer.times
 
 
+def _baseline_cv(arch, size, lr, epochs, ds, k, tmp):
+    """The straightforward CV job: one ``model.fit`` per fold, then the final model on train."""
+    from visioncascade.data import stratified_folds
+
+    start = time.perf_counter()
+    x, y = ds.arrays("train", (size, size), "grayscale")
+    val = ds.arrays("val", (size, size), "grayscale")
+    test = ds.arrays("test", (size, size), "grayscale")
+    folds = stratified_folds(y, k, 0, ds.labels)
+    jobs = [((x[tr], y[tr]), (x[va], y[va])) for tr, va in folds] + [((x, y), val)]
+    for train, held_out in jobs:
+        keras.backend.clear_session()
+        aug = Augmentation()
+        augment = keras.Sequential(
+            [
+                keras.layers.RandomFlip("horizontal"),
+                keras.layers.RandomRotation(aug.rotation_degrees / 360.0),
+                keras.layers.RandomTranslation(aug.shift, aug.shift),
+                keras.layers.RandomZoom(aug.zoom),
+                keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255)),
+                keras.layers.RandomContrast(aug.contrast),
+            ]
+        )
+        core = create_model(arch, input_shape=(size, size, 1), num_classes=2, edges=True)
+        inputs = keras.Input(core.input_shape[1:])
+        model = keras.Model(inputs, core(augment(inputs)))
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        model.fit(
+            train[0].astype(np.float32),
+            train[1],
+            batch_size=32,
+            epochs=epochs,
+            validation_data=(held_out[0].astype(np.float32), held_out[1]),
+            class_weight=class_weights(train[1], 2),
+            callbacks=[keras.callbacks.ModelCheckpoint(tmp, monitor="val_loss", save_best_only=True)],
+            verbose=0,
+        )
+        model = keras.saving.load_model(tmp)
+        model.predict(held_out[0].astype(np.float32), verbose=0)
+    model.predict(test[0].astype(np.float32), verbose=0)
+    return time.perf_counter() - start
+
+
+def _ours_cv(arch, size, lr, epochs, k, jobs, out):
+    from visioncascade.experiment import train_run
+    from visioncascade.train import TrainConfig
+
+    config = TrainConfig.build(
+        arch=arch,
+        folds=k,
+        epochs=epochs,
+        patience=epochs + 1,
+        image_size=size,
+        color_mode="grayscale",
+        learning_rate=lr,
+        refit=False,
+        jobs=jobs,
+    )
+    start = time.perf_counter()
+    train_run("breastmnist", out, config, progress=False, overwrite=True)
+    return time.perf_counter() - start
+
+
+def _cv_job(arch, repeats):
+    size, lr, epochs = CASES_CV[arch]
+    ds = load_dataset("breastmnist")
+    times = {"baseline": [], "jobs 1": [], "jobs 2": []}
+    for _ in range(repeats):
+        times["baseline"].append(_baseline_cv(arch, size, lr, epochs, ds, 5, f"/tmp/bench-cv-{arch}.keras"))
+        for jobs in (1, 2):
+            times[f"jobs {jobs}"].append(_ours_cv(arch, size, lr, epochs, 5, jobs, f"/tmp/bench-cv-{arch}"))
+            keras.backend.clear_session()
+    print(f"\n{arch} {size}px, final model + 5 folds x {epochs} epochs, median of {repeats}:")
+    base = statistics.median(times["baseline"])
+    for name, runs in times.items():
+        total = statistics.median(runs)
+        rounded = [round(t, 1) for t in runs]
+        print(f"  {name:<9} total {total:7.1f} s  {base / total:5.2f}x the baseline   runs {rounded}")
+
+
 def _ceiling(arch, size, lr, channels, steps=100, rounds=3):
     import tensorflow as tf
 
@@ -133,9 +224,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--arch", choices=sorted(CASES), action="append")
+    parser.add_argument("--job", choices=["fit", "cv"], default="fit")
     args = parser.parse_args()
     ds = load_dataset("breastmnist")
     print(f"{os.cpu_count()} cores, load {os.getloadavg()}")
+    if args.job == "cv":
+        for arch in args.arch or list(CASES_CV):
+            _cv_job(arch, args.repeats)
+        return
     for arch in args.arch or list(CASES):
         size, lr, epochs = CASES[arch]
         train = ds.arrays("train", (size, size), "grayscale")

@@ -21,6 +21,10 @@ How the final model is produced
 6. Cross-validation: stratified K folds of ``train``, each fold trained exactly like the first fit with
    the held-out fold as its validation data; per-fold metrics and mean ± std estimate how much the recipe
    varies. The CV models are not kept.
+
+Steps 2 + 4 and each fold of step 6 are independent fits: with ``config.jobs`` > 1 they run side by side
+in worker processes (:mod:`visioncascade.train.workers`), the final model's two fits first; models come
+back as files, and the run is the same as a sequential one with the workers' thread count.
 """
 
 from __future__ import annotations
@@ -297,6 +301,23 @@ def train_run(
         )
     out = Path(out)
     check_output_dir(out, overwrite)  # fail before any slow work
+    with contextlib.ExitStack() as stack:
+        if workers is None and config.jobs > 1:
+            # Started before the data is read: the workers import TensorFlow meanwhile.
+            workers = stack.enter_context(FitWorkers(config.jobs))
+        return _train_run(data, out, config, name, overwrite, progress, callbacks, workers)
+
+
+def _train_run(
+    data: str | Path | Dataset,
+    out: Path,
+    config: TrainConfig,
+    name: str | None,
+    overwrite: bool,
+    progress: bool | TrainingProgress,
+    callbacks: list[keras.callbacks.Callback] | None,
+    workers: FitWorkers | None,
+) -> RunResult:
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     fingerprint = dataset.fingerprint()  # of the data as given, before any hold-out is made
     dataset, split_notes = resolve_splits(dataset, seed=config.seed)
@@ -347,8 +368,6 @@ def train_run(
     with atomic_dir(out, overwrite) as tmp, contextlib.ExitStack() as stack:
         if own_display:
             stack.enter_context(display)
-        if workers is None and config.jobs > 1:
-            workers = stack.enter_context(FitWorkers(config.jobs))
         display.stages(f"{run_name}", total=1 + int(config.refit) + len(folds))
         for note in notes:
             display.log(f"[yellow]note:[/] {note}")
@@ -397,7 +416,9 @@ def train_run(
             outcomes, stopped = workers.run([final_task, *fold_tasks], display.worker_message)
         final, refit_result = outcomes.get("final", (None, None))
         if final is None or final.best_epoch < 0:
-            raise DataError("training stopped before the first epoch finished, so there is no model to keep")
+            raise DataError(
+                "training stopped before the first fit finished an epoch, so there is no model to keep"
+            )
         interrupted = stopped or final.interrupted
         # Calibration on val, applied inside the model.
         model = load_model(checkpoint)
@@ -719,7 +740,6 @@ def compare(
     """
     out = Path(out)
     check_output_dir(out, overwrite)
-    dataset = load_dataset(data)
     common = dict(
         folds=folds,
         epochs=epochs,
@@ -734,15 +754,28 @@ def compare(
         "scratch": TrainConfig.build(arch="scratch", **common),
         "transfer": TrainConfig.build(arch="mobilenet_v2", weights=weights, freeze=freeze, **common),
     }
+    pool_jobs = max(config.jobs for config in configs.values())
+    with contextlib.ExitStack() as stack:
+        # Started before the data is read: the workers import TensorFlow meanwhile.
+        workers = stack.enter_context(FitWorkers(pool_jobs)) if pool_jobs > 1 else None
+        return _compare(data, out, configs, overwrite, progress, artifact_sizes, workers)
+
+
+def _compare(
+    data: str | Path,
+    out: Path,
+    configs: dict[str, TrainConfig],
+    overwrite: bool,
+    progress: bool,
+    artifact_sizes: Callable[[Path, Path], dict[str, int]] | None,
+    workers: FitWorkers | None,
+) -> CompareResult:
+    dataset = load_dataset(data)
+    any_config = next(iter(configs.values()))
     arms: dict[str, dict[str, Any]] = {}
     arm_plots: dict[str, str] = {}
-    splits, _ = resolve_splits(dataset, seed=seed)
-    pool_jobs = max(config.jobs for config in configs.values())
-    with (
-        atomic_dir(out, overwrite) as tmp,
-        TrainingProgress(enabled=progress) as display,
-        FitWorkers(pool_jobs) if pool_jobs > 1 else contextlib.nullcontext() as workers,
-    ):
+    splits, _ = resolve_splits(dataset, seed=any_config.seed)
+    with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
         for arm, config in configs.items():
             result = train_run(
                 dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display, workers=workers
@@ -766,7 +799,6 @@ def compare(
                 ratio = float(values[1]) / float(values[0])
             rows.append({"metric": label, "key": path, "values": values, "ratio": ratio})
         ratios = {r["key"]: r["ratio"] for r in rows if r["ratio"] is not None}
-        any_config = next(iter(configs.values()))
         comparison = {
             "dataset": {
                 "name": dataset.name,
@@ -778,10 +810,11 @@ def compare(
                 "folds": any_config.folds,
                 "epochs": any_config.epochs,
                 "patience": any_config.patience,
-                "edges": edges,
-                "seed": seed,
-                "quick": quick,
+                "edges": any_config.edges,
+                "seed": any_config.seed,
+                "quick": any_config.quick,
                 "augment": any_config.augment,
+                "jobs": any_config.jobs,
             },
             "arms": arms,
             "ratios": ratios,

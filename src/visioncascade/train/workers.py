@@ -118,6 +118,10 @@ def _worker_callback() -> Any:
     return _Report()
 
 
+def _ready() -> None:
+    """A no-op task that makes the pool start a worker."""
+
+
 def _call(task: str, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
     """Run one task in a worker; ``None`` without running it when the parent has already stopped."""
     global _TASK
@@ -157,6 +161,10 @@ class FitWorkers:
             initializer=_init_worker,
             initargs=(self._messages, self._stop, self.threads, os.getpid()),
         )
+        # The pool starts a process per submitted task while none is idle: start them all now, so that
+        # they import TensorFlow while the caller prepares its data.
+        for _ in range(self.jobs):
+            self._pool.submit(_ready)
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
