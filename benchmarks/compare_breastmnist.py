@@ -3,7 +3,7 @@
 Runs ``visioncascade compare breastmnist`` (5 folds, up to 300 epochs, patience 10) and prints both arms'
 test accuracy, ROC-AUC, minority F1, bytes and training seconds next to the MedMNIST v2 paper's figures.
 
-    python benchmarks/compare_breastmnist.py --out runs/bench-compare [--seed 0]
+    python benchmarks/compare_breastmnist.py --out runs/bench-compare [--seed 0] [--jobs N]
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
     args = parser.parse_args()
     from visioncascade.experiment import compare
 
     start = time.perf_counter()
     result = compare(
-        "breastmnist", args.out, seed=args.seed, quick=args.quick, overwrite=True, progress=False
+        "breastmnist",
+        args.out,
+        seed=args.seed,
+        quick=args.quick,
+        jobs=args.jobs,
+        overwrite=True,
+        progress=False,
     )
     wall = time.perf_counter() - start
     arms = result.comparison["arms"]
@@ -50,7 +57,8 @@ def main() -> None:
         )
     for name, ref in PAPER.items():
         print(f"{name:<22}{ref['accuracy']:>7.3f}{ref['roc_auc']:>7.3f}")
-    summary = {"wall_seconds": wall, "load": os.getloadavg(), "arms": arms, "seed": args.seed}
+    jobs = result.comparison["settings"]["jobs"]
+    summary = {"wall_seconds": wall, "load": os.getloadavg(), "arms": arms, "seed": args.seed, "jobs": jobs}
     (args.out / "benchmark.json").write_text(json.dumps(summary, indent=2))
 
 
