@@ -97,7 +97,14 @@ def _worker_callback() -> Any:
     import keras
 
     class _Report(keras.callbacks.Callback):
-        """Reports epochs to the parent; raises ``KeyboardInterrupt`` when the parent asks to stop."""
+        """Reports epochs to the parent; raises ``KeyboardInterrupt`` when the parent asks to stop.
+
+        ``async_safe``: Keras may run the batch hook in its callback thread, as it does without one (a
+        synchronous batch hook would wait for every step's logs); the ``KeyboardInterrupt`` then surfaces
+        in the fit one batch later.
+        """
+
+        async_safe = True
 
         def on_train_begin(self, logs: dict | None = None) -> None:
             _send("begin", int((self.params or {}).get("epochs") or 0))
