@@ -455,12 +455,12 @@ def _train_run(
         fold_metrics: list[dict[str, Any]] = []
         oof_index: list[np.ndarray] = []
         oof_probs: list[np.ndarray] = []
-        for k, (task, _, args, _) in enumerate(fold_tasks):
+        for k, (_, va) in enumerate(folds):
+            task = f"fold{k + 1}"
             result, p_fold = outcomes.get(task, (None, None))
             if result is None or p_fold is None:  # not started, or stopped before its end
                 interrupted = interrupted or result is not None
                 continue
-            va = args[5]
             oof_index.append(va)
             oof_probs.append(p_fold)
             fold_metrics.append(
