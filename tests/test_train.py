@@ -211,6 +211,18 @@ def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first
         assert stopped.metrics["test"][key] == plain.metrics["test"][key]
 
 
+def test_ctrl_c_in_a_fold_keeps_the_finished_folds_only(tmp_path: Path):
+    config = TrainConfig.build(folds=2, epochs=3, patience=3, image_size=16, refit=False, jobs=1)
+    stopped = train_run(
+        "breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopInFit(3)]
+    )  # fits: 1 final, 2 fold 1, 3 fold 2
+    metrics = stopped.metrics
+    assert metrics["interrupted"] is True and metrics["final"]["epochs_run"] == 3
+    assert metrics["cv"]["completed"] == 1 and [f["fold"] for f in metrics["cv"]["folds"]] == [1]
+    rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert {r["stage"] for r in rows} == {"final", "fold1"}
+
+
 def test_a_failing_run_leaves_nothing_behind(tmp_path: Path):
     class Boom(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

@@ -7,6 +7,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -173,6 +174,9 @@ def compare(
     sizes = None
     if export_sizes:
         from visioncascade.export import export_sizes as sizes
+
+        if quiet:  # coremltools draws tqdm bars while converting
+            os.environ.setdefault("TQDM_DISABLE", "1")
 
     result = run_compare(
         data,
