@@ -238,10 +238,11 @@ class FitWorkers:
         codes = [p.exitcode for p in (getattr(self._pool, "_processes", None) or {}).values()]
         if -signal.SIGKILL in codes:
             cause = "was killed (out of memory?)"
-        else:
+        else:  # the pool may have forgotten its processes by now: name both likely causes
             cause = (
-                "failed while starting. Worker processes import the main module of the program: a "
-                'script that trains must do so under `if __name__ == "__main__":`'
+                "ended unexpectedly: it was killed (out of memory?) or failed while starting. Worker "
+                "processes import the main module of the program: a script that trains must do so "
+                'under `if __name__ == "__main__":`'
             )
         raise VisionCascadeError(
             f"a training worker process {cause}; or train in this process with --jobs 1 (jobs=1)"
