@@ -53,7 +53,8 @@ class _EpochTimer(keras.callbacks.Callback):
         self._t = now
 
 
-def _baseline(arch, size, lr, epochs, train, val, weights):
+def _baseline_model(arch, size, channels, lr):
+    """The same model the straightforward way: augmentation as Keras layers in front, default compile."""
     aug = Augmentation()
     augment = keras.Sequential(
         [
@@ -65,12 +66,17 @@ def _baseline(arch, size, lr, epochs, train, val, weights):
             keras.layers.RandomContrast(aug.contrast),
         ]
     )
-    core = create_model(arch, input_shape=(size, size, train[0].shape[-1]), num_classes=2, edges=True)
+    core = create_model(arch, input_shape=(size, size, channels), num_classes=2, edges=True)
     inputs = keras.Input(core.input_shape[1:])
     model = keras.Model(inputs, core(augment(inputs)))
     model.compile(
         optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
+    return model
+
+
+def _baseline(arch, size, lr, epochs, train, val, weights):
+    model = _baseline_model(arch, size, train[0].shape[-1], lr)
     timer = _EpochTimer()
     start = time.perf_counter()
     model.fit(
@@ -119,23 +125,7 @@ def _baseline_cv(arch, size, lr, epochs, ds, k, tmp):
     jobs = [((x[tr], y[tr]), (x[va], y[va])) for tr, va in folds] + [((x, y), val)]
     for train, held_out in jobs:
         keras.backend.clear_session()
-        aug = Augmentation()
-        augment = keras.Sequential(
-            [
-                keras.layers.RandomFlip("horizontal"),
-                keras.layers.RandomRotation(aug.rotation_degrees / 360.0),
-                keras.layers.RandomTranslation(aug.shift, aug.shift),
-                keras.layers.RandomZoom(aug.zoom),
-                keras.layers.RandomBrightness(aug.brightness, value_range=(0, 255)),
-                keras.layers.RandomContrast(aug.contrast),
-            ]
-        )
-        core = create_model(arch, input_shape=(size, size, 1), num_classes=2, edges=True)
-        inputs = keras.Input(core.input_shape[1:])
-        model = keras.Model(inputs, core(augment(inputs)))
-        model.compile(
-            optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+        model = _baseline_model(arch, size, 1, lr)
         model.fit(
             train[0].astype(np.float32),
             train[1],

@@ -167,11 +167,10 @@ StageCallbacks = Callable[[str], list[keras.callbacks.Callback]]
 
 
 def _refit(
-    build: Callable[[], keras.Model],
+    recipe: _Recipe,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     epochs: int,
-    num_classes: int,
     config: TrainConfig,
     fit_kwargs: dict[str, Any],
     callbacks: list[keras.callbacks.Callback],
@@ -187,10 +186,10 @@ def _refit(
         **fit_kwargs,
         "epochs": epochs,
         "patience": epochs + 1,
-        "class_weight": class_weights(y, num_classes) if config.class_weight == "auto" else None,
+        "class_weight": class_weights(y, recipe.num_classes) if config.class_weight == "auto" else None,
     }
     keras.utils.set_random_seed(config.seed)
-    model = build()
+    model = recipe.build()
     return fit_model(model, (x, y), val, callbacks=callbacks, **kwargs), model
 
 
@@ -220,14 +219,7 @@ def _fit_final(
     del model
     epochs = final.best_epoch + 1
     refit, refit_model = _refit(
-        recipe.build,
-        train,
-        val,
-        epochs,
-        recipe.num_classes,
-        config,
-        fit_kwargs,
-        stage(f"refit on train + val ({epochs} epochs)"),
+        recipe, train, val, epochs, config, fit_kwargs, stage(f"refit on train + val ({epochs} epochs)")
     )
     if not refit.interrupted:
         save_model(refit_model, refit_to)
