@@ -67,7 +67,7 @@ from visioncascade.models import create_model, get_architecture, load_model, res
 from visioncascade.spec import ModelSpec
 from visioncascade.train.calibration import MIN_CALIBRATION_IMAGES, fit_temperature
 from visioncascade.train.config import TrainConfig
-from visioncascade.train.fit import FitResult, class_weights, fit_model
+from visioncascade.train.fit import FitResult, class_weights, clear_trainers, fit_model
 from visioncascade.train.progress import TrainingProgress
 from visioncascade.train.workers import FitWorkers
 
@@ -294,6 +294,7 @@ def train_run(
     out = Path(out)
     check_output_dir(out, overwrite)  # fail before any slow work
     with contextlib.ExitStack() as stack:
+        stack.callback(clear_trainers)  # the compiled twins of this run's fits in this process
         if workers is None and config.jobs > 1:
             # Started before the data is read: the workers import TensorFlow meanwhile.
             workers = stack.enter_context(FitWorkers(config.jobs))

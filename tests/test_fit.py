@@ -1,0 +1,131 @@
+"""fit_model: later fits of an architecture reuse a compiled twin, to the last digit."""
+
+from __future__ import annotations
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+from visioncascade.data.pipeline import Augmentation
+from visioncascade.models import create_model
+from visioncascade.train.fit import class_weights, clear_trainers, fit_model
+
+
+class _SeesModel(keras.callbacks.Callback):
+    """Records which object the fit trained (``self.model``)."""
+
+    def on_train_begin(self, logs=None):
+        self.trained = self.model
+
+
+def _data(seed: int, n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.uniform(0, 120, (n, 16, 16, 1)) + y[:, None, None, None] * rng.uniform(0, 100, (n, 1, 1, 1))
+    return x.astype(np.uint8), y
+
+
+def _build(seed: int, filters=(4, 8), freeze: bool = False) -> keras.Model:
+    """A fresh model, seeded like the experiment's."""
+    keras.utils.set_random_seed(seed)
+    model = create_model("scratch", input_shape=(16, 16, 1), num_classes=2, edges=True, filters=list(filters))
+    if freeze:
+        model.get_layer("s0_conv0").trainable = False
+    return model
+
+
+def _fit(seed: int, filters=(4, 8), freeze: bool = False, callbacks=None, model=None):
+    """One fit from a fresh model: history, weights, probabilities, the object that trained, the model."""
+    model = model or _build(seed, filters, freeze)
+    seen = _SeesModel()
+    train, val = _data(seed), _data(seed + 100, 24)
+    result = fit_model(
+        model,
+        train,
+        val,
+        epochs=4,
+        patience=10,
+        batch_size=8,
+        learning_rate=3e-3,
+        augmentation=Augmentation(),
+        class_weight=class_weights(train[1], 2),
+        seed=seed,
+        callbacks=[seen, *(callbacks or [])],
+    )
+    probabilities = keras.ops.convert_to_numpy(model(val[0].astype(np.float32), training=False))
+    return result.history, model.get_weights(), probabilities, seen.trained, model
+
+
+def _assert_same(a, b) -> None:
+    assert a[0] == b[0]  # every loss of every epoch
+    for wa, wb in zip(a[1], b[1], strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a[2], b[2])
+
+
+@pytest.fixture(autouse=True)
+def _no_twins():
+    clear_trainers()
+    yield
+    clear_trainers()
+
+
+def test_a_reused_twin_trains_to_the_same_digits_as_a_fresh_one():
+    first = _fit(0)
+    other = _fit(1)  # trains the twin on other data, with its own optimizer state and learning-rate cuts
+    again = _fit(0)
+    assert again[3] is first[3] is other[3]  # one compiled twin served all three fits
+    _assert_same(first, again)
+    clear_trainers()
+    fresh = _fit(1)
+    assert fresh[3] is not other[3]
+    _assert_same(other, fresh)
+    # The caller's model holds the trained state and stays compiled, as before.
+    assert fresh[4] is not fresh[3]
+    assert fresh[4].optimizer is not None
+
+
+def test_each_architecture_and_frozen_set_gets_its_own_twin():
+    plain = _fit(0)
+    wider = _fit(0, filters=(6, 8))
+    frozen = _fit(0, freeze=True)
+    assert len({id(plain[3]), id(wider[3]), id(frozen[3])}) == 3
+    plain_again = _fit(0)
+    assert plain_again[3] is not plain[3]  # only the two most recent twins are kept
+    _assert_same(plain, plain_again)
+    frozen_again = _fit(0, freeze=True)
+    assert frozen_again[3] is frozen[3]
+    _assert_same(frozen, frozen_again)
+    # The frozen convolution did not move; the same one in the plain model did.
+    untrained = _build(0).get_layer("s0_conv0").get_weights()[0]
+    np.testing.assert_array_equal(frozen[4].get_layer("s0_conv0").get_weights()[0], untrained)
+    assert not np.array_equal(plain[4].get_layer("s0_conv0").get_weights()[0], untrained)
+
+
+def test_fits_in_two_threads_do_not_share_a_twin():
+    # Keras's global seed (which tf.data's seeds build on) is one per process: 0 for all of them here.
+    expected = {seed: _fit(seed, model=_build(0)) for seed in (0, 1)}
+    results: dict[int, tuple] = {}
+    started = threading.Barrier(2)
+
+    class _Meet(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            started.wait(timeout=60)  # both fits are training at the same time
+
+    models = {seed: _build(0) for seed in (0, 1)}
+    threads = [
+        threading.Thread(
+            target=lambda s=seed: results.__setitem__(s, _fit(s, callbacks=[_Meet()], model=models[s]))
+        )
+        for seed in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(results) == [0, 1]
+    assert results[0][3] is not results[1][3]
+    for seed in (0, 1):
+        _assert_same(expected[seed], results[seed])
