@@ -166,11 +166,17 @@ def _cv_job(arch, repeats):
     size, lr, epochs = CASES_CV[arch]
     ds = load_dataset("breastmnist")
     times = {"baseline": [], "jobs 1": [], "jobs 2": []}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         times["baseline"].append(_baseline_cv(arch, size, lr, epochs, ds, 5, f"/tmp/bench-cv-{arch}.keras"))
         for jobs in (1, 2):
             times[f"jobs {jobs}"].append(_ours_cv(arch, size, lr, epochs, 5, jobs, f"/tmp/bench-cv-{arch}"))
             keras.backend.clear_session()
+        row = {name: runs[-1] for name, runs in times.items()}
+        print(  # the host's speed drifts between repeats: each repeat's ratios are a fair pair
+            f"  repeat {repeat + 1}: "
+            + ", ".join(f"{name} {t:.1f} s ({row['baseline'] / t:.2f}x)" for name, t in row.items()),
+            flush=True,
+        )
     print(f"\n{arch} {size}px, final model + 5 folds x {epochs} epochs, median of {repeats}:")
     base = statistics.median(times["baseline"])
     for name, runs in times.items():
