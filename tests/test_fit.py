@@ -129,3 +129,33 @@ def test_fits_in_two_threads_do_not_share_a_twin():
     assert results[0][3] is not results[1][3]
     for seed in (0, 1):
         _assert_same(expected[seed], results[seed])
+
+
+def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself():
+    class _Unregistered(keras.layers.Layer):  # not serializable: from_config cannot rebuild it
+        def call(self, x):
+            return x * 1.0
+
+    inputs = keras.Input((16, 16, 1))
+    x = _Unregistered()(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    before = [w.copy() for w in model.get_weights()]
+    seen = _SeesModel()
+    train, val = _data(0), _data(100, 24)
+    result = fit_model(
+        model,
+        train,
+        val,
+        epochs=2,
+        patience=10,
+        batch_size=8,
+        learning_rate=3e-3,
+        augmentation=None,
+        class_weight=None,
+        seed=0,
+        callbacks=[seen],
+    )
+    assert seen.trained is model
+    assert result.epochs_run == 2
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
