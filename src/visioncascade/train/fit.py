@@ -72,6 +72,11 @@ def _copy_variables(source: keras.Model, target: keras.Model) -> None:
         dst.assign(src)
 
 
+def _layout(model: keras.Model) -> tuple[list[str], list[tuple]]:
+    """Weight names in order (seed generators are named per process) and every variable's shape."""
+    return [weight.path for weight in model.weights], [tuple(v.shape) for v in model.variables]
+
+
 def _trainer_for(model: keras.Model, learning_rate: float) -> keras.Model:
     """A compiled twin of ``model`` holding ``model``'s state and a fresh optimizer.
 
@@ -97,6 +102,8 @@ def _trainer_for(model: keras.Model, learning_rate: float) -> keras.Model:
         try:
             trainer = keras.Model.from_config(model.get_config())
         except Exception:  # e.g. a custom layer Keras cannot rebuild from its config: train the model
+            return model
+        if _layout(trainer) != _layout(model):  # state that the config does not describe
             return model
         compile_model(trainer, learning_rate)
         with _LOCK:
