@@ -10,6 +10,7 @@ import pytest
 
 from visioncascade.data.pipeline import Augmentation
 from visioncascade.models import create_model
+from visioncascade.train import fit as fit_module
 from visioncascade.train.fit import class_weights, clear_trainers, fit_model
 
 
@@ -85,6 +86,14 @@ def test_a_reused_twin_trains_to_the_same_digits_as_a_fresh_one():
     # The caller's model holds the trained state and stays compiled, as before.
     assert fresh[4] is not fresh[3]
     assert fresh[4].optimizer is not None
+
+
+def test_a_twin_trains_to_the_same_digits_as_the_model_itself(monkeypatch: pytest.MonkeyPatch):
+    first, reused = _fit(1), _fit(0)  # the second fit of the architecture: a reused twin
+    monkeypatch.setattr(fit_module, "_trainer_for", lambda model, learning_rate: model)  # the old way
+    own = _fit(0)
+    assert own[3] is own[4] and reused[3] is first[3]
+    _assert_same(reused, own)
 
 
 def test_each_architecture_and_frozen_set_gets_its_own_twin():
