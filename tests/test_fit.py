@@ -11,7 +11,7 @@ import pytest
 from visioncascade.data.pipeline import Augmentation
 from visioncascade.models import create_model
 from visioncascade.train import fit as fit_module
-from visioncascade.train.fit import class_weights, clear_trainers, fit_model
+from visioncascade.train.fit import class_weights, clear_trainers, compile_model, fit_model
 
 
 class _SeesModel(keras.callbacks.Callback):
@@ -37,7 +37,7 @@ def _build(seed: int, filters=(4, 8), freeze: bool = False) -> keras.Model:
     return model
 
 
-def _fit(seed: int, filters=(4, 8), freeze: bool = False, callbacks=None, model=None):
+def _fit(seed: int, filters=(4, 8), freeze: bool = False, callbacks=None, model=None, learning_rates=None):
     """One fit from a fresh model: history, weights, probabilities, the object that trained, the model."""
     model = model or _build(seed, filters, freeze)
     seen = _SeesModel()
@@ -54,6 +54,7 @@ def _fit(seed: int, filters=(4, 8), freeze: bool = False, callbacks=None, model=
         class_weight=class_weights(train[1], 2),
         seed=seed,
         callbacks=[seen, *(callbacks or [])],
+        learning_rates=learning_rates,
     )
     probabilities = keras.ops.convert_to_numpy(model(val[0].astype(np.float32), training=False))
     return result.history, model.get_weights(), probabilities, seen.trained, model
@@ -90,7 +91,7 @@ def test_a_reused_twin_trains_to_the_same_digits_as_a_fresh_one():
 
 def test_a_twin_trains_to_the_same_digits_as_the_model_itself(monkeypatch: pytest.MonkeyPatch):
     first, reused = _fit(1), _fit(0)  # the second fit of the architecture: a reused twin
-    monkeypatch.setattr(fit_module, "_trainer_for", lambda model, learning_rate: model)  # the old way
+    monkeypatch.setattr(fit_module, "_trainer_for", lambda model, learning_rate: (model, None))  # the old way
     own = _fit(0)
     assert own[3] is own[4] and reused[3] is first[3]
     _assert_same(reused, own)
@@ -168,3 +169,28 @@ def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself():
     assert seen.trained is model
     assert result.epochs_run == 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_the_training_step_is_traced_once():
+    """Adam's slots exist before the first trace (else TensorFlow traces the whole step twice)."""
+    model = _build(0)
+    compile_model(model, 1e-3)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: traces.append(1) or step(data)
+    x, y = _data(0)
+    model.fit(x.astype(np.float32), y, batch_size=8, epochs=2, verbose=0)
+    assert len(traces) == 1
+
+
+def test_given_learning_rates_replace_the_halving_on_plateaus():
+    rates = [3e-3, 1e-3, 5e-4]
+    history = _fit(0, learning_rates=rates)[0]
+    assert history["learning_rate"] == pytest.approx([3e-3, 1e-3, 5e-4, 5e-4], rel=1e-6)
+    # Replaying a fit's own schedule (as the refit does) trains to the same digits.
+    halving = _fit(
+        1, callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1)]
+    )
+    assert len(set(halving[0]["learning_rate"])) > 1  # the rate was cut
+    replayed = _fit(1, learning_rates=halving[0]["learning_rate"])
+    _assert_same(halving, replayed)

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from visioncascade.train.callbacks import BestValLoss
 
 __all__ = ["FitResult", "class_weights", "clear_trainers", "compile_model", "fit_model"]
 
-# Compiled twins of the models this process has trained, by architecture (see ``_trainer_for``).
+# Compiled twins of the models this process has trained, by architecture (see ``_trainer_for``). A twin
+# that is training is out of this cache until it is done, so another thread never gets the same one.
 _TRAINERS: OrderedDict[str, keras.Model] = OrderedDict()
-_BUSY: set[int] = set()  # ids of twins training right now (another thread gets a twin of its own)
 _LOCK = threading.Lock()
 _MAX_TRAINERS = 2
 
@@ -58,6 +59,9 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
         jit_compile=False,
         steps_per_execution=4,
     )
+    # Keras creates Adam's slots inside the first trace of the training step, and TensorFlow then traces
+    # the whole step a second time without them (seconds per model on a CPU): create them now.
+    model.optimizer.build(model.trainable_variables)
 
 
 def clear_trainers() -> None:
@@ -77,8 +81,8 @@ def _layout(model: keras.Model) -> tuple[list[str], list[tuple]]:
     return [weight.path for weight in model.weights], [tuple(v.shape) for v in model.variables]
 
 
-def _trainer_for(model: keras.Model, learning_rate: float) -> keras.Model:
-    """A compiled twin of ``model`` holding ``model``'s state and a fresh optimizer.
+def _trainer_for(model: keras.Model, learning_rate: float) -> tuple[keras.Model, str | None]:
+    """A compiled twin of ``model`` holding ``model``'s state and a fresh optimizer, and its cache key.
 
     Tracing a model's training and validation steps costs seconds per fit on a CPU, often more than
     the epochs of a small model (5 s of a 17 s fold, one thread). A cross-validated run trains the same
@@ -86,43 +90,44 @@ def _trainer_for(model: keras.Model, learning_rate: float) -> keras.Model:
     model's config: layers, shapes, frozen layers) and later fits of that architecture copy their
     initial state into it, reset its optimizer and reuse its traced functions. The result is the same
     to the last digit as compiling ``model`` itself; ``model`` gets the trained state back.
+
+    The key is ``None`` when ``model`` trains itself: Keras cannot rebuild it from its config (e.g. an
+    unregistered custom layer), or the rebuilt twin's weights do not line up with it.
+    Hand the twin back with :func:`_release`.
     """
-    key = json.dumps(model.get_config(), sort_keys=True, default=repr)
+    config = model.get_config()
+    key = json.dumps(config, sort_keys=True, default=repr)
     with _LOCK:
-        trainer = _TRAINERS.get(key)
-        reuse = trainer is not None and id(trainer) not in _BUSY
-        if reuse:
-            _TRAINERS.move_to_end(key)
-            _BUSY.add(id(trainer))
-    if reuse:  # ours now: a fresh optimizer state
+        trainer = _TRAINERS.pop(key, None)  # ours until released
+    if trainer is not None:  # a fresh optimizer state
         for variable in trainer.optimizer.variables:
             variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
         trainer.optimizer.learning_rate = learning_rate
     else:  # the first fit of this architecture here, or its twin is training in another thread
         try:
-            trainer = keras.Model.from_config(model.get_config())
-        except Exception:  # e.g. a custom layer Keras cannot rebuild from its config: train the model
-            return model
+            trainer = keras.Model.from_config(config)
+        except Exception:
+            return model, None
         if _layout(trainer) != _layout(model):  # state that the config does not describe
-            return model
+            return model, None
         compile_model(trainer, learning_rate)
-        with _LOCK:
-            _TRAINERS.setdefault(key, trainer)
-            _BUSY.add(id(trainer))
-            while len(_TRAINERS) > _MAX_TRAINERS:
-                _TRAINERS.popitem(last=False)
     try:
         _copy_variables(model, trainer)
     except BaseException:
-        _release(trainer)
+        _release(trainer, key)
         raise
-    return trainer
+    return trainer, key
 
 
-def _release(trainer: keras.Model) -> None:
-    """The twin may serve the next fit of its architecture."""
+def _release(trainer: keras.Model, key: str | None) -> None:
+    """The twin may serve the next fit of its architecture (the most recent ones are kept)."""
+    if key is None:
+        return
     with _LOCK:
-        _BUSY.discard(id(trainer))
+        _TRAINERS[key] = trainer
+        _TRAINERS.move_to_end(key)
+        while len(_TRAINERS) > _MAX_TRAINERS:
+            _TRAINERS.popitem(last=False)
 
 
 def fit_model(
@@ -139,11 +144,17 @@ def fit_model(
     seed: int,
     checkpoint: Path | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    learning_rates: Sequence[float] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train`` with early stopping on ``val`` log loss; the best weights end up in it.
 
     Ctrl-C (``KeyboardInterrupt``) stops training cleanly: the best weights so far are restored and the
     result says ``interrupted=True``.
+
+    The learning rate starts at ``learning_rate`` and is halved whenever validation log loss stalls for
+    ``max(2, patience // 3)`` epochs (down to 1/64 of it). With ``learning_rates`` (one per epoch, e.g.
+    another fit's ``history["learning_rate"]``; epochs past its end keep its last value) the fit follows
+    that schedule instead.
 
     The training itself runs on a compiled twin of ``model`` that this process keeps for later fits of
     the same architecture (its traced functions are reused; the numbers are the same as training
@@ -151,21 +162,27 @@ def fit_model(
     object. :func:`clear_trainers` frees the twins.
     """
     compile_model(model, learning_rate)  # as before: the model comes back compiled
-    trainer = _trainer_for(model, learning_rate)
+    trainer, key = _trainer_for(model, learning_rate)
     try:
         train_ds = make_tf_dataset(
             *train, batch_size=batch_size, training=True, augmentation=augmentation, seed=seed
         )
         val_ds = make_tf_dataset(*val, batch_size=max(batch_size, 128), training=False)
         best = BestValLoss(patience=patience, checkpoint=checkpoint)
-        # Halve the learning rate when validation log loss stalls, well before early stopping gives up.
-        plateau = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=0.5,
-            patience=max(2, patience // 3),
-            min_lr=learning_rate / 64,
-            verbose=0,
-        )
+        if learning_rates is None:
+            # Halve the learning rate when validation log loss stalls, well before early stopping gives up.
+            schedule: keras.callbacks.Callback = keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=max(2, patience // 3),
+                min_lr=learning_rate / 64,
+                verbose=0,
+            )
+        else:
+            rates = [float(rate) for rate in learning_rates] or [learning_rate]
+            schedule = keras.callbacks.LearningRateScheduler(
+                lambda epoch, _: rates[min(epoch, len(rates) - 1)]
+            )
         history = keras.callbacks.History()
         interrupted = False
         start = time.perf_counter()
@@ -176,7 +193,7 @@ def fit_model(
                 epochs=epochs,
                 class_weight=class_weight,
                 shuffle=False,  # the tf.data pipeline reshuffles every epoch itself
-                callbacks=[best, plateau, history, *(callbacks or [])],
+                callbacks=[best, schedule, history, *(callbacks or [])],
                 verbose=0,
             )
         except KeyboardInterrupt:
@@ -185,7 +202,7 @@ def fit_model(
         best.restore()
         _copy_variables(trainer, model)
     finally:
-        _release(trainer)
+        _release(trainer, key)
     hist = {key: [float(v) for v in values] for key, values in history.history.items()}
     epochs_run = len(hist.get("loss", []))
     return FitResult(
