@@ -175,15 +175,40 @@ class _StopInFit(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+class _CutInFirstFit(keras.callbacks.Callback):
+    """Halves the learning rate after every epoch of the first fit only (a schedule for the refit to follow)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fits == 1:
+            self.model.optimizer.learning_rate = float(self.model.optimizer.learning_rate) / 2
+
+
 def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first(tmp_path: Path):
     """The refit trains a new model on train + val for the best epoch count and it becomes the final
     model; calibration and val metrics stay those of the model trained on train alone; Ctrl-C during
     the refit keeps that model (the same run as --no-refit, to the last figure)."""
     config = TrainConfig.build(folds=0, epochs=4, patience=4, image_size=16, seed=3)
-    plain = train_run("breastmnist", tmp_path / "plain", config.replace(refit=False), progress=False)
-    refit = train_run("breastmnist", tmp_path / "refit", config, progress=False)
+    plain = train_run(
+        "breastmnist",
+        tmp_path / "plain",
+        config.replace(refit=False),
+        progress=False,
+        callbacks=[_CutInFirstFit()],
+    )
+    refit = train_run("breastmnist", tmp_path / "refit", config, progress=False, callbacks=[_CutInFirstFit()])
     stopped = train_run(
-        "breastmnist", tmp_path / "stopped", config, progress=False, callbacks=[_StopInFit(2)]
+        "breastmnist",
+        tmp_path / "stopped",
+        config,
+        progress=False,
+        callbacks=[_CutInFirstFit(), _StopInFit(2)],
     )
     assert plain.metrics["final"]["refit"] is None
     info = refit.metrics["final"]["refit"]
@@ -196,6 +221,10 @@ def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first
     rows = list(csv.DictReader((tmp_path / "refit" / "history.csv").open()))
     refit_rows = [r for r in rows if r["stage"] == "refit"]
     assert len(refit_rows) == info["epochs"] and all(r["val_loss"] == "" for r in refit_rows)
+    # The refit follows the first fit's learning rates epoch by epoch (val no longer tells it when to cut).
+    first_rates = [float(r["learning_rate"]) for r in rows if r["stage"] == "final"][: info["epochs"]]
+    assert first_rates == pytest.approx([1e-3 / 2**epoch for epoch in range(info["epochs"])], rel=1e-6)
+    assert [float(r["learning_rate"]) for r in refit_rows] == first_rates
     assert "refit on train + validation (624 images)" in (tmp_path / "refit" / "report.html").read_text()
     assert "The first fit is the final model" in (tmp_path / "plain" / "report.html").read_text()
     # The saved model is the refit one, with the temperature inside.

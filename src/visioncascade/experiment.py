@@ -174,11 +174,14 @@ def _refit(
     config: TrainConfig,
     fit_kwargs: dict[str, Any],
     callbacks: list[keras.callbacks.Callback],
+    learning_rates: list[float] | None = None,
 ) -> tuple[FitResult, keras.Model]:
-    """A new model (same seed) trained on train + val for ``epochs`` epochs, without early stopping.
+    """A new model (same seed) trained on train + val for ``epochs`` epochs, without early stopping,
+    following the first fit's learning rates epoch by epoch (``learning_rates``).
 
-    Class weights are recomputed for the union; val stays the monitored data (so the learning-rate
-    halving still sees a loss), but with patience past the last epoch it cannot stop the fit.
+    Class weights are recomputed for the union; val stays the monitored data (it is logged), but with
+    patience past the last epoch it cannot stop the fit. The first fit's schedule is replayed because
+    val is now training data: its loss no longer says when to halve the rate.
     """
     x = np.concatenate([train[0], val[0]])
     y = np.concatenate([train[1], val[1]])
@@ -190,7 +193,8 @@ def _refit(
     }
     keras.utils.set_random_seed(config.seed)
     model = recipe.build()
-    return fit_model(model, (x, y), val, callbacks=callbacks, **kwargs), model
+    result = fit_model(model, (x, y), val, callbacks=callbacks, learning_rates=learning_rates, **kwargs)
+    return result, model
 
 
 def _fit_final(
@@ -218,8 +222,16 @@ def _fit_final(
         return final, None
     del model
     epochs = final.best_epoch + 1
+    rates = final.history.get("learning_rate")
     refit, refit_model = _refit(
-        recipe, train, val, epochs, config, fit_kwargs, stage(f"refit on train + val ({epochs} epochs)")
+        recipe,
+        train,
+        val,
+        epochs,
+        config,
+        fit_kwargs,
+        stage(f"refit on train + val ({epochs} epochs)"),
+        learning_rates=rates[:epochs] if rates else None,
     )
     if not refit.interrupted:
         save_model(refit_model, refit_to)
@@ -254,13 +266,20 @@ def _fit_fold(
 
 
 def _history_csv(histories: dict[str, dict[str, list[float]]]) -> str:
-    keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    keys = {
+        "loss": ".6f",
+        "accuracy": ".6f",
+        "val_loss": ".6f",
+        "val_accuracy": ".6f",
+        "learning_rate": ".6g",
+    }
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["stage", "epoch", *keys])
     for stage, hist in histories.items():
         for epoch in range(len(hist.get("loss", []))):
-            writer.writerow([stage, epoch + 1, *(f"{hist[k][epoch]:.6f}" if k in hist else "" for k in keys)])
+            cells = (format(hist[k][epoch], fmt) if k in hist else "" for k, fmt in keys.items())
+            writer.writerow([stage, epoch + 1, *cells])
     return buffer.getvalue()
 
 
