@@ -27,6 +27,12 @@ from visioncascade.train.workers import FitWorkers
 ARGS = ["--folds", "2", "--epochs", "4", "--patience", "4", "--image-size", "16", "--seed", "2"]
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal, also when the tests themselves run in the background: a shell starts
+    background jobs with SIGINT ignored, children inherit that, and Python then installs no handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "visioncascade.cli", *args],
@@ -34,6 +40,7 @@ def _cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=_default_sigint,
         **kwargs,
     )
 
