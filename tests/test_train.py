@@ -293,7 +293,9 @@ def test_fewer_images_than_folds_fails_before_training(tmp_path: Path):
 
 @pytest.mark.slow
 def test_transfer_run_with_frozen_layers(tmp_path: Path):
-    config = TrainConfig.build(arch="mobilenet_v2", freeze=7, folds=0, epochs=2, patience=2, image_size=32)
+    config = TrainConfig.build(
+        arch="mobilenet_v2", freeze=7, folds=0, epochs=2, patience=2, image_size=32, refit=False
+    )
     result = train_run("breastmnist", tmp_path / "tl", config, progress=False)
     assert result.spec.architecture == "mobilenet_v2"
     assert result.spec.architecture_params["freeze"] == 7
