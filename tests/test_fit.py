@@ -84,9 +84,12 @@ def test_a_reused_twin_trains_to_the_same_digits_as_a_fresh_one():
     fresh = _fit(1)
     assert fresh[3] is not other[3]
     _assert_same(other, fresh)
-    # The caller's model holds the trained state and stays compiled, as before.
+    # The caller's model holds the trained state and stays compiled, as before, without optimizer slots
+    # it never used (the twin trained): Adam keeps two per trainable weight, the twin has them.
     assert fresh[4] is not fresh[3]
     assert fresh[4].optimizer is not None
+    assert len(fresh[4].optimizer.variables) < len(fresh[4].trainable_variables)
+    assert len(fresh[3].optimizer.variables) > 2 * len(fresh[3].trainable_variables)
 
 
 def test_a_twin_trains_to_the_same_digits_as_the_model_itself(monkeypatch: pytest.MonkeyPatch):

@@ -46,11 +46,12 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
+def compile_model(model: keras.Model, learning_rate: float, *, build_optimizer: bool = True) -> None:
     """Compile with Adam, sparse categorical cross-entropy (= log loss) and accuracy.
 
     XLA is off on purpose: on CPU it made MobileNetV2 training 5x slower and the scratch CNN no faster
-    (see BENCHMARKS.md), and it costs seconds of compilation per model.
+    (see BENCHMARKS.md), and it costs seconds of compilation per model. ``build_optimizer`` creates
+    Adam's slot variables (twice the trainable weights) now; leave it on for a model that will train.
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -59,9 +60,10 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
         jit_compile=False,
         steps_per_execution=4,
     )
-    # Keras creates Adam's slots inside the first trace of the training step, and TensorFlow then traces
-    # the whole step a second time without them (seconds per model on a CPU): create them now.
-    model.optimizer.build(model.trainable_variables)
+    if build_optimizer:
+        # Keras creates Adam's slots inside the first trace of the training step, and TensorFlow then
+        # traces the whole step a second time without them (seconds per model on a CPU): create them now.
+        model.optimizer.build(model.trainable_variables)
 
 
 def clear_trainers() -> None:
@@ -161,8 +163,9 @@ def fit_model(
     ``model`` itself), so ``callbacks`` see the twin as ``self.model``: same layers and state, another
     object. :func:`clear_trainers` frees the twins.
     """
-    compile_model(model, learning_rate)  # as before: the model comes back compiled
     trainer, key = _trainer_for(model, learning_rate)
+    # As before, the model comes back compiled; it needs Adam's slots only when it trains itself.
+    compile_model(model, learning_rate, build_optimizer=trainer is model)
     try:
         train_ds = make_tf_dataset(
             *train, batch_size=batch_size, training=True, augmentation=augmentation, seed=seed
