@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from suite_groups import group_costly_fixture_users
 from synthetic import write_scene_folder, write_shape_folder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS_DIR = SHARED / "weights"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the tests that share a costly session fixture share a worker."""
+    group_costly_fixture_users(items)
 
 
 @pytest.fixture

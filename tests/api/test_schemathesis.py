@@ -19,7 +19,8 @@ from visioncascade.api.storage import upgrade_database
 
 from .conftest import LiveServer
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole file under pytest-xdist: the last test adds up the cases the others ran.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("schemathesis")]
 
 OPERATIONS = [
     ("POST", "/v1/events", 150),
