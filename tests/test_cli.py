@@ -40,6 +40,7 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         "[default: 5]",
         "[default: 300]",
         "[default: 10]",
+        "[default: 0.05]",
         "[default: on, off with --quick]",
         "[default: one per core, at most folds + 1]",
     ):
@@ -53,6 +54,10 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         (["train", "breastmnist", "--arch", "vgg", "--out", "x"], "unknown architecture 'vgg'"),
         (["train", "breastmnist", "--folds", "1", "--out", "x"], "--folds must be 0"),
         (["train", "breastmnist", "--jobs", "0", "--out", "x"], "--jobs must be at least 1"),
+        (
+            ["train", "breastmnist", "--weight-decay", "-0.1", "--out", "x"],
+            "--weight-decay must be in [0, 1)",
+        ),
         (["train", "breastmnist", "--freeze", "3", "--out", "x"], "--freeze applies to mobilenet_v2 only"),
         (["evaluate", "not-a-run"], "not-a-run is not a run folder"),
     ],
@@ -73,7 +78,8 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     assert "I0000" not in result.stderr and "Traceback" not in result.stderr
     assert (out / "model.keras").is_file()
     assert json.loads((out / "metrics.json").read_text())["final"]["refit"] is None
-    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["refit"] is False
+    train = yaml.safe_load((out / "config.yaml").read_text())["train"]
+    assert train["refit"] is False and train["weight_decay"] == 0.05
     again = run_cli(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     evaluated = run_cli("evaluate", str(out), "--json")

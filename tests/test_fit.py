@@ -37,7 +37,15 @@ def _build(seed: int, filters=(4, 8), freeze: bool = False) -> keras.Model:
     return model
 
 
-def _fit(seed: int, filters=(4, 8), freeze: bool = False, callbacks=None, model=None, learning_rates=None):
+def _fit(
+    seed: int,
+    filters=(4, 8),
+    freeze: bool = False,
+    callbacks=None,
+    model=None,
+    learning_rates=None,
+    weight_decay: float = 0.0,
+):
     """One fit from a fresh model: history, weights, probabilities, the object that trained, the model."""
     model = model or _build(seed, filters, freeze)
     seen = _SeesModel()
@@ -55,6 +63,7 @@ def _fit(seed: int, filters=(4, 8), freeze: bool = False, callbacks=None, model=
         seed=seed,
         callbacks=[seen, *(callbacks or [])],
         learning_rates=learning_rates,
+        weight_decay=weight_decay,
     )
     probabilities = keras.ops.convert_to_numpy(model(val[0].astype(np.float32), training=False))
     return result.history, model.get_weights(), probabilities, seen.trained, model
@@ -94,7 +103,7 @@ def test_a_reused_twin_trains_to_the_same_digits_as_a_fresh_one():
 
 def test_a_twin_trains_to_the_same_digits_as_the_model_itself(monkeypatch: pytest.MonkeyPatch):
     first, reused = _fit(1), _fit(0)  # the second fit of the architecture: a reused twin
-    monkeypatch.setattr(fit_module, "_trainer_for", lambda model, learning_rate: (model, None))  # the old way
+    monkeypatch.setattr(fit_module, "_trainer_for", lambda model, *_: (model, None))  # the old way
     own = _fit(0)
     assert own[3] is own[4] and reused[3] is first[3]
     _assert_same(reused, own)
@@ -197,3 +206,17 @@ def test_given_learning_rates_replace_the_halving_on_plateaus():
     assert len(set(halving[0]["learning_rate"])) > 1  # the rate was cut
     replayed = _fit(1, learning_rates=halving[0]["learning_rate"])
     _assert_same(halving, replayed)
+
+
+def test_weight_decay_shrinks_the_weights_and_has_a_twin_of_its_own():
+    plain = _fit(0)
+    decayed = _fit(0, weight_decay=0.9)  # the step traced without decay must not serve this fit
+    assert decayed[3] is not plain[3]
+    assert decayed[3].optimizer.weight_decay == pytest.approx(0.9)
+    clear_trainers()
+    _assert_same(decayed, _fit(0, weight_decay=0.9))  # a fresh twin: the same digits
+
+    def kernels(result) -> float:
+        return sum(float(np.sum(w.numpy() ** 2)) for w in result[4].trainable_weights if w.ndim == 4)
+
+    assert kernels(decayed) < 0.97 * kernels(plain)

@@ -87,6 +87,9 @@ def train(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="AdamW weight decay; 0 for plain Adam. \\[default: 0.05]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     name: Annotated[str | None, typer.Option(help="Model name (default: from the data and arch).")] = None,
     quick: Annotated[bool, typer.Option(help="Few folds/epochs, small images: a fast smoke run.")] = False,
@@ -115,6 +118,7 @@ def train(
         patience=patience,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        weight_decay=weight_decay,
         seed=seed,
         quick=quick,
         refit=refit,

@@ -370,6 +370,7 @@ def _train_run(
         patience=config.patience,
         batch_size=config.batch_size,
         learning_rate=learning_rate,
+        weight_decay=config.weight_decay,
         augmentation=augmentation,
         class_weight=weights,
         seed=config.seed,

@@ -46,15 +46,20 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def compile_model(model: keras.Model, learning_rate: float, *, build_optimizer: bool = True) -> None:
+def compile_model(
+    model: keras.Model, learning_rate: float, *, weight_decay: float = 0.0, build_optimizer: bool = True
+) -> None:
     """Compile with Adam, sparse categorical cross-entropy (= log loss) and accuracy.
+
+    ``weight_decay`` > 0 makes it AdamW: every step shrinks each weight by ``learning_rate *
+    weight_decay`` of itself, decoupled from the gradient (Loshchilov & Hutter).
 
     XLA is off on purpose: on CPU it made MobileNetV2 training 5x slower and the scratch CNN no faster
     (see BENCHMARKS.md), and it costs seconds of compilation per model. ``build_optimizer`` creates
     Adam's slot variables (twice the trainable weights) now; leave it on for a model that will train.
     """
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=False,
@@ -83,13 +88,16 @@ def _layout(model: keras.Model) -> tuple[list[str], list[tuple]]:
     return [weight.path for weight in model.weights], [tuple(v.shape) for v in model.variables]
 
 
-def _trainer_for(model: keras.Model, learning_rate: float) -> tuple[keras.Model, str | None]:
+def _trainer_for(
+    model: keras.Model, learning_rate: float, weight_decay: float = 0.0
+) -> tuple[keras.Model, str | None]:
     """A compiled twin of ``model`` holding ``model``'s state and a fresh optimizer, and its cache key.
 
     Tracing a model's training and validation steps costs seconds per fit on a CPU, often more than
     the epochs of a small model (5 s of a 17 s fold, one thread). A cross-validated run trains the same
     architecture several times, so this process keeps one compiled twin per architecture (the
-    model's config: layers, shapes, frozen layers) and later fits of that architecture copy their
+    model's config: layers, shapes, frozen layers; and the weight decay, which the traced step holds
+    as a constant) and later fits of that architecture copy their
     initial state into it, reset its optimizer and reuse its traced functions. The result is the same
     to the last digit as compiling ``model`` itself; ``model`` gets the trained state back.
 
@@ -98,7 +106,7 @@ def _trainer_for(model: keras.Model, learning_rate: float) -> tuple[keras.Model,
     Hand the twin back with :func:`_release`.
     """
     config = model.get_config()
-    key = json.dumps(config, sort_keys=True, default=repr)
+    key = json.dumps([config, float(weight_decay)], sort_keys=True, default=repr)
     with _LOCK:
         trainer = _TRAINERS.pop(key, None)  # ours until released
     if trainer is not None:  # a fresh optimizer state
@@ -112,7 +120,7 @@ def _trainer_for(model: keras.Model, learning_rate: float) -> tuple[keras.Model,
             return model, None
         if _layout(trainer) != _layout(model):  # state that the config does not describe
             return model, None
-        compile_model(trainer, learning_rate)
+        compile_model(trainer, learning_rate, weight_decay=weight_decay)
     try:
         _copy_variables(model, trainer)
     except BaseException:
@@ -147,6 +155,7 @@ def fit_model(
     checkpoint: Path | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     learning_rates: Sequence[float] | None = None,
+    weight_decay: float = 0.0,
 ) -> FitResult:
     """Train ``model`` on ``train`` with early stopping on ``val`` log loss; the best weights end up in it.
 
@@ -156,16 +165,16 @@ def fit_model(
     The learning rate starts at ``learning_rate`` and is halved whenever validation log loss stalls for
     ``max(2, patience // 3)`` epochs (down to 1/64 of it). With ``learning_rates`` (one per epoch, e.g.
     another fit's ``history["learning_rate"]``; epochs past its end keep its last value) the fit follows
-    that schedule instead.
+    that schedule instead. ``weight_decay`` > 0 trains with AdamW (see :func:`compile_model`).
 
     The training itself runs on a compiled twin of ``model`` that this process keeps for later fits of
     the same architecture (its traced functions are reused; the numbers are the same as training
     ``model`` itself), so ``callbacks`` see the twin as ``self.model``: same layers and state, another
     object. :func:`clear_trainers` frees the twins.
     """
-    trainer, key = _trainer_for(model, learning_rate)
+    trainer, key = _trainer_for(model, learning_rate, weight_decay)
     # As before, the model comes back compiled; it needs Adam's slots only when it trains itself.
-    compile_model(model, learning_rate, build_optimizer=trainer is model)
+    compile_model(model, learning_rate, weight_decay=weight_decay, build_optimizer=trainer is model)
     try:
         train_ds = make_tf_dataset(
             *train, batch_size=batch_size, training=True, augmentation=augmentation, seed=seed
