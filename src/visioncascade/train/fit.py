@@ -97,9 +97,9 @@ def _trainer_for(
     the epochs of a small model (5 s of a 17 s fold, one thread). A cross-validated run trains the same
     architecture several times, so this process keeps one compiled twin per architecture (the
     model's config: layers, shapes, frozen layers; and the weight decay, which the traced step holds
-    as a constant) and later fits of that architecture copy their
-    initial state into it, reset its optimizer and reuse its traced functions. The result is the same
-    to the last digit as compiling ``model`` itself; ``model`` gets the trained state back.
+    as a constant) and later fits of that architecture copy their initial state into it, reset its
+    optimizer and reuse its traced functions. The result is the same to the last digit as compiling
+    ``model`` itself; ``model`` gets the trained state back.
 
     The key is ``None`` when ``model`` trains itself: Keras cannot rebuild it from its config (e.g. an
     unregistered custom layer), or the rebuilt twin's weights do not line up with it.
