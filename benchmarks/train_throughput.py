@@ -1,9 +1,10 @@
 """Benchmark 2 of the training issue: visioncascade's fit vs a plain Keras baseline, same model, same run.
 
 Baseline ("the straightforward way"): NumPy arrays + ``model.fit`` with Keras's default compile settings
-(``jit_compile="auto"``), augmentation as Keras preprocessing layers in front of the model, class weights,
-validation data. visioncascade: :func:`visioncascade.train.fit.fit_model` (tf.data pipeline with fused
-augmentation, prefetch, XLA off, steps_per_execution 4, best-val-loss checkpoint callback).
+(``jit_compile="auto"``) and the optimizer a run uses (AdamW, the default weight decay), augmentation as
+Keras preprocessing layers in front of the model, class weights, validation data. visioncascade:
+:func:`visioncascade.train.fit.fit_model` (tf.data pipeline with fused augmentation, prefetch, XLA off,
+steps_per_execution 4, best-val-loss checkpoint callback).
 Both train the same architecture for the same number of epochs (no early stopping) on BreastMNIST.
 
 Also measured, as an upper bound of *any* way of training the model: the "ceiling", the same model's
@@ -36,6 +37,7 @@ import numpy as np
 from visioncascade.data import load_dataset
 from visioncascade.data.pipeline import Augmentation
 from visioncascade.models import create_model
+from visioncascade.train.config import DEFAULT_WEIGHT_DECAY
 from visioncascade.train.fit import class_weights, fit_model
 
 CASES = {"scratch": (28, 1e-3, 8), "mobilenet_v2": (96, 1e-4, 4)}  # image size, lr, epochs
@@ -69,8 +71,10 @@ def _baseline_model(arch, size, channels, lr):
     core = create_model(arch, input_shape=(size, size, channels), num_classes=2, edges=True)
     inputs = keras.Input(core.input_shape[1:])
     model = keras.Model(inputs, core(augment(inputs)))
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    model.compile(  # the optimizer a run trains with by default: Adam with decoupled weight decay
+        optimizer=keras.optimizers.AdamW(lr, weight_decay=DEFAULT_WEIGHT_DECAY),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
     return model
 
@@ -104,6 +108,7 @@ def _ours(arch, size, lr, epochs, train, val, weights, tmp):
         patience=epochs + 1,
         batch_size=32,
         learning_rate=lr,
+        weight_decay=DEFAULT_WEIGHT_DECAY,
         augmentation=Augmentation(),
         class_weight=weights,
         seed=0,
@@ -194,7 +199,7 @@ def _ceiling(arch, size, lr, channels, steps=100, rounds=3):
     x = tf.constant(rng.integers(0, 256, (32, size, size, channels)).astype(np.float32))
     y = tf.constant(rng.integers(0, 2, 32))
     model = create_model(arch, input_shape=(size, size, channels), num_classes=2, edges=True)
-    compile_model(model, lr)
+    compile_model(model, lr, weight_decay=DEFAULT_WEIGHT_DECAY)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
 
     @tf.function
