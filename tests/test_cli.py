@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from visioncascade.train.config import DEFAULT_WEIGHT_DECAY
+
 
 def run_cli(
     *args: str, cwd: Path | None = None, env_extra: dict[str, str] | None = None
@@ -40,7 +42,7 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         "[default: 5]",
         "[default: 300]",
         "[default: 10]",
-        "[default: 0.05]",
+        f"[default: {DEFAULT_WEIGHT_DECAY}]",  # the help's literal must follow the constant
         "[default: on, off with --quick]",
         "[default: one per core, at most folds + 1]",
     ):
@@ -79,7 +81,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     assert (out / "model.keras").is_file()
     assert json.loads((out / "metrics.json").read_text())["final"]["refit"] is None
     train = yaml.safe_load((out / "config.yaml").read_text())["train"]
-    assert train["refit"] is False and train["weight_decay"] == 0.05
+    assert train["refit"] is False and train["weight_decay"] == DEFAULT_WEIGHT_DECAY > 0
     again = run_cli(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     evaluated = run_cli("evaluate", str(out), "--json")
