@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from visioncascade.data.pipeline import Augmentation
+from visioncascade.data.pipeline import Augmentation, make_tf_dataset
 from visioncascade.models import create_model
 from visioncascade.train import fit as fit_module
 from visioncascade.train.fit import class_weights, clear_trainers, compile_model, fit_model
@@ -45,6 +45,7 @@ def _fit(
     model=None,
     learning_rates=None,
     weight_decay: float = 0.0,
+    augmentation: Augmentation | None = Augmentation(),
 ):
     """One fit from a fresh model: history, weights, probabilities, the object that trained, the model."""
     model = model or _build(seed, filters, freeze)
@@ -58,7 +59,7 @@ def _fit(
         patience=10,
         batch_size=8,
         learning_rate=3e-3,
-        augmentation=Augmentation(),
+        augmentation=augmentation,
         class_weight=class_weights(train[1], 2),
         seed=seed,
         callbacks=[seen, *(callbacks or [])],
@@ -153,7 +154,8 @@ def test_fits_in_two_threads_do_not_share_a_twin():
         _assert_same(expected[seed], results[seed])
 
 
-def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself():
+@pytest.mark.parametrize("augmentation", [None, Augmentation()], ids=["plain", "augmented"])
+def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself(augmentation):
     class _Unregistered(keras.layers.Layer):  # not serializable: from_config cannot rebuild it
         def call(self, x):
             return x * 1.0
@@ -173,7 +175,7 @@ def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself():
         patience=10,
         batch_size=8,
         learning_rate=3e-3,
-        augmentation=None,
+        augmentation=augmentation,
         class_weight=None,
         seed=0,
         callbacks=[seen],
@@ -181,6 +183,25 @@ def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself():
     assert seen.trained is model
     assert result.epochs_run == 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    # The step that augmented (it takes seeds with the images) was for that fit only: plain data trains.
+    assert "train_step" not in vars(model)
+    model.fit(train[0].astype(np.float32), train[1], batch_size=8, epochs=1, verbose=0)
+
+
+def test_the_augmentation_runs_in_the_twins_step_with_the_pipelines_seeds():
+    """The batches reach the twin's step unaugmented with a seed each; it augments them, every fit."""
+    identity = Augmentation(
+        horizontal_flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0
+    )
+    plain = _fit(0, augmentation=None)
+    through_step = _fit(0, augmentation=identity)  # seeds travel, images come out unchanged: the same digits
+    assert through_step[3] is not plain[3]  # the augmentation is part of the traced step: its own twin
+    _assert_same(plain, through_step)
+    augmented = _fit(0, augmentation=Augmentation())
+    assert augmented[0]["loss"] != plain[0]["loss"]
+    _assert_same(augmented, _fit(0, augmentation=Augmentation()))  # the twin reused: the same digits again
+    clear_trainers()
+    _assert_same(augmented, _fit(0, augmentation=Augmentation()))
 
 
 def test_the_training_step_is_traced_once():
@@ -220,3 +241,35 @@ def test_weight_decay_shrinks_the_weights_and_has_a_twin_of_its_own():
         return sum(float(np.sum(w.numpy() ** 2)) for w in result[4].trainable_weights if w.ndim == 4)
 
     assert kernels(decayed) < 0.97 * kernels(plain)
+
+
+def test_the_step_trains_on_the_batches_the_pipeline_would_have_augmented():
+    """fit_model (augmentation in the twin's step) = Keras's fit on the pipeline's augmented batches."""
+    train, val = _data(0), _data(100, 24)
+    aug, weights = Augmentation(), class_weights(train[1], 2)
+    ours = fit_model(
+        _build(0),
+        train,
+        val,
+        epochs=2,
+        patience=10,
+        batch_size=8,
+        learning_rate=3e-3,
+        augmentation=aug,
+        class_weight=weights,
+        seed=5,
+        learning_rates=[3e-3, 3e-3],
+    )
+    reference = _build(0)
+    compile_model(reference, 3e-3)
+    pipeline = make_tf_dataset(*train, batch_size=8, training=True, augmentation=aug, seed=5)
+    history = reference.fit(
+        pipeline,
+        validation_data=make_tf_dataset(*val, batch_size=128, training=False),
+        epochs=2,
+        class_weight=weights,
+        shuffle=False,  # the pipeline shuffles, as fit_model's does
+        verbose=0,
+    )
+    assert ours.history["loss"] == [float(v) for v in history.history["loss"]]
+    assert ours.history["val_loss"] == [float(v) for v in history.history["val_loss"]]

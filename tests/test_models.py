@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from visioncascade.data.pipeline import Augmentation, augment_batch
+from visioncascade.data.pipeline import Augmentation, augment_batch, make_tf_dataset
 from visioncascade.errors import ConfigError, ModelError
 from visioncascade.models import SobelEdges, create_model, list_architectures, load_model, save_model
 
@@ -143,3 +143,26 @@ def test_augmentation_keeps_shape_and_range_and_flip_is_exact():
         assert same or mirrored
     with pytest.raises(ConfigError, match="zoom must be in"):
         Augmentation(zoom=1.5)
+
+
+def test_augmenting_in_the_training_step_gives_the_pipelines_batches():
+    """``augment_in_step`` hands each batch's seed on: augmenting with it gives the very same batches."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 12, 12, 1)).astype(np.uint8)
+    y = np.arange(20) % 2
+    aug = Augmentation(vertical_flip=True)
+    common = dict(batch_size=8, training=True, augmentation=aug, seed=3)
+    in_pipeline = make_tf_dataset(x, y, **common)
+    in_step = make_tf_dataset(x, y, **common, augment_in_step=True)
+    for _epoch in range(2):  # new shuffles and seeds every epoch, the same on both sides
+        batches = 0
+        for (images, labels), ((raw, seeds), raw_labels) in zip(in_pipeline, in_step, strict=True):
+            assert raw.dtype == images.dtype and not np.array_equal(raw.numpy(), images.numpy())
+            np.testing.assert_array_equal(augment_batch(raw, aug, seeds).numpy(), images.numpy())
+            np.testing.assert_array_equal(raw_labels.numpy(), labels.numpy())
+            batches += 1
+        assert batches == 3
+    with pytest.raises(ConfigError, match="augment_in_step needs a training dataset with an augmentation"):
+        make_tf_dataset(x, y, batch_size=8, training=True, augment_in_step=True)
+    with pytest.raises(ConfigError, match="got training=False"):
+        make_tf_dataset(x, y, batch_size=8, training=False, augmentation=aug, augment_in_step=True)

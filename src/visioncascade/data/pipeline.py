@@ -1,6 +1,8 @@
 """tf.data input pipelines with fused, vectorised augmentation.
 
-Augmentation lives here, never in the model: exported models stay free of random layers. Geometric
+Augmentation lives here, never in the model: exported models stay free of random layers. The pipeline
+draws each batch's random seed and either augments the batch itself or hands the seed on for the
+training step to augment (``augment_in_step``, what training uses: it is cheaper there). Geometric
 augmentation (flip, rotation, shift, zoom) is composed into one projective transform per image and applied
 in a single resampling pass over the batch; photometric augmentation (brightness, contrast) follows.
 """
@@ -112,13 +114,25 @@ def make_tf_dataset(
     training: bool,
     augmentation: Augmentation | None = None,
     seed: int = 0,
+    augment_in_step: bool = False,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 images 0..255, int labels)``.
 
     Training datasets are reshuffled every epoch (seeded) and augmented when ``augmentation`` is given.
+
+    With ``augment_in_step`` the batches come unaugmented as ``((images, seeds), labels)``, and whoever
+    consumes them augments: ``augment_batch(images, augmentation, seeds)`` gives exactly the batches this
+    dataset gives without it. :func:`~visioncascade.train.fit.fit_model` does so inside its compiled
+    training step, where one epoch of the scratch CNN costs a sixth less than with the augmentation in
+    this pipeline's ``map`` on a CPU (BENCHMARKS.md) — still never inside the model.
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if augment_in_step and (not training or augmentation is None):
+        raise ConfigError(
+            "augment_in_step needs a training dataset with an augmentation, got "
+            f"training={training}, augmentation={augmentation!r}"
+        )
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -132,7 +146,14 @@ def make_tf_dataset(
             images, labels = batch
             return augment_batch(tf.cast(images, tf.float32), augmentation, batch_seed), labels
 
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        def pass_seed(batch, batch_seed):
+            images, labels = batch
+            return (tf.cast(images, tf.float32), batch_seed), labels
+
+        if augment_in_step:
+            ds = ds.map(pass_seed)
+        else:
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
         ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
     return ds.prefetch(tf.data.AUTOTUNE)
