@@ -169,6 +169,20 @@ def test_fit_workers_run_tasks_and_raise_their_errors():
         FitWorkers(1)
 
 
+def _print_unflushed(text: str, *, stage) -> None:
+    print(text, end="")  # stays in the buffer of a worker whose stdout is no terminal
+
+
+def test_workers_leave_at_once_with_their_output_flushed(capfd: pytest.CaptureFixture[str]):
+    """Workers skip the interpreter's teardown (a second with TensorFlow), but not their output."""
+    with FitWorkers(2) as workers:
+        results, _ = workers.run([("t", _print_unflushed, ("said in a worker",), {})])
+        processes = list(workers._pool._processes.values())
+    assert results == {} and len(processes) == 2  # the task returned None
+    assert all(p.exitcode == 0 for p in processes)
+    assert "said in a worker" in capfd.readouterr().out
+
+
 def test_callbacks_need_the_run_in_this_process(tmp_path: Path):
     config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2)
     with pytest.raises(ConfigError, match="callbacks run in this process but jobs=2"):
