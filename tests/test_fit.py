@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from visioncascade.data.pipeline import Augmentation, make_tf_dataset
 from visioncascade.models import create_model
 from visioncascade.train import fit as fit_module
-from visioncascade.train.fit import class_weights, clear_trainers, compile_model, fit_model
+from visioncascade.train.fit import class_weights, clear_trainers, compile_model, fit_model, seed_everything
 
 
 class _SeesModel(keras.callbacks.Callback):
@@ -273,3 +275,26 @@ def test_the_step_trains_on_the_batches_the_pipeline_would_have_augmented():
     )
     assert ours.history["loss"] == [float(v) for v in history.history["loss"]]
     assert ours.history["val_loss"] == [float(v) for v in history.history["val_loss"]]
+
+
+def test_seed_everything_seeds_what_keras_seeds():
+    """The same draws as after ``keras.utils.set_random_seed`` (which also clears TF's kernel cache)."""
+
+    def draws() -> tuple:
+        shuffled = tf.data.Dataset.range(8).shuffle(8, seed=1)  # builds on TF's global seed
+        return (
+            random.random(),
+            float(np.random.rand()),
+            float(keras.random.uniform(())),  # Keras's global seed generator
+            keras.initializers.GlorotUniform()((3, 3)).numpy().tolist(),  # layers' initial weights
+            list(shuffled.as_numpy_iterator()),
+            list(tf.data.Dataset.random(seed=2).take(2).as_numpy_iterator()),
+        )
+
+    keras.utils.set_random_seed(7)
+    expected = draws()
+    keras.utils.set_random_seed(3)
+    assert draws() != expected
+    draws()  # every generator moves on
+    seed_everything(7)
+    assert draws() == expected

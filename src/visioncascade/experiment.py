@@ -67,7 +67,7 @@ from visioncascade.models import create_model, get_architecture, load_model, res
 from visioncascade.spec import ModelSpec
 from visioncascade.train.calibration import MIN_CALIBRATION_IMAGES, fit_temperature
 from visioncascade.train.config import TrainConfig
-from visioncascade.train.fit import FitResult, class_weights, clear_trainers, fit_model
+from visioncascade.train.fit import FitResult, class_weights, clear_trainers, fit_model, seed_everything
 from visioncascade.train.progress import TrainingProgress
 from visioncascade.train.workers import FitWorkers
 
@@ -191,7 +191,7 @@ def _refit(
         "patience": epochs + 1,
         "class_weight": class_weights(y, recipe.num_classes) if config.class_weight == "auto" else None,
     }
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
     model = recipe.build()
     result = fit_model(model, (x, y), val, callbacks=callbacks, learning_rates=learning_rates, **kwargs)
     return result, model
@@ -213,7 +213,7 @@ def _fit_final(
 
     Runs in this process or in a worker (:mod:`visioncascade.train.workers`): models travel as files.
     """
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
     model = recipe.build()
     final = fit_model(
         model, train, val, checkpoint=checkpoint, callbacks=stage("final model (train → val)"), **fit_kwargs
@@ -252,7 +252,7 @@ def _fit_fold(
 ) -> tuple[FitResult, np.ndarray | None]:
     """Step 6 of the recipe for one fold: the fit and its out-of-fold probabilities (``None`` when the
     fit did not finish)."""
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     model = recipe.build()
     result = fit_model(
         model,
