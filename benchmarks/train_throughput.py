@@ -3,7 +3,8 @@
 Baseline ("the straightforward way"): NumPy arrays + ``model.fit`` with Keras's default compile settings
 (``jit_compile="auto"``) and the optimizer a run uses (AdamW, the default weight decay), augmentation as
 Keras preprocessing layers in front of the model, class weights, validation data. visioncascade:
-:func:`visioncascade.train.fit.fit_model` (tf.data pipeline with fused augmentation, prefetch, XLA off,
+:func:`visioncascade.train.fit.fit_model` (tf.data pipeline that draws each batch's augmentation seed,
+the fused augmentation applied inside the compiled training step, prefetch, XLA off,
 steps_per_execution 4, best-val-loss checkpoint callback).
 Both train the same architecture for the same number of epochs (no early stopping) on BreastMNIST.
 

@@ -72,6 +72,9 @@ def _fit(
     return result.history, model.get_weights(), probabilities, seen.trained, model
 
 
+_TWO_EPOCHS = {"epochs": 2, "patience": 10, "batch_size": 8, "learning_rate": 3e-3}
+
+
 def _assert_same(a, b) -> None:
     assert a[0] == b[0]  # every loss of every epoch
     for wa, wb in zip(a[1], b[1], strict=True):
@@ -173,10 +176,7 @@ def test_a_model_keras_cannot_rebuild_from_its_config_trains_itself(augmentation
         model,
         train,
         val,
-        epochs=2,
-        patience=10,
-        batch_size=8,
-        learning_rate=3e-3,
+        **_TWO_EPOCHS,
         augmentation=augmentation,
         class_weight=None,
         seed=0,
@@ -253,14 +253,11 @@ def test_the_step_trains_on_the_batches_the_pipeline_would_have_augmented():
         _build(0),
         train,
         val,
-        epochs=2,
-        patience=10,
-        batch_size=8,
-        learning_rate=3e-3,
+        **_TWO_EPOCHS,
         augmentation=aug,
         class_weight=weights,
         seed=5,
-        learning_rates=[3e-3, 3e-3],
+        learning_rates=[3e-3] * 2,
     )
     reference = _build(0)
     compile_model(reference, 3e-3)
