@@ -173,8 +173,8 @@ def _print_unflushed(text: str, *, stage) -> None:
     print(text, end="")  # stays in the buffer of a worker whose stdout is no terminal
 
 
-def test_workers_leave_at_once_with_their_output_flushed(capfd: pytest.CaptureFixture[str]):
-    """Workers skip the interpreter's teardown (a second with TensorFlow), but not their output."""
+def test_workers_that_skip_the_teardown_keep_their_output_and_exit_status(capfd: pytest.CaptureFixture[str]):
+    """Workers skip the interpreter's teardown (a second with TensorFlow), not their output or status 0."""
     with FitWorkers(2) as workers:
         results, _ = workers.run([("t", _print_unflushed, ("said in a worker",), {})])
         processes = list(workers._pool._processes.values())
