@@ -295,3 +295,13 @@ def test_seed_everything_seeds_what_keras_seeds():
     draws()  # every generator moves on
     seed_everything(7)
     assert draws() == expected
+
+
+def test_seed_everything_falls_back_to_keras_where_tensorflow_changed(monkeypatch: pytest.MonkeyPatch):
+    from tensorflow.python.eager import context
+
+    monkeypatch.setattr(context, "context", lambda: object())  # an eager context without _seed / _rng
+    calls: list[int] = []
+    monkeypatch.setattr(keras.utils, "set_random_seed", calls.append)
+    seed_everything(4)
+    assert calls == [4]

@@ -83,16 +83,19 @@ def seed_everything(seed: int) -> None:
     CNN's training step and 0.15 s of its validation step, on every fit after a process's first
     (measured on 2 cores). The fits here draw random numbers only through stateless ops (Keras's seed
     generators, the pipeline's seeded streams), whose state the cache does not hold, so the results are
-    the same to the last digit (``tests/test_fit.py``). Falls back to Keras's function where
-    TensorFlow's eager context no longer has the fields it sets.
+    the same to the last digit (``tests/test_fit.py``). Falls back to Keras's function where the
+    private Keras modules or TensorFlow's eager-context fields it uses are gone.
     """
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-    from tensorflow.python.eager import context
+    try:  # private modules and fields of Keras and TensorFlow (pinned versions): else Keras's way
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+        from tensorflow.python.eager import context
 
-    eager = context.context()
-    if not (hasattr(eager, "_seed") and hasattr(eager, "_rng")):
+        eager = context.context()
+        if not (hasattr(eager, "_seed") and hasattr(eager, "_rng")):
+            raise AttributeError("TensorFlow's eager context has no _seed/_rng")
+    except (ImportError, AttributeError):
         keras.utils.set_random_seed(seed)
         return
     global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
