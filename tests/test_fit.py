@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import threading
 
 import keras
@@ -297,10 +298,17 @@ def test_seed_everything_seeds_what_keras_seeds():
     assert draws() == expected
 
 
-def test_seed_everything_falls_back_to_keras_where_tensorflow_changed(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("gone", ["eager-context fields", "keras module"])
+def test_seed_everything_falls_back_to_keras_where_tensorflow_changed(monkeypatch: pytest.MonkeyPatch, gone):
     from tensorflow.python.eager import context
 
-    monkeypatch.setattr(context, "context", lambda: object())  # an eager context without _seed / _rng
+    if gone == "keras module":
+        from keras.src import utils as keras_utils
+
+        monkeypatch.delattr(keras_utils, "rng_utils")
+        monkeypatch.setitem(sys.modules, "keras.src.utils.rng_utils", None)  # importing it fails
+    else:
+        monkeypatch.setattr(context, "context", lambda: object())  # no _seed / _rng
     calls: list[int] = []
     monkeypatch.setattr(keras.utils, "set_random_seed", calls.append)
     seed_everything(4)
