@@ -10,8 +10,15 @@ split.
         --variant default --variant "plain-adam:weight_decay=0" --variant "no-cw:class_weight=none"
 
 A variant is ``NAME`` or ``NAME:key=value,key=value`` with keys of :meth:`TrainConfig.build`
-(values are read as YAML: ``0.1``, ``none``, ``false``). Prints a Markdown table (per seed ACC / AUC, the
-mean and the standard deviation) and writes every figure to ``--out`` as JSON.
+(values are read as YAML: ``0.1``, ``none``, ``false``, ``{filters: [8, 16, 32]}``). Prints a Markdown
+table (per seed ACC / AUC, the mean and the standard deviation) and writes every figure to ``--out`` as JSON.
+
+``--members M`` turns each seed's figure into that of an ensemble: M models trained independently (member
+``j`` with seed ``seed + 1000 * j``, the same settings otherwise), their test probabilities averaged. It
+needs data with its own test split (the members must share it), e.g. ``breastmnist``:
+
+    python benchmarks/seeds_breastmnist.py --seeds 0-4 --members 4 \
+        --variant "half-width:arch_params={filters: [8, 16, 32]}"
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
 import yaml
 
 
@@ -36,10 +44,23 @@ def _seeds(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
+def _top_level_items(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and braces (``a=1,b=[1, 2]`` -> two items)."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += char in "[{"
+        depth -= char in "]}"
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [item for item in items if item.strip()]
+
+
 def _variant(text: str) -> tuple[str, dict]:
     name, _, settings = text.partition(":")
     changes = {}
-    for item in filter(None, settings.split(",")):
+    for item in _top_level_items(settings):
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"variant {text!r}: {item!r} is not key=value")
@@ -54,13 +75,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=_seeds, default=_seeds("0-4"), help="e.g. 0-4 or 0,3,7")
     parser.add_argument("--variant", type=_variant, action="append", help="NAME[:key=value,...]")
     parser.add_argument("--data", default="breastmnist")
+    parser.add_argument("--members", type=int, default=1, help="models averaged per seed (default 1)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-seeds.json"))
     args = parser.parse_args()
     variants = args.variant or [("default", {})]
+    if args.members < 1:
+        raise SystemExit(f"--members must be at least 1, got {args.members}")
 
+    from visioncascade.data import load_dataset
     from visioncascade.errors import ConfigError
+    from visioncascade.evaluate import compute_metrics
     from visioncascade.experiment import train_run
+    from visioncascade.models import load_model
     from visioncascade.train import TrainConfig
+
+    dataset = load_dataset(args.data)
+    if args.members > 1 and "test" not in dataset.splits:
+        raise SystemExit(f"--members {args.members} needs data with its own test split; {args.data} has none")
 
     results: dict[str, list[dict]] = {}
     for name, changes in variants:  # bad settings fail before any training
@@ -71,23 +102,36 @@ def main() -> None:
     for name, changes in variants:
         rows = results.setdefault(name, [])
         for seed in args.seeds:
-            config = TrainConfig.build(**{"folds": 0, "jobs": 1, **changes, "seed": seed})
             start = time.perf_counter()
-            with tempfile.TemporaryDirectory() as folder:
-                run = train_run(args.data, Path(folder) / "run", config, progress=False)
+            probabilities, member_figures = [], []
+            for member in range(args.members):
+                config = TrainConfig.build(**{"folds": 0, "jobs": 1, **changes, "seed": seed + 1000 * member})
+                with tempfile.TemporaryDirectory() as folder:
+                    run = train_run(args.data, Path(folder) / "run", config, progress=False)
+                    if args.members > 1:
+                        x, y = dataset.arrays("test", run.spec.input_size, run.spec.color_mode)
+                        model = load_model(run.run_dir)
+                        probabilities.append(np.asarray(model(x.astype(np.float32), training=False)))
+                member_figures.append([run.metrics["test"]["accuracy"], run.metrics["test"]["roc_auc"]])
             test = run.metrics["test"]
+            if args.members > 1:
+                labels = run.spec.labels
+                test = compute_metrics(
+                    y, sum(probabilities) / args.members, labels, labels.index(test["minority_label"])
+                )
             rows.append(
                 {
                     "seed": seed,
                     "accuracy": test["accuracy"],
                     "roc_auc": test["roc_auc"],
                     "minority_f1": test["minority_f1"],
+                    "members": member_figures,
                     "seconds": time.perf_counter() - start,
                 }
             )
             print(f"{name} seed {seed}: {test['accuracy']:.3f} / {test['roc_auc']:.3f}", flush=True)
 
-    print(f"\nmachine: {os.cpu_count()} cores; load {os.getloadavg()}")
+    print(f"\nmachine: {os.cpu_count()} cores; load {os.getloadavg()}; members per seed: {args.members}")
     print("| variant | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | std |")
     print("|---|" + "---|" * (len(args.seeds) + 2))
     summary = {}
@@ -103,7 +147,9 @@ def main() -> None:
             "roc_auc_mean": statistics.mean(auc),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"data": args.data, "variants": summary}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"data": args.data, "members": args.members, "variants": summary}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":
