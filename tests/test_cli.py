@@ -121,5 +121,15 @@ def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
         )
     assert not list(out.glob(".sizes-*"))
     assert (out / "scratch" / "model.keras").is_file() and (out / "transfer" / "model.keras").is_file()
+    # What the test split can tell apart: paired differences, transfer minus scratch.
+    differences = comparison["differences"]
+    assert differences["of"] == "transfer - scratch" and differences["images"] == 156
+    for key, d in differences["metrics"].items():
+        assert d["difference"] == pytest.approx(transfer["test"][key] - scratch["test"][key], abs=1e-9), key
+        low, high = d["ci95"]
+        assert low <= d["difference"] <= high
+        for arm in (scratch, transfer):
+            assert arm["test"]["ci95"][key][0] <= arm["test"][key] <= arm["test"]["ci95"][key][1]
     html = (out / "comparison.html").read_text()
     assert "scratch vs transfer" in html and "data:image/png;base64," in html
+    assert "Can the test split tell them apart?" in html

@@ -67,6 +67,11 @@ def test_metrics_have_the_documented_shape(scratch_run):
     assert metrics["interrupted"] is False
     # A better-than-chance model after a few epochs on real data.
     assert test["roc_auc"] > 0.6
+    # Bootstrap intervals of the test figures: 156 images leave them wide.
+    assert set(test["ci95"]) == {"accuracy", "balanced_accuracy", "roc_auc", "minority_f1"}
+    for key, (low, high) in test["ci95"].items():
+        assert 0.0 <= low <= test[key] <= high <= 1.0, key
+    assert test["ci95"]["roc_auc"][1] - test["ci95"]["roc_auc"][0] > 0.03
 
 
 def test_spec_travels_with_the_model_and_calibration_is_inside(scratch_run):
@@ -90,7 +95,10 @@ def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
     stored = json.loads((scratch_run.run_dir / "metrics.json").read_text())["test"]
     for key in ("accuracy", "roc_auc", "log_loss", "minority_f1"):
         assert result.metrics[key] == pytest.approx(stored[key], abs=1e-6)
-    assert result.json_path.is_file() and "<img" in result.html_path.read_text()
+    for key, interval in stored["ci95"].items():
+        assert result.metrics["ci95"][key] == pytest.approx(interval, abs=1e-6)
+    html = result.html_path.read_text()
+    assert result.json_path.is_file() and "<img" in html and "95% CI" in html
 
 
 def test_evaluate_other_data_needs_the_same_labels(scratch_run, tmp_path: Path):
@@ -121,7 +129,7 @@ def test_history_config_and_report(scratch_run):
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4
     assert not re.search(r"(src|href)=[\"']https?://", html)  # self-contained
-    for words in ("Cross-validation", "Calibration", "malignant", "ROC"):
+    for words in ("Cross-validation", "Calibration", "malignant", "ROC", "95% CI"):
         assert words in html
 
 

@@ -497,12 +497,18 @@ def _fmt(value: object) -> str:
 def _print_metrics_table(metrics: dict, title: str) -> None:
     from rich.table import Table
 
+    intervals = metrics.get("ci95") or {}
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("95% CI (bootstrap)", justify="right")
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "minority_f1", "log_loss", "brier", "ece"):
-        table.add_row(key, _fmt(metrics.get(key)))
+        table.add_row(key, _fmt(metrics.get(key)), _fmt_interval(intervals.get(key)))
     console.print(table)
+
+
+def _fmt_interval(interval: list[float] | None) -> str:
+    return "" if not interval else f"{interval[0]:.3f} to {interval[1]:.3f}"
 
 
 def _print_summary(metrics: dict, run_dir: Path, quiet: bool) -> None:
@@ -530,6 +536,15 @@ def _print_comparison(comparison: dict) -> None:
     for row in rows:
         table.add_row(row["metric"], *[_fmt(v) for v in row["values"]], _fmt(row.get("ratio")))
     console.print(table)
+    differences = comparison.get("differences")
+    if differences:
+        table = Table(title=f"{differences['of']} on the test split: 95% CI (paired bootstrap)")
+        table.add_column("metric")
+        table.add_column("difference", justify="right")
+        table.add_column("95% CI", justify="right")
+        for key, d in differences["metrics"].items():
+            table.add_row(key, _fmt(d["difference"]), _fmt_interval(d["ci95"]))
+        console.print(table)
 
 
 def _register_subcommands() -> None:

@@ -52,9 +52,12 @@ from visioncascade.data.pipeline import Augmentation
 from visioncascade.errors import ConfigError, DataError, RunNotFoundError
 from visioncascade.evaluate import plots
 from visioncascade.evaluate.metrics import (
+    BOOTSTRAP_RESAMPLES,
     SUMMARY_KEYS,
+    bootstrap_intervals,
     compute_metrics,
     minority_index,
+    paired_bootstrap_differences,
     summarize_folds,
 )
 from visioncascade.evaluate.report import (
@@ -498,6 +501,7 @@ def _train_run(
             **latency,
         }
         test = compute_metrics(y_test, p_test, dataset.labels, minority)
+        test["ci95"] = bootstrap_intervals(y_test, p_test, minority)
         test.update(
             parameters=model_info["parameters"],
             model_bytes=model_info["file_bytes"],
@@ -651,6 +655,7 @@ def evaluate_run(
         or spec.labels[int(np.argmin(np.bincount(y, minlength=spec.num_classes)))]
     )
     metrics = compute_metrics(y, probabilities, spec.labels, spec.labels.index(minority_label))
+    metrics["ci95"] = bootstrap_intervals(y, probabilities, spec.labels.index(minority_label))
     metrics["data"] = {"name": dataset.name, "source": dataset.source, "splits": split_names, "notes": notes}
     metrics["created_at"] = _now()
     out_dir = Path(out) if out is not None else run / "evaluations"
@@ -696,7 +701,10 @@ _COMPARE_ROWS = (
 
 
 def _arm_summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    test = {k: metrics["test"][k] for k in (*SUMMARY_KEYS, "minority_label", "per_class", "confusion_matrix")}
+    test = {
+        k: metrics["test"][k]
+        for k in (*SUMMARY_KEYS, "minority_label", "per_class", "confusion_matrix", "ci95")
+    }
     cv_src = metrics.get("cv") or {}
     cv: dict[str, Any] = {"folds": cv_src.get("completed", 0)}
     if cv_src.get("mean"):
@@ -835,13 +843,30 @@ def _compare(
             "created_at": _now(),
             "visioncascade_version": __version__,
         }
+        test_probabilities = {}
         for arm in names:
             run_dir = tmp / arm
             spec = ModelSpec.load(run_dir)
             model = load_model(run_dir)
             x, y = splits.arrays("test", spec.input_size, spec.color_mode)
-            arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, _predict(model, x), spec.labels)
+            test_probabilities[arm] = _predict(model, x)
+            arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, test_probabilities[arm], spec.labels)
             arm_plots[f"{arm}_training"] = plots.training_curves_png(_read_history(run_dir / "history.csv"))
+        if len(names) == 2:  # both arms finished: what the test split can and cannot tell apart
+            first, second = names
+            minority = spec.labels.index(arms[first]["test"]["minority_label"])
+            paired = paired_bootstrap_differences(
+                y, test_probabilities[first], test_probabilities[second], minority
+            )
+            comparison["differences"] = {
+                "of": f"{second} - {first}",
+                "split": "test",
+                "images": len(y),
+                "method": f"paired percentile bootstrap over the test images, {BOOTSTRAP_RESAMPLES} resamples",
+                "metrics": {
+                    key: {"difference": d["difference"], "ci95": d["interval"]} for key, d in paired.items()
+                },
+            }
         (tmp / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
         (tmp / "comparison.html").write_text(
             render_comparison_report(comparison, arm_plots), encoding="utf-8"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from visioncascade.evaluate.metrics import BOOTSTRAP_RESAMPLES
+
 __all__ = ["render_comparison_report", "render_evaluation_report", "render_run_report"]
 
 _CSS = """
@@ -15,6 +17,7 @@ padding-bottom:4px}.sub{color:#475569;margin:0 0 16px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
 .card{background:white;border:1px solid #e2e8f0;border-radius:8px;padding:10px 12px}
 .card .v{font-size:1.35rem;font-weight:600}.card .k{font-size:.8rem;color:#64748b}
+.card .ci{font-size:.75rem;font-weight:400;color:#64748b}
 table{border-collapse:collapse;background:white;font-size:.9rem}th,td{border:1px solid #e2e8f0;
 padding:5px 9px;text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f1f5f9}
 img{max-width:100%;background:white;border:1px solid #e2e8f0;border-radius:6px}
@@ -34,6 +37,23 @@ def _f(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return _e(value)
+
+
+def _interval(interval: list[float] | None) -> str:
+    return "—" if not interval else f"{interval[0]:.3f} to {interval[1]:.3f}"
+
+
+def _with_ci(section: dict[str, Any], key: str) -> str:
+    """A card's value with its 95% bootstrap interval beneath (when the section has one)."""
+    interval = (section.get("ci95") or {}).get(key)
+    ci = f"<div class='ci'>95% CI {_interval(interval)}</div>" if interval else ""
+    return _f(section.get(key)) + ci
+
+
+_CI_NOTE = (
+    f"<p class='muted'>95% CI: percentile bootstrap over the evaluated images ({BOOTSTRAP_RESAMPLES} resamples, "
+    "the model fixed) — how far a figure could move on another test set of this size.</p>"
+)
 
 
 def _bytes(n: int | None) -> str:
@@ -108,10 +128,10 @@ def render_run_report(context: dict[str, Any]) -> str:
     parts.append(
         _cards(
             [
-                ("accuracy", _f(test["accuracy"])),
-                ("balanced accuracy", _f(test["balanced_accuracy"])),
-                ("ROC-AUC", _f(test["roc_auc"])),
-                (f"F1 of minority class '{test['minority_label']}'", _f(test["minority_f1"])),
+                ("accuracy", _with_ci(test, "accuracy")),
+                ("balanced accuracy", _with_ci(test, "balanced_accuracy")),
+                ("ROC-AUC", _with_ci(test, "roc_auc")),
+                (f"F1 of minority class '{test['minority_label']}'", _with_ci(test, "minority_f1")),
                 ("log loss", _f(test["log_loss"])),
                 ("ECE", _f(test["ece"])),
                 ("parameters", f"{model['parameters']:,}"),
@@ -121,6 +141,8 @@ def render_run_report(context: dict[str, Any]) -> str:
             ]
         )
     )
+    if test.get("ci95"):
+        parts.append(_CI_NOTE)
     parts.append(
         "<h2>Per class</h2><div class='row'>"
         + _per_class_table(test)
@@ -197,6 +219,26 @@ def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) 
         "<p class='muted'>± values are the standard deviation over CV folds; test values come from the final "
         "model of each arm on the untouched test split.</p>",
     ]
+    differences = comparison.get("differences")
+    if differences:
+        rows = "".join(
+            f"<tr><td>{_e(key)}</td>"
+            + "".join(
+                f"<td>{_interval((comparison['arms'][a]['test'].get('ci95') or {}).get(key))}</td>"
+                for a in arms
+            )
+            + f"<td>{_f(d['difference'])}</td><td>{_interval(d['ci95'])}</td>"
+            + f"<td>{_e(_verdict(d['ci95'], arms[-1]))}</td></tr>"
+            for key, d in differences["metrics"].items()
+        )
+        parts.append(
+            "<h2>Can the test split tell them apart?</h2><table><tr><th>test metric</th>"
+            + "".join(f"<th>{_e(a)} 95% CI</th>" for a in arms)
+            + f"<th>{_e(differences['of'])}</th><th>95% CI of the difference</th><th></th></tr>{rows}</table>"
+            f"<p class='muted'>{_e(differences['method'])} ({differences['images']} images): both arms scored on "
+            "the same resamples. An interval of the difference that holds 0 means this test split cannot tell "
+            "the arms apart on that metric.</p>"
+        )
     for arm in arms:
         parts.append(
             f"<h2>{_e(arm)}</h2><div class='row'>{_img(plots.get(arm + '_roc_pr'), arm + ' ROC/PR')}"
@@ -204,6 +246,17 @@ def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) 
             f"<p class='muted'>Full report: <a href='{_e(arm)}/report.html'>{_e(arm)}/report.html</a></p>"
         )
     return _page("visioncascade comparison", "".join(parts))
+
+
+def _verdict(interval: list[float] | None, arm: str) -> str:
+    """What the interval of ``arm``'s difference says: higher, lower, or not distinguishable."""
+    if not interval:
+        return "undefined"
+    if interval[0] > 0:
+        return f"{arm} higher"
+    if interval[1] < 0:
+        return f"{arm} lower"
+    return "not distinguishable"
 
 
 def render_evaluation_report(spec: dict[str, Any], metrics: dict[str, Any], plots: dict[str, str]) -> str:
@@ -216,14 +269,15 @@ def render_evaluation_report(spec: dict[str, Any], metrics: dict[str, Any], plot
         *[f"<p class='warn'>{_e(n)}</p>" for n in data.get("notes", [])],
         _cards(
             [
-                ("accuracy", _f(metrics["accuracy"])),
-                ("balanced accuracy", _f(metrics["balanced_accuracy"])),
-                ("ROC-AUC", _f(metrics["roc_auc"])),
-                (f"F1 of minority class '{metrics['minority_label']}'", _f(metrics["minority_f1"])),
+                ("accuracy", _with_ci(metrics, "accuracy")),
+                ("balanced accuracy", _with_ci(metrics, "balanced_accuracy")),
+                ("ROC-AUC", _with_ci(metrics, "roc_auc")),
+                (f"F1 of minority class '{metrics['minority_label']}'", _with_ci(metrics, "minority_f1")),
                 ("log loss", _f(metrics["log_loss"])),
                 ("ECE", _f(metrics["ece"])),
             ]
         ),
+        _CI_NOTE if metrics.get("ci95") else "",
         "<h2>Per class</h2><div class='row'>"
         + _per_class_table(metrics)
         + _img(plots.get("confusion_matrix"), "confusion matrix")
