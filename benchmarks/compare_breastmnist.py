@@ -1,7 +1,8 @@
 """Benchmark 1 of the training issue: `compare` on bundled BreastMNIST at default settings.
 
 Runs ``visioncascade compare breastmnist`` (5 folds, up to 300 epochs, patience 10) and prints both arms'
-test accuracy, ROC-AUC, minority F1, bytes and training seconds next to the MedMNIST v2 paper's figures.
+test accuracy, ROC-AUC, minority F1, bytes and training seconds next to the MedMNIST v2 paper's figures,
+then each arm's 95% bootstrap intervals and the paired transfer-minus-scratch differences.
 
     python benchmarks/compare_breastmnist.py --out runs/bench-compare [--seed 0] [--jobs N]
 """
@@ -21,6 +22,10 @@ PAPER = {  # MedMNIST v2 (Yang et al. 2023), BreastMNIST test split
     "ResNet-18 (28)": {"accuracy": 0.863, "roc_auc": 0.901, "parameters": 11_200_000},
     "Google AutoML Vision": {"accuracy": 0.861, "roc_auc": 0.919, "parameters": None},
 }
+
+
+def _interval(interval: list[float] | None) -> str:
+    return "—" if not interval else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def main() -> None:
@@ -57,8 +62,27 @@ def main() -> None:
         )
     for name, ref in PAPER.items():
         print(f"{name:<22}{ref['accuracy']:>7.3f}{ref['roc_auc']:>7.3f}")
+    print("95% bootstrap intervals on the test split:")
+    for name, arm in arms.items():
+        ci = arm["test"]["ci95"]
+        print(
+            f"  {name:<20}"
+            + "  ".join(f"{k} {_interval(ci[k])}" for k in ("accuracy", "roc_auc", "minority_f1"))
+        )
+    differences = result.comparison.get("differences")
+    if differences:
+        print(f"{differences['of']} (paired bootstrap, 95%):")
+        for key, d in differences["metrics"].items():
+            print(f"  {key:<20}{d['difference']:+.3f}  {_interval(d['ci95'])}")
     jobs = result.comparison["settings"]["jobs"]
-    summary = {"wall_seconds": wall, "load": os.getloadavg(), "arms": arms, "seed": args.seed, "jobs": jobs}
+    summary = {
+        "wall_seconds": wall,
+        "load": os.getloadavg(),
+        "arms": arms,
+        "differences": differences,
+        "seed": args.seed,
+        "jobs": jobs,
+    }
     (args.out / "benchmark.json").write_text(json.dumps(summary, indent=2))
 
 
