@@ -62,6 +62,15 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         ),
         (["train", "breastmnist", "--freeze", "3", "--out", "x"], "--freeze applies to mobilenet_v2 only"),
         (["evaluate", "not-a-run"], "not-a-run is not a run folder"),
+        (
+            ["compare", "breastmnist", "--weight-decay", "1.5", "--out", "x"],
+            "--weight-decay must be in [0, 1)",
+        ),
+        (
+            ["compare", "breastmnist", "--class-weight", "balanced", "--out", "x"],
+            "--class-weight must be auto",
+        ),
+        (["compare", "breastmnist", "--batch-size", "0", "--out", "x"], "--batch-size must be at least 1"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path, args: list[str], message: str):
@@ -88,6 +97,21 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["n"] == 156 and metrics["minority_label"] == "malignant"
+
+
+def test_compare_trains_both_arms_with_the_shared_settings(tmp_path: Path):
+    out = tmp_path / "cmp"
+    shared = ["--no-augment", "--class-weight", "none", "--batch-size", "16", "--weight-decay", "0"]
+    args = ["--quick", "--folds", "0", "--epochs", "1", "--no-export-sizes"]
+    result = run_cli("compare", "breastmnist", *shared, *args, "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((out / "comparison.json").read_text())["settings"]
+    expected = {"augment": False, "class_weight": "none", "batch_size": 16, "weight_decay": 0.0}
+    assert {key: settings[key] for key in expected} == expected
+    for arm in ("scratch", "transfer"):
+        config = yaml.safe_load((out / arm / "config.yaml").read_text())
+        assert {key: config["train"][key] for key in expected} == expected, arm
+        assert config["resolved"]["class_weight"] is None and config["resolved"]["augmentation"] is None
 
 
 @pytest.mark.slow

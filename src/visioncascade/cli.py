@@ -59,6 +59,15 @@ JobsOption = Annotated[
 ]
 
 
+EdgesOption = Annotated[bool, typer.Option("--edges/--no-edges", help="Add a Sobel edge channel.")]
+AugmentOption = Annotated[bool, typer.Option("--augment/--no-augment", help="Augment training data.")]
+ClassWeightOption = Annotated[str, typer.Option(help="auto | none.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Batch size.")]
+WeightDecayOption = Annotated[
+    float | None, typer.Option(help="AdamW weight decay; 0 for plain Adam. \\[default: 0.05]")
+]
+
+
 @app.command()
 def train(
     data: DataArg,
@@ -74,9 +83,9 @@ def train(
     alpha: Annotated[float | None, typer.Option(help="MobileNetV2 width multiplier (0.35 default).")] = None,
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels.")] = None,
     color_mode: Annotated[str, typer.Option(help="auto | grayscale | rgb.")] = "auto",
-    edges: Annotated[bool, typer.Option("--edges/--no-edges", help="Add a Sobel edge channel.")] = True,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Augment training data.")] = True,
-    class_weight: Annotated[str, typer.Option(help="auto | none.")] = "auto",
+    edges: EdgesOption = True,
+    augment: AugmentOption = True,
+    class_weight: ClassWeightOption = "auto",
     folds: Annotated[
         int | None,
         typer.Option(help="Stratified K-fold CV on the training split; 0 skips CV. \\[default: 5]"),
@@ -85,11 +94,9 @@ def train(
     patience: Annotated[
         int | None, typer.Option(help="Early-stopping patience on validation log loss. \\[default: 10]")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    batch_size: BatchSizeOption = 32,
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="AdamW weight decay; 0 for plain Adam. \\[default: 0.05]")
-    ] = None,
+    weight_decay: WeightDecayOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     name: Annotated[str | None, typer.Option(help="Model name (default: from the data and arch).")] = None,
     quick: Annotated[bool, typer.Option(help="Few folds/epochs, small images: a fast smoke run.")] = False,
@@ -158,7 +165,11 @@ def compare(
         str | None, typer.Option(help="Transfer weights: imagenet | PATH (default: bundled).")
     ] = None,
     freeze: Annotated[int | None, typer.Option(help="Layers of MobileNetV2 to freeze.")] = None,
-    edges: Annotated[bool, typer.Option("--edges/--no-edges")] = True,
+    edges: EdgesOption = True,
+    augment: AugmentOption = True,
+    class_weight: ClassWeightOption = "auto",
+    batch_size: BatchSizeOption = 32,
+    weight_decay: WeightDecayOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quick: Annotated[
         bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
@@ -191,6 +202,10 @@ def compare(
         weights=weights,
         freeze=freeze,
         edges=edges,
+        augment=augment,
+        class_weight=class_weight,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
         seed=seed,
         quick=quick,
         refit=refit,

@@ -743,6 +743,10 @@ def compare(
     weights: str | None = None,
     freeze: int | None = None,
     edges: bool = True,
+    augment: bool = True,
+    class_weight: str = "auto",
+    batch_size: int = 32,
+    weight_decay: float | None = None,
     seed: int = 0,
     quick: bool = False,
     refit: bool | None = None,
@@ -753,8 +757,10 @@ def compare(
 ) -> CompareResult:
     """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
 
-    Both arms share the splits, folds, seed, augmentation, edge channel and early-stopping rules (and one
-    pool of ``jobs`` worker processes, see :class:`~visioncascade.train.workers.FitWorkers`). Writes
+    Both arms share the splits, folds, seed, augmentation, edge channel, class weighting, batch size, weight
+    decay and early-stopping rules (and one pool of ``jobs`` worker processes, see
+    :class:`~visioncascade.train.workers.FitWorkers`); each keeps its architecture's learning rate and
+    input size. Writes
     ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` and ``comparison.html``.
     ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`, which the CLI
     passes) adds each arm's exported sizes; this stage does not import the export stage itself.
@@ -766,6 +772,10 @@ def compare(
         epochs=epochs,
         patience=patience,
         edges=edges,
+        augment=augment,
+        class_weight=class_weight,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
         seed=seed,
         quick=quick,
         refit=refit,
@@ -835,6 +845,10 @@ def _compare(
                 "seed": any_config.seed,
                 "quick": any_config.quick,
                 "augment": any_config.augment,
+                "class_weight": any_config.class_weight,
+                "batch_size": any_config.batch_size,
+                "weight_decay": any_config.weight_decay,
+                "refit": any_config.refit,
                 "jobs": any_config.jobs,
             },
             "arms": arms,
