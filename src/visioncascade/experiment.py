@@ -760,8 +760,8 @@ def compare(
     Both arms share the splits, folds, seed, augmentation, edge channel, class weighting, batch size, weight
     decay and early-stopping rules (and one pool of ``jobs`` worker processes, see
     :class:`~visioncascade.train.workers.FitWorkers`); each keeps its architecture's learning rate and
-    input size. Writes
-    ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` and ``comparison.html``.
+    input size. Writes ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the
+    paired transfer-minus-scratch differences on the test split) and ``comparison.html``.
     ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`, which the CLI
     passes) adds each arm's exported sizes; this stage does not import the export stage itself.
     """
