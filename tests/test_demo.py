@@ -56,3 +56,20 @@ def test_quick_demo_runs_the_whole_loop(quick_demo):
     for name in ("summary.json", "summary.html", "cascade.yaml", "rules.yaml", "annotated.mp4", "events.db"):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text())["events"]["stored"] == events["stored"]
+
+
+@pytest.mark.slow
+def test_the_demos_runs_evaluate_and_export_where_the_demo_left_them(quick_demo, tmp_path: Path):
+    """The demo trains in a temporary folder that is then moved into place: its runs still find their data."""
+    from visioncascade.experiment import evaluate_run
+    from visioncascade.export import export_run
+
+    result, _ = quick_demo
+    run = result.out_dir / "runs" / "colour"
+    evaluated = evaluate_run(run, out=tmp_path / "ev")
+    stored = json.loads((run / "metrics.json").read_text())["test"]
+    assert evaluated.metrics["accuracy"] == pytest.approx(stored["accuracy"])
+    notes = evaluated.metrics["data"]["notes"]
+    assert len(notes) == 1 and f"found it beside the run at {result.out_dir / 'data' / 'colour'}" in notes[0]
+    exported = export_run(run, ["onnx"], out=tmp_path / "exports", parity_images=8)  # parity needs the data
+    assert [a["file"] for a in exported.manifest["artifacts"]] == ["colour.onnx"]

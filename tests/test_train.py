@@ -320,3 +320,24 @@ def test_evaluate_finds_relative_folder_data_from_anywhere(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path.parent)
     result = evaluate_run(tmp_path / "run")
     assert result.metrics["n"] == 12 and not result.metrics["data"]["notes"]
+
+
+def test_evaluate_finds_data_that_moved_with_the_run_and_says_when_it_is_gone(tmp_path: Path):
+    project = tmp_path / "project"
+    write_shape_folder(project / "shapes", {"horizontal": 20, "vertical": 40}, seed=4, mixed=False)
+    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16)
+    train_run(project / "shapes", project / "runs" / "a", config, progress=False)
+    assert yaml.safe_load((project / "runs" / "a" / "config.yaml").read_text())["data_beside_run"] == (
+        "../../shapes"
+    )
+    moved = tmp_path / "renamed"
+    project.rename(moved)  # data and run move together
+    result = evaluate_run(moved / "runs" / "a", out=tmp_path / "ev")
+    assert result.metrics["n"] == 12
+    assert result.metrics["data"]["notes"] == [
+        f"the data is no longer at {project / 'shapes'}; found it beside the run at {moved / 'shapes'}"
+    ]
+    (moved / "shapes").rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"which is no longer there \(nor at .*\); pass --data"):
+        evaluate_run(moved / "runs" / "a")
+    assert evaluate_run(moved / "runs" / "a", data=tmp_path / "elsewhere", out=tmp_path / "ev2").metrics["n"]

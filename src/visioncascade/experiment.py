@@ -47,7 +47,14 @@ import yaml
 
 from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir
-from visioncascade.data import BUNDLED, Dataset, load_dataset, resolve_splits, stratified_folds
+from visioncascade.data import (
+    Dataset,
+    data_reference,
+    load_dataset,
+    locate_run_data,
+    resolve_splits,
+    stratified_folds,
+)
 from visioncascade.data.pipeline import Augmentation
 from visioncascade.errors import ConfigError, DataError, RunNotFoundError
 from visioncascade.evaluate import plots
@@ -127,14 +134,6 @@ def resolve_image_size(config: TrainConfig, dataset: Dataset) -> int:
     if config.arch == "scratch":
         return int(min(max(min(dataset.native_size), 28), arch.default_image_size))
     return arch.default_image_size
-
-
-def _data_reference(source: str | Path) -> str:
-    """How config.yaml names the data: a bundled name as is, a path made absolute (so evaluate finds it)."""
-    text = str(source)
-    if text in BUNDLED:
-        return text
-    return str(Path(text).expanduser().resolve())
 
 
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -561,8 +560,10 @@ def _train_run(
             "created_at": _now(),
             "visioncascade_version": __version__,
         }
+        reference, beside_run = data_reference(data.source if isinstance(data, Dataset) else data, out)
         config_doc = {
-            "data": _data_reference(data.source if isinstance(data, Dataset) else data),
+            "data": reference,
+            "data_beside_run": beside_run,
             "name": run_name,
             "train": config.to_dict(),
             "resolved": {
@@ -633,10 +634,11 @@ def evaluate_run(
     seed = int(config.get("train", {}).get("seed", 0))
     notes: list[str] = []
     if data is None:
-        dataset = load_dataset(config["data"])
+        source, notes = locate_run_data(config["data"], run, config.get("data_beside_run"))
+        dataset = load_dataset(source)
         if dataset.fingerprint() != spec.data_fingerprint:
             notes.append(
-                f"the data at {config['data']} changed since training (fingerprint {dataset.fingerprint()} != "
+                f"the data at {source} changed since training (fingerprint {dataset.fingerprint()} != "
                 f"{spec.data_fingerprint}); its test split may overlap the training data"
             )
         dataset, _ = resolve_splits(dataset, seed=seed)

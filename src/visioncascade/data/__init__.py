@@ -3,7 +3,14 @@
 ``visioncascade.data.pipeline`` needs TensorFlow and is imported on its own.
 """
 
-from visioncascade.data.datasets import BUNDLED, Dataset, Split, load_dataset
+from visioncascade.data.datasets import (
+    BUNDLED,
+    Dataset,
+    Split,
+    data_reference,
+    load_dataset,
+    locate_run_data,
+)
 from visioncascade.data.images import prepare_image, read_image, to_color_mode
 from visioncascade.data.splits import resolve_splits, stratified_folds
 
@@ -11,7 +18,9 @@ __all__ = [
     "BUNDLED",
     "Dataset",
     "Split",
+    "data_reference",
     "load_dataset",
+    "locate_run_data",
     "prepare_image",
     "read_image",
     "resolve_splits",

@@ -7,6 +7,7 @@ labels per split. :meth:`Dataset.arrays` turns a split into model-ready ``(N, H,
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,7 +18,7 @@ import numpy as np
 from visioncascade.data.images import IMAGE_SUFFIXES, prepare_image, read_image
 from visioncascade.errors import DataError
 
-__all__ = ["BUNDLED", "Dataset", "Split", "load_dataset"]
+__all__ = ["BUNDLED", "Dataset", "Split", "data_reference", "load_dataset", "locate_run_data"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -106,6 +107,38 @@ class Dataset:
         for i, img in enumerate(data.images):
             out[i] = prepare_image(img, size, color_mode)
         return out, data.labels.astype(np.int64)
+
+
+def data_reference(source: str | Path, run_dir: Path) -> tuple[str, str | None]:
+    """How a run records its data: ``(reference, beside_run)``.
+
+    ``reference`` is a bundled sample's name as is, or the path made absolute; ``beside_run`` is that path
+    relative to ``run_dir`` (``None`` for a bundled sample), for :func:`locate_run_data` to fall back on
+    when data and run moved together (a project folder renamed, a run built in a temporary folder and
+    then moved into place, as the demo's are).
+    """
+    text = str(source)
+    if text in BUNDLED:
+        return text, None
+    reference = str(Path(text).expanduser().resolve())
+    return reference, os.path.relpath(reference, Path(run_dir).expanduser().resolve())
+
+
+def locate_run_data(reference: str, run_dir: Path, beside_run: str | None = None) -> tuple[str, list[str]]:
+    """Where a run's data is now (see :func:`data_reference`), and a note when it was found moved.
+
+    Raises :class:`DataError` naming both places when the data is at neither.
+    """
+    if reference in BUNDLED or Path(reference).exists():
+        return reference, []
+    if beside_run is not None and (Path(run_dir) / beside_run).exists():
+        moved = str((Path(run_dir) / beside_run).resolve())
+        return moved, [f"the data is no longer at {reference}; found it beside the run at {moved}"]
+    elsewhere = f" (nor at {Path(run_dir) / beside_run})" if beside_run is not None else ""
+    raise DataError(
+        f"run {run_dir} was trained on data at {reference}, which is no longer there{elsewhere}; "
+        "pass --data with where that data is now"
+    )
 
 
 def load_dataset(source: str | Path, *, max_bad_fraction: float = 0.05) -> Dataset:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from visioncascade.data import Dataset, load_dataset, prepare_image, resolve_splits
+from visioncascade.data import Dataset, load_dataset, locate_run_data, prepare_image, resolve_splits
 from visioncascade.errors import ExportError, VisionCascadeError
 from visioncascade.spec import ModelSpec
 
@@ -88,6 +88,8 @@ def run_dataset(run_dir: Path, data: str | Path | None = None) -> tuple[Dataset,
             "proof; pass --data with the run's dataset"
         )
     try:
+        if data is None:  # data and run may have moved together since training
+            source, _ = locate_run_data(source, run_dir, config.get("data_beside_run"))
         dataset = load_dataset(source)
     except VisionCascadeError as exc:
         raise ExportError(
