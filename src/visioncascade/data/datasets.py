@@ -121,7 +121,10 @@ def data_reference(source: str | Path, run_dir: Path) -> tuple[str, str | None]:
     if text in BUNDLED:
         return text, None
     reference = str(Path(text).expanduser().resolve())
-    return reference, os.path.relpath(reference, Path(run_dir).expanduser().resolve())
+    try:
+        return reference, os.path.relpath(reference, Path(run_dir).expanduser().resolve())
+    except ValueError:  # on Windows, data and run on different drives: no relative path
+        return reference, None
 
 
 def locate_run_data(reference: str, run_dir: Path, beside_run: str | None = None) -> tuple[str, list[str]]:
