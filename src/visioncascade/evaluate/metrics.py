@@ -210,11 +210,23 @@ def _percentile_interval(samples: np.ndarray, level: float) -> list[float] | Non
     return [float(low), float(high)]
 
 
-def _check_bootstrap(resamples: int, level: float) -> None:
+def _bootstrap_samples(
+    y_true: np.ndarray, models: list[np.ndarray], minority: int, resamples: int, level: float, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """Each model's :data:`INTERVAL_KEYS` on the same ``resamples`` bootstrap draws (arrays of that length)."""
     if not isinstance(resamples, int) or resamples < 100:
         raise ValueError(f"resamples must be an integer of at least 100, got {resamples!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level!r}")
+    y_true = np.asarray(y_true, dtype=np.int64)
+    chunks = [
+        [_resampled_metrics(y_true, np.asarray(p, dtype=np.float64), minority, counts) for p in models]
+        for counts in _bootstrap_counts(len(y_true), resamples, seed)
+    ]
+    return [
+        {key: np.concatenate([chunk[i][key] for chunk in chunks]) for key in INTERVAL_KEYS}
+        for i in range(len(models))
+    ]
 
 
 def bootstrap_intervals(
@@ -234,16 +246,8 @@ def bootstrap_intervals(
     so the same predictions give the same intervals. ``None`` where a metric is undefined for too many
     resamples.
     """
-    _check_bootstrap(resamples, level)
-    y_true = np.asarray(y_true, dtype=np.int64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    parts = [
-        _resampled_metrics(y_true, probabilities, minority, c)
-        for c in _bootstrap_counts(len(y_true), resamples, seed)
-    ]
-    return {
-        key: _percentile_interval(np.concatenate([p[key] for p in parts]), level) for key in INTERVAL_KEYS
-    }
+    (samples,) = _bootstrap_samples(y_true, [probabilities], minority, resamples, level, seed)
+    return {key: _percentile_interval(samples[key], level) for key in INTERVAL_KEYS}
 
 
 def paired_bootstrap_differences(
@@ -262,29 +266,22 @@ def paired_bootstrap_differences(
     same images (narrower than comparing two separate intervals). An interval that holds 0 means this test
     set cannot tell the two apart on that metric.
     """
-    _check_bootstrap(resamples, level)
-    y_true = np.asarray(y_true, dtype=np.int64)
-    probabilities_a = np.asarray(probabilities_a, dtype=np.float64)
-    probabilities_b = np.asarray(probabilities_b, dtype=np.float64)
-    if probabilities_a.shape != probabilities_b.shape or len(probabilities_a) != len(y_true):
+    shape_a, shape_b = np.shape(probabilities_a), np.shape(probabilities_b)
+    if shape_a != shape_b or shape_a[0] != len(y_true):
         raise ValueError(
-            f"both models must score the same images: got probabilities of shapes {probabilities_a.shape} and "
-            f"{probabilities_b.shape} for {len(y_true)} labels"
+            f"both models must score the same images: got probabilities of shapes {shape_a} and "
+            f"{shape_b} for {len(y_true)} labels"
         )
+    a, b = _bootstrap_samples(y_true, [probabilities_a, probabilities_b], minority, resamples, level, seed)
     full = np.ones((1, len(y_true)), dtype=np.int64)
-    point_a = _resampled_metrics(y_true, probabilities_a, minority, full)
-    point_b = _resampled_metrics(y_true, probabilities_b, minority, full)
-    samples: dict[str, list[np.ndarray]] = {key: [] for key in INTERVAL_KEYS}
-    for counts in _bootstrap_counts(len(y_true), resamples, seed):
-        a = _resampled_metrics(y_true, probabilities_a, minority, counts)
-        b = _resampled_metrics(y_true, probabilities_b, minority, counts)
-        for key in INTERVAL_KEYS:
-            samples[key].append(b[key] - a[key])
+    y = np.asarray(y_true, dtype=np.int64)
+    point_a = _resampled_metrics(y, np.asarray(probabilities_a, dtype=np.float64), minority, full)
+    point_b = _resampled_metrics(y, np.asarray(probabilities_b, dtype=np.float64), minority, full)
     out: dict[str, dict[str, Any]] = {}
     for key in INTERVAL_KEYS:
         value = float(point_b[key][0] - point_a[key][0])
         out[key] = {
             "difference": value if math.isfinite(value) else None,
-            "interval": _percentile_interval(np.concatenate(samples[key]), level),
+            "interval": _percentile_interval(b[key] - a[key], level),
         }
     return out
