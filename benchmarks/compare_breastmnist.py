@@ -4,7 +4,7 @@ Runs ``visioncascade compare breastmnist`` (5 folds, up to 300 epochs, patience 
 test accuracy, ROC-AUC, minority F1, bytes and training seconds next to the MedMNIST v2 paper's figures,
 then each arm's 95% bootstrap intervals and the paired transfer-minus-scratch differences.
 
-    python benchmarks/compare_breastmnist.py --out runs/bench-compare [--seed 0] [--jobs N]
+    python benchmarks/compare_breastmnist.py --out runs/bench-compare [--seed 0] [--jobs N] [--average-epochs N]
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument(
+        "--average-epochs",
+        type=int,
+        default=None,
+        help="weight-averaging epochs per fit (default: 20; 0: off)",
+    )
     args = parser.parse_args()
     from visioncascade.experiment import compare
 
@@ -44,6 +50,7 @@ def main() -> None:
         seed=args.seed,
         quick=args.quick,
         jobs=args.jobs,
+        average_epochs=args.average_epochs,
         overwrite=True,
         progress=False,
     )

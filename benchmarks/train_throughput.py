@@ -15,10 +15,11 @@ input pipeline, augmentation, validation, callbacks or per-step Python. A fit ca
     python benchmarks/train_throughput.py [--repeats 3]
 
 ``--job cv`` measures the whole job of a training run instead of one fit: the final model and 5
-stratified cross-validation folds (6 fits, fixed epochs, no refit). Baseline: the straightforward loop
-(NumPy arrays, one ``model.fit`` after the other with a best-val-loss ``ModelCheckpoint``, predictions of
-each held-out fold and of the test split). visioncascade: ``train_run`` end to end (calibration, metrics,
-report, latency included) with ``--jobs 1`` (one fit after the other) and ``--jobs 2`` (worker processes).
+stratified cross-validation folds (6 fits, fixed epochs, no refit, no weight averaging). Baseline: the
+straightforward loop (NumPy arrays, one ``model.fit`` after the other with a best-val-loss
+``ModelCheckpoint``, predictions of each held-out fold and of the test split). visioncascade:
+``train_run`` end to end (calibration, metrics, report, latency included) with ``--jobs 1`` (one fit
+after the other) and ``--jobs 2`` (worker processes).
 
     python benchmarks/train_throughput.py --job cv [--repeats 3]
 """
@@ -161,6 +162,7 @@ def _ours_cv(arch, size, lr, epochs, k, jobs, out):
         color_mode="grayscale",
         learning_rate=lr,
         refit=False,
+        average_epochs=0,  # the job both sides do: fixed epochs, no refit, no weight averaging
         jobs=jobs,
     )
     start = time.perf_counter()

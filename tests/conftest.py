@@ -31,12 +31,14 @@ def shapes_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def scratch_run(tmp_path_factory: pytest.TempPathFactory):
-    """One real, small training run on bundled BreastMNIST (scratch, 2 folds, few epochs)."""
+    """One real, small training run on bundled BreastMNIST (scratch, 2 folds, few epochs, 3 averaged)."""
     from visioncascade.experiment import train_run
     from visioncascade.train import TrainConfig
 
     out = tmp_path_factory.mktemp("runs") / "breast-scratch"
-    config = TrainConfig.build(arch="scratch", folds=2, epochs=6, patience=3, image_size=28, seed=1)
+    config = TrainConfig.build(
+        arch="scratch", folds=2, epochs=6, patience=3, average_epochs=3, image_size=28, seed=1
+    )
     return train_run("breastmnist", out, config, progress=False)
 
 

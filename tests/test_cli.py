@@ -43,6 +43,7 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         "[default: 300]",
         "[default: 10]",
         f"[default: {DEFAULT_WEIGHT_DECAY}]",  # the help's literal must follow the constant
+        "[default: 20; --quick: 3]",
         "[default: on, off with --quick]",
         "[default: one per core, at most folds + 1]",
     ):
@@ -61,6 +62,10 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
             "--weight-decay must be in [0, 1)",
         ),
         (["train", "breastmnist", "--freeze", "3", "--out", "x"], "--freeze applies to mobilenet_v2 only"),
+        (
+            ["train", "breastmnist", "--average-epochs", "-1", "--out", "x"],
+            "--average-epochs must be 0 (no weight averaging) or more, got -1",
+        ),
         (["evaluate", "not-a-run"], "not-a-run is not a run folder"),
         (
             ["compare", "breastmnist", "--weight-decay", "1.5", "--out", "x"],
@@ -102,16 +107,26 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
 def test_compare_trains_both_arms_with_the_shared_settings(tmp_path: Path):
     out = tmp_path / "cmp"
     shared = ["--no-augment", "--class-weight", "none", "--batch-size", "16", "--weight-decay", "0"]
+    shared += ["--average-epochs", "2"]
     args = ["--quick", "--folds", "0", "--epochs", "1", "--no-export-sizes"]
     result = run_cli("compare", "breastmnist", *shared, *args, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     settings = json.loads((out / "comparison.json").read_text())["settings"]
-    expected = {"augment": False, "class_weight": "none", "batch_size": 16, "weight_decay": 0.0}
+    expected = {
+        "augment": False,
+        "class_weight": "none",
+        "batch_size": 16,
+        "weight_decay": 0.0,
+        "average_epochs": 2,
+    }
     assert {key: settings[key] for key in expected} == expected
     for arm in ("scratch", "transfer"):
         config = yaml.safe_load((out / arm / "config.yaml").read_text())
         assert {key: config["train"][key] for key in expected} == expected, arm
         assert config["resolved"]["class_weight"] is None and config["resolved"]["augmentation"] is None
+        metrics = json.loads((out / arm / "metrics.json").read_text())
+        assert metrics["final"]["averaged_epochs"] == 2, arm
+        assert metrics["calibration"]["prior_correction"] == 0.0, arm  # no class weights: nothing to undo
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from visioncascade.data.pipeline import Augmentation, make_tf_dataset
-from visioncascade.models import create_model
+from visioncascade.models import create_model, load_model
 from visioncascade.train import fit as fit_module
 from visioncascade.train.fit import class_weights, clear_trainers, compile_model, fit_model, seed_everything
 
@@ -49,8 +49,13 @@ def _fit(
     learning_rates=None,
     weight_decay: float = 0.0,
     augmentation: Augmentation | None = Augmentation(),
+    epochs: int = 4,
+    learning_rate: float = 3e-3,
+    average_epochs: int = 0,
+    checkpoint=None,
 ):
-    """One fit from a fresh model: history, weights, probabilities, the object that trained, the model."""
+    """One fit from a fresh model: history, weights, probabilities, the object that trained, the model,
+    the fit's result."""
     model = model or _build(seed, filters, freeze)
     seen = _SeesModel()
     train, val = _data(seed), _data(seed + 100, 24)
@@ -58,19 +63,21 @@ def _fit(
         model,
         train,
         val,
-        epochs=4,
+        epochs=epochs,
         patience=10,
         batch_size=8,
-        learning_rate=3e-3,
+        learning_rate=learning_rate,
         augmentation=augmentation,
         class_weight=class_weights(train[1], 2),
         seed=seed,
+        checkpoint=checkpoint,
         callbacks=[seen, *(callbacks or [])],
         learning_rates=learning_rates,
         weight_decay=weight_decay,
+        average_epochs=average_epochs,
     )
     probabilities = keras.ops.convert_to_numpy(model(val[0].astype(np.float32), training=False))
-    return result.history, model.get_weights(), probabilities, seen.trained, model
+    return result.history, model.get_weights(), probabilities, seen.trained, model, result
 
 
 _TWO_EPOCHS = {"epochs": 2, "patience": 10, "batch_size": 8, "learning_rate": 3e-3}
@@ -313,3 +320,86 @@ def test_seed_everything_falls_back_to_keras_where_tensorflow_changed(monkeypatc
     monkeypatch.setattr(keras.utils, "set_random_seed", calls.append)
     seed_everything(4)
     assert calls == [4]
+
+
+def _fit_averaging(seed: int, average_epochs: int, learning_rate: float = 3e-3, checkpoint=None):
+    """A 3-epoch fit at 3e-3 (the rates given), then ``average_epochs`` at ``learning_rate``:
+    its result, the model and its training data."""
+    fitted = _fit(
+        seed,
+        epochs=3,
+        learning_rates=[3e-3] * 3,
+        weight_decay=0.05,
+        learning_rate=learning_rate,
+        average_epochs=average_epochs,
+        checkpoint=checkpoint,
+    )
+    return fitted[5], fitted[4], _data(seed)
+
+
+def _batch_norm_state(model: keras.Model) -> list[np.ndarray]:
+    return [
+        keras.ops.convert_to_numpy(v)
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    ]
+
+
+def test_weight_averaging_at_a_zero_rate_keeps_the_best_weights_and_recomputes_batch_norm():
+    """Averaging epochs that cannot move the weights: their average is the best weights, to the bit."""
+    plain, plain_model, train = _fit_averaging(0, 0)
+    averaged, model, _ = _fit_averaging(0, 4, learning_rate=0.0)
+    assert (averaged.averaged_epochs, plain.averaged_epochs) == (4, 0)
+    assert averaged.averaging_history["learning_rate"] == [0.0] * 4
+    for a, b in zip(model.trainable_weights, plain_model.trainable_weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    fit_module.recompute_batch_norm(plain_model, train[0])  # what averaging ends with
+    for a, b in zip(_batch_norm_state(model), _batch_norm_state(plain_model), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_weight_averaging_trains_on_keeps_the_checkpoint_and_reports_its_epochs(tmp_path):
+    plain, plain_model, _ = _fit_averaging(0, 0)
+    averaged, model, _ = _fit_averaging(0, 3, checkpoint=tmp_path / "best.keras")
+    assert averaged.averaged_epochs == 3
+    assert averaged.epochs_run == plain.epochs_run == 3  # the fit's own epochs, as before
+    assert set(averaged.averaging_history) >= {"loss", "accuracy", "learning_rate"}
+    assert averaged.averaging_history["learning_rate"] == pytest.approx([3e-3] * 3)
+    assert all(len(v) == 3 for v in averaged.averaging_history.values())
+    assert averaged.history == plain.history  # the fit before averaging is untouched
+    moved = [
+        float(np.abs(keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b)).max())
+        for a, b in zip(model.trainable_weights, plain_model.trainable_weights, strict=True)
+    ]
+    assert max(moved) > 1e-3
+    # The checkpoint is the best model before averaging.
+    best = load_model(tmp_path / "best.keras")
+    for a, b in zip(best.get_weights(), plain_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_recompute_batch_norm_gives_the_mean_of_the_batches_statistics_and_spares_frozen_layers():
+    model = _build(3)
+    frozen = model.get_layer("s1_bn1")
+    frozen.trainable = False
+    frozen_before = [
+        keras.ops.convert_to_numpy(v).copy() for v in (frozen.moving_mean, frozen.moving_variance)
+    ]
+    x = _data(3, 32)[0].astype(np.float32)
+    bn = model.get_layer("s0_bn0")
+    features = keras.ops.convert_to_numpy(keras.Model(model.input, bn.input)(x))  # what bn0 normalises
+    fit_module.recompute_batch_norm(model, x, batch_size=16)
+    halves = features.reshape(2, 16, *features.shape[1:])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(bn.moving_mean), features.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(bn.moving_variance),
+        halves.var(axis=(1, 2, 3)).mean(axis=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert bn.momentum == pytest.approx(0.9)  # put back
+    for before, v in zip(frozen_before, (frozen.moving_mean, frozen.moving_variance), strict=True):
+        np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(v))

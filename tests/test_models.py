@@ -63,6 +63,35 @@ def test_temperature_survives_save_and_load(tmp_path: Path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), after, atol=1e-6)
 
 
+def test_logit_offsets_are_added_after_the_temperature_and_survive_save_and_load(tmp_path: Path):
+    model = create_model("scratch", input_shape=(16, 16, 1), num_classes=3)
+    x = np.random.default_rng(2).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    layer = model.get_layer("probabilities")
+    logits = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("logits").output)(x))
+    layer.set_temperature(0.5)
+    layer.set_offsets([0.3, -0.1, -0.2])
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits / 0.5 + np.array([0.3, -0.1, -0.2])))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, atol=1e-6)
+    save_model(model, tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="offsets must be 3 finite values"):
+        layer.set_offsets([0.1, 0.2])
+    with pytest.raises(ValueError, match="offsets must be 3 finite values"):
+        layer.set_offsets([0.1, np.nan, 0.0])
+
+
+def test_a_model_saved_before_the_offsets_existed_loads_and_predicts_as_it_did():
+    """``tests/data``'s model was saved by visioncascade a09cedf: its softmax held a temperature only."""
+    data = Path(__file__).parent / "data"
+    model = load_model(data / "legacy_scratch_temperature_only.keras")
+    expected = np.load(data / "legacy_scratch_temperature_only.npz")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(expected["x"])), expected["p"], atol=1e-6)
+    layer = model.get_layer("probabilities")
+    assert float(keras.ops.convert_to_numpy(layer.temperature)) == pytest.approx(0.5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.offsets), np.zeros(3))
+
+
 def _h5_kernel(path: Path, layer: str) -> np.ndarray:
     with h5py.File(path, "r") as f:
         group = f[layer]

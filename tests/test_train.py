@@ -84,10 +84,33 @@ def test_spec_travels_with_the_model_and_calibration_is_inside(scratch_run):
     temperature = metrics["calibration"]["temperature"]
     assert spec.temperature == pytest.approx(temperature)
     model = load_model(run)
-    assert float(model.get_layer("probabilities").temperature.numpy()) == pytest.approx(temperature, rel=1e-6)
+    layer = model.get_layer("probabilities")
+    assert float(layer.temperature.numpy()) == pytest.approx(temperature, rel=1e-6)
     assert (
         metrics["calibration"]["val_log_loss_after"] <= metrics["calibration"]["val_log_loss_before"] + 1e-9
     )
+    # Class-weighted training: the prior correction, its offsets in the spec and inside the softmax.
+    alpha, offsets = metrics["calibration"]["prior_correction"], metrics["calibration"]["logit_offsets"]
+    assert 0.0 <= alpha <= 1.0
+    assert spec.logit_offsets == pytest.approx(tuple(offsets))
+    np.testing.assert_allclose(layer.offsets.numpy(), offsets or [0.0, 0.0], rtol=1e-6, atol=1e-7)
+    if alpha > 0:  # it takes back part of the log class-weight ratio: the up-weighted minority goes down
+        weights = yaml.safe_load((run / "config.yaml").read_text())["resolved"]["class_weight"]
+        assert weights[0] > weights[1]  # malignant, the minority
+        assert offsets[1] - offsets[0] == pytest.approx(alpha * np.log(weights[0] / weights[1]), rel=1e-6)
+
+
+def test_each_fit_ends_with_weight_averaging(scratch_run):
+    run = scratch_run.run_dir
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["final"]["averaged_epochs"] == 3
+    assert metrics["final"]["refit"]["averaged_epochs"] == 3
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    for stage in ("final", "refit", "fold1", "fold2"):
+        averaging = [r for r in rows if r["stage"] == f"{stage}-averaging"]
+        assert [int(r["epoch"]) for r in averaging] == [1, 2, 3], stage
+        assert all(float(r["loss"]) > 0 and r["val_loss"] == "" for r in averaging)
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["average_epochs"] == 3
 
 
 def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
@@ -120,8 +143,9 @@ def test_evaluate_other_data_needs_the_same_labels(scratch_run, tmp_path: Path):
 def test_history_config_and_report(scratch_run):
     run = scratch_run.run_dir
     rows = list(csv.DictReader((run / "history.csv").open()))
-    assert {r["stage"] for r in rows} == {"final", "refit", "fold1", "fold2"}
-    assert all(float(r["val_loss"]) > 0 for r in rows if r["stage"] != "refit")
+    stages = {"final", "refit", "fold1", "fold2"}
+    assert {r["stage"] for r in rows} == stages | {f"{stage}-averaging" for stage in stages}
+    assert all(float(r["val_loss"]) > 0 for r in rows if r["stage"] in stages - {"refit"})
     assert all(r["val_loss"] == "" and float(r["loss"]) > 0 for r in rows if r["stage"] == "refit")
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"] == "breastmnist" and config["resolved"]["image_size"] == 28
@@ -134,7 +158,7 @@ def test_history_config_and_report(scratch_run):
 
 
 def test_existing_run_is_refused_then_replaced_with_overwrite(scratch_run, tmp_path: Path):
-    config = TrainConfig.build(folds=0, epochs=1, patience=1, image_size=16)
+    config = TrainConfig.build(folds=0, epochs=1, patience=1, image_size=16, average_epochs=2)
     with pytest.raises(RunExistsError, match="already holds a run; pass --overwrite"):
         train_run("breastmnist", scratch_run.run_dir, config, progress=False)
     out = tmp_path / "run"
@@ -158,7 +182,7 @@ class _StopAt(keras.callbacks.Callback):
 
 
 def test_ctrl_c_keeps_the_best_model_so_far(tmp_path: Path):
-    config = TrainConfig.build(folds=3, epochs=50, patience=50, image_size=16, jobs=1)
+    config = TrainConfig.build(folds=3, epochs=50, patience=50, image_size=16, jobs=1, average_epochs=2)
     result = train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopAt(2)])
     metrics = result.metrics
     assert metrics["interrupted"] is True
@@ -169,7 +193,10 @@ def test_ctrl_c_keeps_the_best_model_so_far(tmp_path: Path):
 
 
 class _StopInFit(keras.callbacks.Callback):
-    """Simulates Ctrl-C at the end of the first epoch of the ``fit``-th fit (1 = final, 2 = refit)."""
+    """Simulates Ctrl-C at the end of the first epoch of the ``fit``-th fit.
+
+    Weight averaging counts as a fit of its own: 1 = final, 2 = its averaging, 3 = refit, 4 = its averaging.
+    """
 
     def __init__(self, fit: int):
         super().__init__()
@@ -202,7 +229,7 @@ def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first
     """The refit trains a new model on train + val for the best epoch count and it becomes the final
     model; calibration and val metrics stay those of the model trained on train alone; Ctrl-C during
     the refit keeps that model (the same run as --no-refit, to the last figure)."""
-    config = TrainConfig.build(folds=0, epochs=4, patience=4, image_size=16, seed=3)
+    config = TrainConfig.build(folds=0, epochs=4, patience=4, image_size=16, seed=3, average_epochs=2)
     plain = train_run(
         "breastmnist",
         tmp_path / "plain",
@@ -216,7 +243,7 @@ def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first
         tmp_path / "stopped",
         config,
         progress=False,
-        callbacks=[_CutInFirstFit(), _StopInFit(2)],
+        callbacks=[_CutInFirstFit(), _StopInFit(3)],
     )
     assert plain.metrics["final"]["refit"] is None
     info = refit.metrics["final"]["refit"]
@@ -249,15 +276,33 @@ def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first
 
 
 def test_ctrl_c_in_a_fold_keeps_the_finished_folds_only(tmp_path: Path):
-    config = TrainConfig.build(folds=2, epochs=3, patience=3, image_size=16, refit=False, jobs=1)
+    config = TrainConfig.build(
+        folds=2, epochs=3, patience=3, image_size=16, refit=False, jobs=1, average_epochs=2
+    )
     stopped = train_run(
-        "breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopInFit(3)]
-    )  # fits: 1 final, 2 fold 1, 3 fold 2
+        "breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopInFit(5)]
+    )  # fits: 1 final, 2 its averaging, 3 fold 1, 4 its averaging, 5 fold 2
     metrics = stopped.metrics
     assert metrics["interrupted"] is True and metrics["final"]["epochs_run"] == 3
     assert metrics["cv"]["completed"] == 1 and [f["fold"] for f in metrics["cv"]["folds"]] == [1]
     rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
-    assert {r["stage"] for r in rows} == {"final", "fold1"}
+    assert {r["stage"] for r in rows} == {"final", "final-averaging", "fold1", "fold1-averaging"}
+
+
+def test_ctrl_c_while_averaging_keeps_the_best_weights_before_it(tmp_path: Path):
+    config = TrainConfig.build(folds=0, epochs=3, patience=3, image_size=16, refit=False, average_epochs=4)
+    stopped = train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[_StopInFit(2)])
+    metrics = stopped.metrics
+    assert metrics["interrupted"] is True and metrics["final"]["averaged_epochs"] == 0
+    assert metrics["final"]["epochs_run"] == 3
+    # The model kept is the best of the fit: the checkpoint's weights (before calibration).
+    x_test, y_test = load_dataset("breastmnist").arrays("test", (16, 16), "grayscale")
+    best = load_model(tmp_path / "run" / "checkpoints" / "best_val_loss.keras")
+    p = np.asarray(best.predict(x_test, verbose=0))
+    assert compute_metrics(y_test, p, stopped.spec.labels, 0)["log_loss"] == pytest.approx(
+        metrics["test_uncalibrated"]["log_loss"], rel=1e-6
+    )
+    assert not (tmp_path / "run" / ".first.keras").exists()
 
 
 def test_a_failing_run_leaves_nothing_behind(tmp_path: Path):
@@ -265,14 +310,14 @@ def test_a_failing_run_leaves_nothing_behind(tmp_path: Path):
         def on_epoch_end(self, epoch, logs=None):
             raise RuntimeError("boom")
 
-    config = TrainConfig.build(folds=0, epochs=3, image_size=16)
+    config = TrainConfig.build(folds=0, epochs=3, image_size=16, average_epochs=2)
     with pytest.raises(RuntimeError, match="boom"):
         train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[Boom()])
     assert list(tmp_path.iterdir()) == []
 
 
 def test_same_seed_same_run(tmp_path: Path):
-    config = TrainConfig.build(folds=0, epochs=3, patience=3, image_size=16, seed=7)
+    config = TrainConfig.build(folds=0, epochs=3, patience=3, image_size=16, seed=7, average_epochs=2)
     a = train_run("breastmnist", tmp_path / "a", config, progress=False)
     b = train_run("breastmnist", tmp_path / "b", config, progress=False)
     np.testing.assert_allclose(a.metrics["val"]["log_loss"], b.metrics["val"]["log_loss"], rtol=1e-4)
@@ -281,7 +326,9 @@ def test_same_seed_same_run(tmp_path: Path):
 
 def test_folder_dataset_without_splits_trains_and_learns(tmp_path: Path):
     data = write_shape_folder(tmp_path / "shapes", {"horizontal": 40, "vertical": 80}, seed=3)
-    config = TrainConfig.build(folds=2, epochs=25, patience=6, image_size=24, class_weight="none")
+    config = TrainConfig.build(
+        folds=2, epochs=25, patience=6, image_size=24, class_weight="none", average_epochs=2
+    )
     result = train_run(data, tmp_path / "run", config, progress=False)
     metrics = result.metrics
     assert any("held out" in note for note in metrics["dataset"]["notes"])
@@ -302,7 +349,14 @@ def test_fewer_images_than_folds_fails_before_training(tmp_path: Path):
 @pytest.mark.slow
 def test_transfer_run_with_frozen_layers(tmp_path: Path):
     config = TrainConfig.build(
-        arch="mobilenet_v2", freeze=7, folds=0, epochs=2, patience=2, image_size=32, refit=False
+        arch="mobilenet_v2",
+        freeze=7,
+        folds=0,
+        epochs=2,
+        patience=2,
+        image_size=32,
+        refit=False,
+        average_epochs=2,
     )
     result = train_run("breastmnist", tmp_path / "tl", config, progress=False)
     assert result.spec.architecture == "mobilenet_v2"
@@ -314,7 +368,7 @@ def test_transfer_run_with_frozen_layers(tmp_path: Path):
 def test_evaluate_finds_relative_folder_data_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_shape_folder(tmp_path / "shapes", {"horizontal": 20, "vertical": 40}, seed=4, mixed=False)
     monkeypatch.chdir(tmp_path)
-    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16)
+    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16, average_epochs=2)
     train_run("shapes", "run", config, progress=False)  # relative paths, as a user types them
     assert yaml.safe_load(Path("run/config.yaml").read_text())["data"] == str(tmp_path / "shapes")
     monkeypatch.chdir(tmp_path.parent)
@@ -325,7 +379,7 @@ def test_evaluate_finds_relative_folder_data_from_anywhere(tmp_path: Path, monke
 def test_evaluate_finds_data_that_moved_with_the_run_and_says_when_it_is_gone(tmp_path: Path):
     project = tmp_path / "project"
     write_shape_folder(project / "shapes", {"horizontal": 20, "vertical": 40}, seed=4, mixed=False)
-    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16)
+    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16, average_epochs=2)
     train_run(project / "shapes", project / "runs" / "a", config, progress=False)
     assert yaml.safe_load((project / "runs" / "a" / "config.yaml").read_text())["data_beside_run"] == (
         "../../shapes"

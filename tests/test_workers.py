@@ -24,7 +24,20 @@ from visioncascade.train import TrainConfig
 from visioncascade.train.progress import TrainingProgress
 from visioncascade.train.workers import FitWorkers
 
-ARGS = ["--folds", "2", "--epochs", "4", "--patience", "4", "--image-size", "16", "--seed", "2"]
+ARGS = [
+    "--folds",
+    "2",
+    "--epochs",
+    "4",
+    "--patience",
+    "4",
+    "--average-epochs",
+    "2",
+    "--image-size",
+    "16",
+    "--seed",
+    "2",
+]
 
 
 def _default_sigint() -> None:
@@ -73,7 +86,7 @@ def test_workers_give_the_sequential_recipe_result_fold_by_fold(tmp_path: Path):
         tf.config.threading.set_inter_op_parallelism_threads(1)
         from visioncascade.experiment import train_run
         from visioncascade.train import TrainConfig
-        config = TrainConfig.build(folds=2, epochs=4, patience=4, image_size=16, seed=2, jobs=1)
+        config = TrainConfig.build(folds=2, epochs=4, patience=4, image_size=16, seed=2, jobs=1, average_epochs=2)
         train_run("breastmnist", {str(tmp_path / "seq")!r}, config, progress=False)
         """
     )
@@ -90,9 +103,11 @@ def test_workers_give_the_sequential_recipe_result_fold_by_fold(tmp_path: Path):
     for a, b in zip(par["cv"]["folds"], seq["cv"]["folds"], strict=True):
         assert _untimed(a) == _untimed(b)
     rows = [list(csv.reader((tmp_path / run / "history.csv").open())) for run in ("par", "seq")]
-    assert rows[0] == rows[1] and {r[0] for r in rows[0][1:]} == {"final", "refit", "fold1", "fold2"}
+    stages = {"final", "refit", "fold1", "fold2"}
+    assert rows[0] == rows[1] and {r[0] for r in rows[0][1:]} == stages | {f"{s}-averaging" for s in stages}
     assert (tmp_path / "par" / "config.yaml").read_text().count("jobs: 2") == 1
     assert not (tmp_path / "par" / ".refit.keras").exists()
+    assert not (tmp_path / "par" / ".first.keras").exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds worker processes through /proc")
@@ -139,7 +154,7 @@ def test_a_script_without_a_main_guard_gets_told_how_to_fix_it(tmp_path: Path):
             f"""
             from visioncascade.experiment import train_run
             from visioncascade.train import TrainConfig
-            config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2)
+            config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2, average_epochs=2)
             train_run("breastmnist", {str(tmp_path / "run")!r}, config, progress=False)
             """
         )
@@ -184,7 +199,7 @@ def test_workers_that_skip_the_teardown_keep_their_output_and_exit_status(capfd:
 
 
 def test_callbacks_need_the_run_in_this_process(tmp_path: Path):
-    config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2)
+    config = TrainConfig.build(folds=2, epochs=1, image_size=16, jobs=2, average_epochs=2)
     with pytest.raises(ConfigError, match="callbacks run in this process but jobs=2"):
         train_run(
             "breastmnist", tmp_path / "run", config, progress=False, callbacks=[keras.callbacks.History()]

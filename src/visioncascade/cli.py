@@ -66,6 +66,14 @@ BatchSizeOption = Annotated[int, typer.Option(help="Batch size.")]
 WeightDecayOption = Annotated[
     float | None, typer.Option(help="AdamW weight decay; 0 for plain Adam. \\[default: 0.05]")
 ]
+AverageEpochsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="After each fit, train N epochs more at the initial learning rate and keep their average "
+        "weights (stochastic weight averaging); 0 turns it off. \\[default: 20; --quick: 3]",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -97,6 +105,7 @@ def train(
     batch_size: BatchSizeOption = 32,
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     weight_decay: WeightDecayOption = None,
+    average_epochs: AverageEpochsOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     name: Annotated[str | None, typer.Option(help="Model name (default: from the data and arch).")] = None,
     quick: Annotated[bool, typer.Option(help="Few folds/epochs, small images: a fast smoke run.")] = False,
@@ -126,6 +135,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         weight_decay=weight_decay,
+        average_epochs=average_epochs,
         seed=seed,
         quick=quick,
         refit=refit,
@@ -170,6 +180,7 @@ def compare(
     class_weight: ClassWeightOption = "auto",
     batch_size: BatchSizeOption = 32,
     weight_decay: WeightDecayOption = None,
+    average_epochs: AverageEpochsOption = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quick: Annotated[
         bool, typer.Option(help="Fewer folds/epochs, smaller images (< 2 min on 2 cores).")
@@ -206,6 +217,7 @@ def compare(
         class_weight=class_weight,
         batch_size=batch_size,
         weight_decay=weight_decay,
+        average_epochs=average_epochs,
         seed=seed,
         quick=quick,
         refit=refit,

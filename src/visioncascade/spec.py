@@ -8,13 +8,14 @@ The input contract of every visioncascade model:
 * the caller resizes the frame to ``input_size`` (height, width) with :func:`resize_image` semantics
   (``preprocessing.resize``), converts it to ``color_mode`` (``"grayscale"``: 1 channel, ``"rgb"``: 3
   channels in R, G, B order) and passes raw pixel values ``0..255`` as float32, shape ``(N, H, W, C)``;
-* everything after that (rescaling, channel repetition, the Sobel edge channel, temperature) happens
+* everything after that (rescaling, channel repetition, the Sobel edge channel, calibration) happens
   inside the model, so exported models carry it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,8 @@ class ModelSpec:
         architecture_params: The resolved keyword arguments the architecture was built with.
         edges: Whether the model adds a Sobel edge-magnitude channel internally.
         temperature: Calibration temperature; already applied inside the model's softmax.
+        logit_offsets: Calibration offsets added to ``logits / temperature``, one per label (the prior
+            correction of a class-weighted model; empty: none); already applied inside the softmax.
         preprocessing: How a frame becomes the model input (resize method, value range); informative
             for app developers, applied by :func:`visioncascade.data.images.prepare_image`.
         version: Model version (free text, default "1").
@@ -57,6 +60,7 @@ class ModelSpec:
     architecture_params: dict[str, Any] = field(default_factory=dict)
     edges: bool = False
     temperature: float = 1.0
+    logit_offsets: tuple[float, ...] = ()
     preprocessing: dict[str, Any] = field(
         default_factory=lambda: {
             "resize": "area",
@@ -85,6 +89,12 @@ class ModelSpec:
             raise ConfigError(f"input_size must be (height, width) of at least 8 px, got {self.input_size}")
         if not self.temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        offsets = tuple(float(v) for v in self.logit_offsets)
+        object.__setattr__(self, "logit_offsets", offsets)
+        if offsets and (len(offsets) != len(labels) or not all(math.isfinite(v) for v in offsets)):
+            raise ConfigError(
+                f"logit_offsets must be one finite number per label ({len(labels)}) or empty, got {list(offsets)}"
+            )
 
     @property
     def channels(self) -> int:
@@ -110,6 +120,7 @@ class ModelSpec:
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["input_size"] = list(self.input_size)
+        data["logit_offsets"] = list(self.logit_offsets)
         return data
 
     def to_json(self) -> str:

@@ -38,12 +38,14 @@ def make_run_folder(
     edges: bool,
     seed: int = 0,
     temperature: float = 0.25,
+    offsets: bool = True,
     **params,
 ) -> Path:
     """A run folder (model.keras, spec.json, config.yaml) around an untrained registry model.
 
     Parity does not care whether a model is trained, only that artifacts compute what it computes; an
-    untrained model with a low temperature still gives spread-out probabilities.
+    untrained model with a low temperature still gives spread-out probabilities. ``offsets`` puts
+    calibration offsets (the prior correction) into the softmax too, so that every artifact must carry them.
     """
     import keras
 
@@ -58,6 +60,9 @@ def make_run_folder(
         arch, input_shape=(size, size, channels), num_classes=dataset.num_classes, edges=edges, **params
     )
     model.get_layer("probabilities").set_temperature(temperature)
+    logit_offsets = tuple(np.linspace(0.6, -0.6, dataset.num_classes)) if offsets else ()
+    if logit_offsets:
+        model.get_layer("probabilities").set_offsets(logit_offsets)
     root.mkdir(parents=True, exist_ok=True)
     save_model(model, root / "model.keras")
     spec = ModelSpec(
@@ -68,6 +73,7 @@ def make_run_folder(
         architecture=arch,
         edges=edges,
         temperature=temperature,
+        logit_offsets=logit_offsets,
     )
     spec.save(root / "spec.json")
     (root / "config.yaml").write_text(

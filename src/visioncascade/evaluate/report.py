@@ -97,6 +97,15 @@ def _per_class_table(section: dict[str, Any]) -> str:
     return f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>"
 
 
+def _prior_correction(calibration: dict[str, Any]) -> str:
+    """``", prior correction 0.83 (logit offsets +0.51 / -0.51)"`` or nothing (no class weights to undo)."""
+    alpha, offsets = calibration.get("prior_correction", 0.0), calibration.get("logit_offsets") or []
+    if not offsets:
+        return ""
+    shown = " / ".join(f"{v:+.2f}" for v in offsets)
+    return f", prior correction {alpha:.2f} of the class weights' shift (logit offsets {_e(shown)})"
+
+
 def _metric_table(columns: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     rows = "".join(
@@ -165,10 +174,12 @@ def render_run_report(context: dict[str, Any]) -> str:
         )
     )
     parts.append(
-        f"<h2>Calibration</h2><p>Temperature {cal.get('temperature', 1.0):.3f}, fitted on the validation split "
-        "and applied inside the model (probabilities above are calibrated).</p><div class='row'>"
+        f"<h2>Calibration</h2><p>Temperature {cal.get('temperature', 1.0):.3f}"
+        + _prior_correction(cal)
+        + ", fitted on the validation split and applied inside the model (probabilities above are "
+        "calibrated).</p><div class='row'>"
         + _metric_table(
-            {"before (T=1)": metrics.get("test_uncalibrated", {}), "after": test},
+            {"uncalibrated": metrics.get("test_uncalibrated", {}), "calibrated": test},
             ("accuracy", "log_loss", "brier", "ece", "minority_f1"),
         )
         + _img(plots.get("reliability"), "reliability diagram")

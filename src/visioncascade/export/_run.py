@@ -176,7 +176,7 @@ def _input_description(fmt: str, spec: ModelSpec, structure: dict[str, Any] | No
         "range": [0, 255],
         "color_mode": spec.color_mode,
         "resize": spec.preprocessing.get("resize", "area"),
-        "output": "probabilities (float32, one per label, softmax, temperature applied)",
+        "output": "probabilities (float32, one per label, softmax, calibration applied)",
     }
 
 

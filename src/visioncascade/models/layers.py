@@ -56,11 +56,17 @@ class SobelEdges(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="visioncascade")
 class TemperatureSoftmax(keras.layers.Layer):
-    """Softmax of ``logits / temperature``; the temperature is a non-trainable weight set by calibration."""
+    """Softmax of ``logits / temperature + offsets``: the calibrated class probabilities.
 
-    def __init__(self, temperature: float = 1.0, **kwargs):
+    ``temperature`` (a scalar) and ``offsets`` (one per class: the prior correction of a class-weighted
+    model, see :mod:`visioncascade.train.calibration`) are non-trainable weights set by calibration;
+    1 and zeros leave the softmax as it is.
+    """
+
+    def __init__(self, temperature: float = 1.0, offsets: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
         self._initial_temperature = float(temperature)
+        self._initial_offsets = [float(v) for v in offsets] if offsets else None
 
     def build(self, input_shape):
         self.temperature = self.add_weight(
@@ -69,9 +75,19 @@ class TemperatureSoftmax(keras.layers.Layer):
             initializer=keras.initializers.Constant(self._initial_temperature),
             trainable=False,
         )
+        classes = int(input_shape[-1])
+        initial = self._initial_offsets
+        if initial is not None and len(initial) != classes:
+            raise ValueError(f"offsets must have one value per class ({classes}), got {len(initial)}")
+        self.offsets = self.add_weight(
+            name="offsets",
+            shape=(classes,),
+            initializer=keras.initializers.Constant(np.asarray(initial or [0.0] * classes, np.float32)),
+            trainable=False,
+        )
 
     def call(self, logits):
-        return ops.softmax(logits / self.temperature, axis=-1)
+        return ops.softmax(logits / self.temperature + self.offsets, axis=-1)
 
     def set_temperature(self, value: float) -> None:
         """Set the calibration temperature (must be > 0)."""
@@ -80,5 +96,27 @@ class TemperatureSoftmax(keras.layers.Layer):
         self.temperature.assign(float(value))
         self._initial_temperature = float(value)
 
+    def set_offsets(self, values) -> None:
+        """Set the per-class logit offsets (one finite value per class; zeros for none)."""
+        values = np.asarray(values, np.float32).reshape(-1)
+        if values.shape != tuple(self.offsets.shape) or not np.all(np.isfinite(values)):
+            raise ValueError(f"offsets must be {self.offsets.shape[0]} finite values, got {values.tolist()}")
+        self.offsets.assign(values)
+        self._initial_offsets = [float(v) for v in values]
+
+    def load_own_variables(self, store):
+        # Models saved before the offsets existed hold the temperature alone: offsets stay zero.
+        if len(store.keys()) == 1:
+            self.temperature.assign(store["0"])
+            self._initial_temperature = float(np.asarray(store["0"]))
+            return
+        super().load_own_variables(store)
+        self._initial_temperature = float(np.asarray(self.temperature))
+        self._initial_offsets = [float(v) for v in np.asarray(self.offsets)]
+
     def get_config(self):
-        return {**super().get_config(), "temperature": self._initial_temperature}
+        return {
+            **super().get_config(),
+            "temperature": self._initial_temperature,
+            "offsets": self._initial_offsets,
+        }

@@ -1,6 +1,20 @@
 """Fitting, callbacks, calibration and the training configuration."""
 
-from visioncascade.train.calibration import apply_temperature, fit_temperature
+from visioncascade.train.calibration import (
+    Calibration,
+    apply_calibration,
+    apply_temperature,
+    fit_calibration,
+    fit_temperature,
+)
 from visioncascade.train.config import QUICK, TrainConfig
 
-__all__ = ["QUICK", "TrainConfig", "apply_temperature", "fit_temperature"]
+__all__ = [
+    "QUICK",
+    "Calibration",
+    "TrainConfig",
+    "apply_calibration",
+    "apply_temperature",
+    "fit_calibration",
+    "fit_temperature",
+]

@@ -11,7 +11,7 @@ import numpy as np
 
 from visioncascade.models.io import save_model
 
-__all__ = ["BestValLoss", "RichEpochProgress"]
+__all__ = ["BestValLoss", "RichEpochProgress", "epoch_info"]
 
 
 class BestValLoss(keras.callbacks.Callback):
@@ -74,6 +74,14 @@ class BestValLoss(keras.callbacks.Callback):
             self.save_checkpoint()
 
 
+def epoch_info(logs: dict) -> str:
+    """``"loss 0.412 val 0.388"``; ``"loss 0.412 (weight averaging)"`` for an epoch without validation."""
+    loss = float(logs.get("loss", math.nan))
+    if "val_loss" not in logs:
+        return f"loss {loss:.3f} (weight averaging)"
+    return f"loss {loss:.3f} val {float(logs['val_loss']):.3f}"
+
+
 class RichEpochProgress(keras.callbacks.Callback):
     """Advances a Rich progress task once per epoch and shows the latest losses."""
 
@@ -90,11 +98,7 @@ class RichEpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.done += 1
-        self.progress.update(
-            self.task_id,
-            advance=1,
-            info=f"loss {logs.get('loss', float('nan')):.3f} val {logs.get('val_loss', float('nan')):.3f}",
-        )
+        self.progress.update(self.task_id, advance=1, info=epoch_info(logs))
 
     def on_train_end(self, logs=None):
         self.progress.update(self.task_id, total=self.done, completed=self.done)

@@ -11,9 +11,15 @@ from visioncascade.train.workers import auto_jobs
 __all__ = ["DEFAULT_WEIGHT_DECAY", "QUICK", "TrainConfig"]
 
 #: What ``--quick`` changes (options given explicitly still win).
-QUICK = {"folds": 2, "epochs": 12, "patience": 4, "image_size": {"scratch": 28, "mobilenet_v2": 48}}
+QUICK = {
+    "folds": 2,
+    "epochs": 12,
+    "patience": 4,
+    "average_epochs": 3,
+    "image_size": {"scratch": 28, "mobilenet_v2": 48},
+}
 
-_DEFAULTS = {"folds": 5, "epochs": 300, "patience": 10}
+_DEFAULTS = {"folds": 5, "epochs": 300, "patience": 10, "average_epochs": 20}
 
 #: AdamW's decoupled weight decay unless told otherwise (see BENCHMARKS.md: five seeds of the scratch CNN on
 #: BreastMNIST, test accuracy 0.854 → 0.872 on average, ROC-AUC unchanged).
@@ -26,6 +32,8 @@ class TrainConfig:
 
     ``image_size`` ``None`` means the architecture's default; ``learning_rate`` ``None`` likewise.
     ``weight_decay``: AdamW's decoupled weight decay (0 for plain Adam).
+    ``average_epochs``: after each fit, train that many epochs more at the initial learning rate and
+    keep the average of their weights (stochastic weight averaging; 0 turns it off).
     ``folds`` 0 skips cross-validation. ``refit``: after early stopping on val, train the final model
     again on train + val for the best epoch count (``build`` turns it off for ``--quick``). ``jobs``: worker
     processes that train the final model and the folds side by side (1: one after the other in this
@@ -47,6 +55,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float | None = None
     weight_decay: float = DEFAULT_WEIGHT_DECAY
+    average_epochs: int = 0  # what runs before weight averaging did; build() gives 20
     seed: int = 0
     quick: bool = False
     refit: bool = True
@@ -71,6 +80,7 @@ class TrainConfig:
         batch_size: int = 32,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
+        average_epochs: int | None = None,
         seed: int = 0,
         quick: bool = False,
         arch_params: dict[str, Any] | None = None,
@@ -89,7 +99,7 @@ class TrainConfig:
                 raise ConfigError(f"--{key} applies to mobilenet_v2 only, not to architecture {arch!r}")
             params[key] = value
         resolve_params(arch, params)  # unknown parameters fail here
-        chosen = {"folds": folds, "epochs": epochs, "patience": patience}
+        chosen = {"folds": folds, "epochs": epochs, "patience": patience, "average_epochs": average_epochs}
         for key, value in chosen.items():
             if value is None:
                 chosen[key] = QUICK[key] if quick else _DEFAULTS[key]
@@ -133,6 +143,10 @@ class TrainConfig:
             raise ConfigError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"--weight-decay must be in [0, 1) (0 turns it off), got {self.weight_decay}")
+        if self.average_epochs < 0:
+            raise ConfigError(
+                f"--average-epochs must be 0 (no weight averaging) or more, got {self.average_epochs}"
+            )
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1 (1 trains in this process), got {self.jobs}")
         if self.image_size is not None and self.image_size < 8:

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,15 @@ import numpy as np
 from visioncascade.data.pipeline import Augmentation, augment_batch, make_tf_dataset
 from visioncascade.train.callbacks import BestValLoss
 
-__all__ = ["FitResult", "class_weights", "clear_trainers", "compile_model", "fit_model", "seed_everything"]
+__all__ = [
+    "FitResult",
+    "class_weights",
+    "clear_trainers",
+    "compile_model",
+    "fit_model",
+    "recompute_batch_norm",
+    "seed_everything",
+]
 
 # Compiled twins of the models this process has trained, by architecture (see ``_trainer_for``). A twin
 # that is training is out of this cache until it is done, so another thread never gets the same one.
@@ -38,6 +46,10 @@ class FitResult:
     seconds: float
     interrupted: bool = False
     images_per_second: float = 0.0
+    #: Epochs whose weights were averaged after the fit (0: none, see ``fit_model``'s ``average_epochs``).
+    averaged_epochs: int = 0
+    #: Per-epoch ``loss``, ``accuracy`` and ``learning_rate`` of those epochs (no validation).
+    averaging_history: dict[str, list[float]] = field(default_factory=dict)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -110,6 +122,57 @@ def clear_trainers() -> None:
     """Forget the compiled twins :func:`fit_model` keeps (their traced functions and memory)."""
     with _LOCK:
         _TRAINERS.clear()
+
+
+class _WeightSum(keras.callbacks.Callback):
+    """Adds up the trainable weights at the end of every epoch (for their average)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sums: list[np.ndarray] | None = None
+        self.count = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        weights = [
+            np.asarray(keras.ops.convert_to_numpy(w), np.float64) for w in self.model.trainable_weights
+        ]
+        self.sums = weights if self.sums is None else [s + w for s, w in zip(self.sums, weights, strict=True)]
+        self.count += 1
+
+
+def _batch_norms(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
+    """The trainable BatchNormalization layers in ``layer``, nested models included."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [layer] if layer.trainable else []
+    found = []
+    for child in getattr(layer, "layers", []):
+        found.extend(_batch_norms(child))
+    return found
+
+
+def recompute_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> None:
+    """Set every trainable BatchNormalization layer's moving mean and variance to ``images``' statistics.
+
+    Weights averaged over epochs were never run with BatchNorm statistics of their own, so they get
+    them here: one pass over ``images`` (un-augmented, as at inference) in training mode, each layer's
+    moving statistics the mean of the batches' statistics. Frozen BatchNorm layers (``trainable=False``,
+    e.g. the frozen part of a transfer model) run in inference mode and keep theirs.
+    """
+    layers = _batch_norms(model)
+    if not layers or not len(images):
+        return
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.moving_mean.assign(keras.ops.zeros(layer.moving_mean.shape))
+            layer.moving_variance.assign(keras.ops.ones(layer.moving_variance.shape))
+        for i, start in enumerate(range(0, len(images), batch_size)):
+            for layer in layers:
+                layer.momentum = i / (i + 1)  # the running mean of the batches' statistics
+            model(images[start : start + batch_size].astype(np.float32), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
 
 
 def _copy_variables(source: keras.Model, target: keras.Model) -> None:
@@ -212,8 +275,18 @@ def fit_model(
     callbacks: list[keras.callbacks.Callback] | None = None,
     learning_rates: Sequence[float] | None = None,
     weight_decay: float = 0.0,
+    average_epochs: int = 0,
 ) -> FitResult:
     """Train ``model`` on ``train`` with early stopping on ``val`` log loss; the best weights end up in it.
+
+    With ``average_epochs`` > 0 the best weights are then trained ``average_epochs`` epochs more at the
+    constant rate ``learning_rate`` (a fresh optimizer state, no early stopping) and ``model`` gets the
+    average of the weights at the end of each of those epochs, with BatchNorm statistics recomputed on
+    ``train`` (:func:`recompute_batch_norm`): stochastic weight averaging (Izmailov et al., 2018), one
+    model with part of an ensemble's gain (BENCHMARKS.md). The checkpoint keeps the best weights before
+    averaging. Ctrl-C while averaging keeps those best weights (``interrupted=True``). ``callbacks`` see
+    both phases: the fit, then the averaging epochs (a second ``on_train_begin`` ... ``on_train_end``,
+    without validation logs).
 
     Ctrl-C (``KeyboardInterrupt``) stops training cleanly: the best weights so far are restored and the
     result says ``interrupted=True``.
@@ -277,9 +350,25 @@ def fit_model(
             )
         except KeyboardInterrupt:
             interrupted = True
-        seconds = time.perf_counter() - start
         best.restore()
+        averaging: dict[str, list[float]] = {}
+        averaged = 0
+        if average_epochs > 0 and not interrupted and best.best_epoch >= 0:
+            averaged, averaging, interrupted = _average_weights(
+                trainer,
+                train,
+                batch_size,
+                learning_rate,
+                augmentation,
+                class_weight,
+                seed,
+                average_epochs,
+                callbacks or [],
+            )
+        seconds = time.perf_counter() - start
         _copy_variables(trainer, model)
+        if averaged:
+            recompute_batch_norm(model, train[0])
     finally:
         if own_step:
             del model.train_step
@@ -294,5 +383,57 @@ def fit_model(
         epochs_run=epochs_run,
         seconds=seconds,
         interrupted=interrupted,
-        images_per_second=(epochs_run * len(train[0]) / seconds) if seconds > 0 else 0.0,
+        images_per_second=((epochs_run + averaged) * len(train[0]) / seconds) if seconds > 0 else 0.0,
+        averaged_epochs=averaged,
+        averaging_history=averaging,
     )
+
+
+def _average_weights(
+    trainer: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    batch_size: int,
+    learning_rate: float,
+    augmentation: Augmentation | None,
+    class_weight: dict[int, float] | None,
+    seed: int,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+) -> tuple[int, dict[str, list[float]], bool]:
+    """``epochs`` more epochs of ``trainer`` at a constant rate; its trainable weights become their
+    average over those epochs' ends. Returns (epochs averaged, their history, interrupted); after Ctrl-C
+    the trainer gets back the weights it started with (BatchNorm statistics included) and nothing is
+    averaged."""
+    for variable in trainer.optimizer.variables:  # a fresh optimizer state, as for a new fit
+        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    trainer.optimizer.learning_rate = learning_rate
+    start_weights = trainer.get_weights()  # BatchNorm statistics too: training steps move them
+    # Another seed than the fit's: not the fit's first epochs' shuffles and augmentations again.
+    data = make_tf_dataset(
+        *train,
+        batch_size=batch_size,
+        training=True,
+        augmentation=augmentation,
+        seed=seed + 104_729,
+        augment_in_step=augmentation is not None,
+    )
+    total = _WeightSum()
+    history = keras.callbacks.History()
+    constant = keras.callbacks.LearningRateScheduler(lambda epoch, _: learning_rate)
+    try:
+        trainer.fit(
+            data,
+            epochs=epochs,
+            class_weight=class_weight,
+            shuffle=False,
+            callbacks=[total, constant, history, *callbacks],
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        trainer.set_weights(start_weights)
+        return 0, {}, True
+    if total.sums is None:  # no epoch ran (nothing to average)
+        return 0, {}, False
+    for variable, summed in zip(trainer.trainable_weights, total.sums, strict=True):
+        variable.assign((summed / total.count).astype(variable.dtype))
+    return total.count, {k: [float(v) for v in values] for k, values in history.history.items()}, False

@@ -8,7 +8,7 @@ import keras
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from visioncascade.train.callbacks import RichEpochProgress
+from visioncascade.train.callbacks import RichEpochProgress, epoch_info
 
 __all__ = ["TrainingProgress"]
 
@@ -98,8 +98,7 @@ class TrainingProgress:
         elif kind == "begin":
             progress.reset(bar, total=payload or None, info="")
         elif kind == "epoch":
-            loss, val = payload.get("loss", float("nan")), payload.get("val_loss", float("nan"))
-            progress.update(bar, advance=1, info=f"loss {loss:.3f} val {val:.3f}")
+            progress.update(bar, advance=1, info=epoch_info(payload))
         elif kind == "end":
             self.stage_done()
         elif kind == "done":
@@ -112,9 +111,14 @@ class TrainingProgress:
 
 
 class _StageDone(keras.callbacks.Callback):
+    """Advances the stage bar when the stage's first fit ends (its weight averaging, if any, follows)."""
+
     def __init__(self, display: TrainingProgress):
         super().__init__()
         self.display = display
+        self.done = False
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self.display.stage_done()
+        if not self.done:
+            self.done = True
+            self.display.stage_done()

@@ -132,7 +132,9 @@ def _worker_callback() -> Any:
                 raise KeyboardInterrupt
 
         def on_train_end(self, logs: dict | None = None) -> None:
-            _send("end")
+            if not getattr(self, "ended", False):  # once: the fit's weight averaging ends it again
+                self.ended = True
+                _send("end")
 
     return _Report()
 
