@@ -79,10 +79,17 @@ def run_demo(
     with atomic_dir(out, overwrite) as tmp:
         log(f"1/6 generating scenes ({per_class} per class, seed {seed})")
         data = write_datasets(tmp / "data", per_class, seed=seed)
-        # No refit on train + val: these synthetic scenes are learnt almost perfectly on train alone, and
-        # the demo's time is better spent elsewhere.
+        # No refit on train + val and no weight averaging: these synthetic scenes are learnt almost
+        # perfectly on train alone, and the demo's time is better spent elsewhere.
         config = TrainConfig.build(
-            folds=0, epochs=epochs, patience=patience, image_size=32, color_mode="rgb", seed=seed, refit=False
+            folds=0,
+            epochs=epochs,
+            patience=patience,
+            image_size=32,
+            color_mode="rgb",
+            seed=seed,
+            refit=False,
+            average_epochs=0,
         )
         runs, exports, models = {}, {}, {}
         for name in ("domain", "shape", "colour"):
