@@ -6,6 +6,8 @@ Core ML converters handle them without custom ops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 from keras import ops
@@ -96,7 +98,7 @@ class TemperatureSoftmax(keras.layers.Layer):
         self.temperature.assign(float(value))
         self._initial_temperature = float(value)
 
-    def set_offsets(self, values) -> None:
+    def set_offsets(self, values: Sequence[float] | np.ndarray) -> None:
         """Set the per-class logit offsets (one finite value per class; zeros for none)."""
         values = np.asarray(values, np.float32).reshape(-1)
         if values.shape != tuple(self.offsets.shape) or not np.all(np.isfinite(values)):
