@@ -473,6 +473,7 @@ def _train_run(
         p_test = _predict(model, x_test)
         spec = spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
         histories = {"final": final.history}
+        averaging = {"final-averaging": final.averaging_history}  # history.csv only, not the plot
         refit: dict[str, Any] | None = None
         if refit_result is not None and refit_result.interrupted:
             notes.append("the refit on train + val was interrupted: the model trained on train is kept")
@@ -485,6 +486,7 @@ def _train_run(
             p_test = _predict(model, x_test)
             # Without its val curves: val was training data of the refit.
             histories["refit"] = {k: v for k, v in refit_result.history.items() if not k.startswith("val_")}
+            averaging["refit-averaging"] = refit_result.averaging_history
             refit = {
                 "epochs": refit_result.epochs_run,
                 "averaged_epochs": refit_result.averaged_epochs,
@@ -512,6 +514,7 @@ def _train_run(
                 }
             )
             histories[task] = result.history
+            averaging[f"{task}-averaging"] = result.averaging_history
         training_seconds = time.perf_counter() - started
         display.stage("writing run")
         save_model(model, tmp / "model.keras")
@@ -604,15 +607,6 @@ def _train_run(
         }
         config_yaml = yaml.safe_dump(config_doc, sort_keys=False)
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
-        averaging = {
-            f"{stage}-averaging": result.averaging_history
-            for stage, result in (
-                ("final", final),
-                ("refit", refit_result if refit is not None else None),
-                *((f"fold{k + 1}", outcomes.get(f"fold{k + 1}", (None, None))[0]) for k in range(len(folds))),
-            )
-            if result is not None and result.averaging_history
-        }
         (tmp / "history.csv").write_text(_history_csv({**histories, **averaging}), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         report_plots = {

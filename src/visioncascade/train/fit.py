@@ -406,7 +406,6 @@ def _average_weights(
     averaged."""
     for variable in trainer.optimizer.variables:  # a fresh optimizer state, as for a new fit
         variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-    trainer.optimizer.learning_rate = learning_rate
     start_weights = trainer.get_weights()  # BatchNorm statistics too: training steps move them
     # Another seed than the fit's: not the fit's first epochs' shuffles and augmentations again.
     data = make_tf_dataset(
