@@ -98,7 +98,8 @@ def _per_class_table(section: dict[str, Any]) -> str:
 
 
 def _prior_correction(calibration: dict[str, Any]) -> str:
-    """``", prior correction 0.83 (logit offsets +0.51 / -0.51)"`` or nothing (no class weights to undo)."""
+    """``", prior correction 0.83 of the class weights' shift (logit offsets -0.41 / +0.41)"``, or nothing
+    (no class weights to undo)."""
     alpha, offsets = calibration.get("prior_correction", 0.0), calibration.get("logit_offsets") or []
     if not offsets:
         return ""
