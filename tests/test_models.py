@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -12,6 +13,7 @@ import pytest
 from visioncascade.data.pipeline import Augmentation, augment_batch, make_tf_dataset
 from visioncascade.errors import ConfigError, ModelError
 from visioncascade.models import SobelEdges, create_model, list_architectures, load_model, save_model
+from visioncascade.spec import ModelSpec
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
 
@@ -195,3 +197,26 @@ def test_augmenting_in_the_training_step_gives_the_pipelines_batches():
         make_tf_dataset(x, y, batch_size=8, training=True, augment_in_step=True)
     with pytest.raises(ConfigError, match="got training=False"):
         make_tf_dataset(x, y, batch_size=8, training=False, augmentation=aug, augment_in_step=True)
+
+
+def test_a_spec_with_bad_logit_offsets_is_refused_naming_the_file(tmp_path: Path):
+    spec = ModelSpec(
+        name="m",
+        labels=("a", "b", "c"),
+        input_size=(16, 16),
+        color_mode="grayscale",
+        architecture="scratch",
+        logit_offsets=[0.5, -0.25, -0.25],
+    )
+    spec.save(tmp_path / "spec.json")
+    assert ModelSpec.load(tmp_path).logit_offsets == (0.5, -0.25, -0.25)
+    data = spec.to_dict()
+    for bad in ([0.1, 0.2], [0.1, float("nan"), 0.0]):
+        (tmp_path / "spec.json").write_text(json.dumps({**data, "logit_offsets": bad}))
+        with pytest.raises(
+            ConfigError, match=r"spec\.json: logit_offsets must be one finite number per label \(3\)"
+        ):
+            ModelSpec.load(tmp_path)
+    legacy = {k: v for k, v in data.items() if k != "logit_offsets"}  # written before offsets existed
+    (tmp_path / "spec.json").write_text(json.dumps(legacy))
+    assert ModelSpec.load(tmp_path).logit_offsets == ()

@@ -167,4 +167,7 @@ class ModelSpec:
             path = path / "spec.json"
         if not path.is_file():
             raise ConfigError(f"no spec at {path}: expected the spec.json that visioncascade writes")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except ConfigError as exc:  # say which file, so that it can be mended or written again
+            raise ConfigError(f"{path}: {exc}") from None
