@@ -38,7 +38,7 @@ def main() -> None:
         "--average-epochs",
         type=int,
         default=None,
-        help="weight-averaging epochs per fit (default: 20; 0: off)",
+        help="weight-averaging epochs per fit (default: each arch's, 20 scratch / 5 transfer; 0: off)",
     )
     args = parser.parse_args()
     from visioncascade.experiment import compare

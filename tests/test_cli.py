@@ -117,12 +117,13 @@ def test_compare_trains_both_arms_with_the_shared_settings(tmp_path: Path):
         "class_weight": "none",
         "batch_size": 16,
         "weight_decay": 0.0,
-        "average_epochs": 2,
     }
     assert {key: settings[key] for key in expected} == expected
+    assert settings["average_epochs"] == {"scratch": 2, "transfer": 2}  # each arm's own; here both set
     for arm in ("scratch", "transfer"):
         config = yaml.safe_load((out / arm / "config.yaml").read_text())
         assert {key: config["train"][key] for key in expected} == expected, arm
+        assert config["train"]["average_epochs"] == 2, arm
         assert config["resolved"]["class_weight"] is None and config["resolved"]["augmentation"] is None
         metrics = json.loads((out / arm / "metrics.json").read_text())
         assert metrics["final"]["averaged_epochs"] == 2, arm

@@ -113,6 +113,14 @@ def test_each_fit_ends_with_weight_averaging(scratch_run):
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["average_epochs"] == 3
 
 
+def test_weight_averaging_epochs_default_to_the_architectures_own():
+    assert TrainConfig.build().average_epochs == 20
+    assert TrainConfig.build(arch="mobilenet_v2").average_epochs == 5
+    assert TrainConfig.build(arch="mobilenet_v2", quick=True).average_epochs == 3
+    assert TrainConfig.build(arch="mobilenet_v2", average_epochs=20).average_epochs == 20
+    assert TrainConfig.build(arch="scratch", average_epochs=0).average_epochs == 0
+
+
 def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
     result = evaluate_run(scratch_run.run_dir, out=tmp_path)
     stored = json.loads((scratch_run.run_dir / "metrics.json").read_text())["test"]

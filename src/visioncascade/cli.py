@@ -70,7 +70,8 @@ AverageEpochsOption = Annotated[
     int | None,
     typer.Option(
         help="After each fit, train N epochs more at the initial learning rate and keep their average "
-        "weights (stochastic weight averaging); 0 turns it off. \\[default: 20; --quick: 3]",
+        "weights (stochastic weight averaging); 0 turns it off. \\[default: 20 for scratch, 5 for "
+        "mobilenet_v2; --quick: 3]",
         show_default=False,
     ),
 ]

@@ -10,9 +10,10 @@ How the final model is produced
    is a stratified 20 % hold-out of train, a missing val split a stratified 10 % hold-out of the rest.
 2. First fit: trained on ``train`` with early stopping on ``val`` log loss (patience, at most ``epochs``),
    the best-validation-log-loss weights restored (and checkpointed while training). Then, with
-   ``average_epochs`` (20 by default), stochastic weight averaging: that many epochs more at the initial
-   learning rate, the model's weights the average of theirs, BatchNorm statistics recomputed (the
-   checkpoint keeps the best weights before averaging). Every fit below ends the same way.
+   ``average_epochs`` (the architecture's default: 20 for scratch, 5 for mobilenet_v2), stochastic
+   weight averaging: that many epochs more at the initial learning rate, the model's weights the average
+   of theirs, BatchNorm statistics recomputed (the checkpoint keeps the best weights before averaging).
+   Every fit below ends the same way.
 3. Calibration: a temperature and, for a class-weighted model, a prior correction (how much of the
    class weights' shift of the prior to take back) fitted on ``val`` by log loss and applied inside the
    model's softmax (:mod:`visioncascade.train.calibration`).
@@ -791,10 +792,11 @@ def compare(
     """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
 
     Both arms share the splits, folds, seed, augmentation, edge channel, class weighting, batch size, weight
-    decay, weight averaging and early-stopping rules (and one pool of ``jobs`` worker processes, see
-    :class:`~visioncascade.train.workers.FitWorkers`); each keeps its architecture's learning rate and
-    input size. Writes ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the
-    paired transfer-minus-scratch differences on the test split) and ``comparison.html``.
+    decay and early-stopping rules (and one pool of ``jobs`` worker processes, see
+    :class:`~visioncascade.train.workers.FitWorkers`); each keeps its architecture's learning rate, input
+    size and weight-averaging epochs (20 for scratch, 5 for transfer) unless ``average_epochs`` sets
+    both. Writes ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the paired
+    transfer-minus-scratch differences on the test split) and ``comparison.html``.
     ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`, which the CLI
     passes) adds each arm's exported sizes; this stage does not import the export stage itself.
     """
@@ -882,7 +884,8 @@ def _compare(
                 "class_weight": any_config.class_weight,
                 "batch_size": any_config.batch_size,
                 "weight_decay": any_config.weight_decay,
-                "average_epochs": any_config.average_epochs,
+                # Each arm's own: the architectures' defaults differ (20 scratch, 5 transfer).
+                "average_epochs": {arm: config.average_epochs for arm, config in configs.items()},
                 "refit": any_config.refit,
                 "jobs": any_config.jobs,
             },

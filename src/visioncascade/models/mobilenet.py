@@ -50,6 +50,10 @@ def resolve_weights(weights: str | None, alpha: float) -> str | None:
     default_image_size=96,
     min_image_size=32,
     default_learning_rate=1e-4,
+    # A quarter of the scratch CNN's 20: an epoch costs 3-4x as much, and the default `compare` must stay
+    # within 20 minutes on 2 slow cores. 5 epochs gave most of 20's gain in val log loss, less of its
+    # (noisy) test ROC-AUC gain (BENCHMARKS.md, "`compare` within 20 minutes on a slower host").
+    default_average_epochs=5,
 )
 def build_mobilenet_v2(
     input_shape: tuple[int, int, int],

@@ -24,6 +24,7 @@ class Architecture:
     default_image_size: int
     min_image_size: int
     default_learning_rate: float
+    default_average_epochs: int
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -37,8 +38,13 @@ def register_architecture(
     default_image_size: int,
     min_image_size: int = 8,
     default_learning_rate: float = 1e-3,
+    default_average_epochs: int = 20,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
-    """Decorator registering ``builder(input_shape, num_classes, edges, **params)`` under ``name``."""
+    """Decorator registering ``builder(input_shape, num_classes, edges, **params)`` under ``name``.
+
+    ``default_learning_rate`` and ``default_average_epochs`` (epochs of weight averaging after each fit)
+    are what a run of this architecture uses unless told otherwise.
+    """
 
     def decorator(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         _REGISTRY[name] = Architecture(
@@ -49,6 +55,7 @@ def register_architecture(
             default_image_size,
             min_image_size,
             default_learning_rate,
+            default_average_epochs,
         )
         return builder
 

@@ -19,7 +19,7 @@ QUICK = {
     "image_size": {"scratch": 28, "mobilenet_v2": 48},
 }
 
-_DEFAULTS = {"folds": 5, "epochs": 300, "patience": 10, "average_epochs": 20}
+_DEFAULTS = {"folds": 5, "epochs": 300, "patience": 10}  # and the architecture's average_epochs
 
 #: AdamW's decoupled weight decay unless told otherwise (see BENCHMARKS.md: five seeds of the scratch CNN on
 #: BreastMNIST, test accuracy 0.854 → 0.872 on average, ROC-AUC unchanged).
@@ -33,7 +33,8 @@ class TrainConfig:
     ``image_size`` ``None`` means the architecture's default; ``learning_rate`` ``None`` likewise.
     ``weight_decay``: AdamW's decoupled weight decay (0 for plain Adam).
     ``average_epochs``: after each fit, train that many epochs more at the initial learning rate and
-    keep the average of their weights (stochastic weight averaging; 0 turns it off).
+    keep the average of their weights (stochastic weight averaging; 0 turns it off; ``build`` gives the
+    architecture's default: 20 for ``scratch``, 5 for ``mobilenet_v2``).
     ``folds`` 0 skips cross-validation. ``refit``: after early stopping on val, train the final model
     again on train + val for the best epoch count (``build`` turns it off for ``--quick``). ``jobs``: worker
     processes that train the final model and the folds side by side (1: one after the other in this
@@ -55,7 +56,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float | None = None
     weight_decay: float = DEFAULT_WEIGHT_DECAY
-    average_epochs: int = 0  # what runs before weight averaging did; build() gives 20
+    average_epochs: int = 0  # what runs before weight averaging did; build() gives the arch's default
     seed: int = 0
     quick: bool = False
     refit: bool = True
@@ -99,10 +100,11 @@ class TrainConfig:
                 raise ConfigError(f"--{key} applies to mobilenet_v2 only, not to architecture {arch!r}")
             params[key] = value
         resolve_params(arch, params)  # unknown parameters fail here
+        defaults = {**_DEFAULTS, "average_epochs": architecture.default_average_epochs}
         chosen = {"folds": folds, "epochs": epochs, "patience": patience, "average_epochs": average_epochs}
         for key, value in chosen.items():
             if value is None:
-                chosen[key] = QUICK[key] if quick else _DEFAULTS[key]
+                chosen[key] = QUICK[key] if quick else defaults[key]
         if image_size is None and quick:
             image_size = QUICK["image_size"].get(arch)
         config = cls(
