@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from visioncascade.models import get_architecture
 from visioncascade.train.config import DEFAULT_WEIGHT_DECAY
 
 
@@ -43,7 +44,9 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         "[default: 300]",
         "[default: 10]",
         f"[default: {DEFAULT_WEIGHT_DECAY}]",  # the help's literal must follow the constant
-        "[default: 20; --quick: 3]",
+        # the help's literal must follow the architectures' defaults
+        f"[default: {get_architecture('scratch').default_average_epochs} for scratch, "
+        f"{get_architecture('mobilenet_v2').default_average_epochs} for mobilenet_v2; --quick: 3]",
         "[default: on, off with --quick]",
         "[default: one per core, at most folds + 1]",
     ):
