@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from visioncascade.cli import app
 from visioncascade.errors import ExportError, RunNotFoundError
+from visioncascade.export.cli import _fmt_parity
 
 runner = CliRunner()
 
@@ -44,3 +45,16 @@ def test_export_and_validate_commands(scratch_run, exported, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["passed"] and len(report["artifacts"]) == 3
+
+
+def test_the_parity_column_shows_flips_on_near_ties():
+    parity = {
+        "max_abs_diff": 0.0028,
+        "mean_abs_diff": 0.0004,
+        "top1_agreement": 0.98,
+        "near_tie_flips": 2,
+        "images": 100,
+        "limit_max_abs_diff": 0.05,
+    }
+    assert "top-1 98.0% (2 on near ties)  (100 frames, limit 0.05)" in _fmt_parity(parity)
+    assert "near ties" not in _fmt_parity({**parity, "top1_agreement": 1.0, "near_tie_flips": 0})

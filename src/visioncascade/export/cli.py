@@ -20,9 +20,11 @@ _out = Console()
 def _fmt_parity(parity: dict) -> str:
     if "max_abs_diff" not in parity:
         return parity.get("status", "—")
+    flips = parity["near_tie_flips"]
     return (
         f"max|Δp| {parity['max_abs_diff']:.2e}  mean {parity['mean_abs_diff']:.1e}  "
-        f"top-1 {parity['top1_agreement']:.1%}  ({parity['images']} frames, limit {parity['limit_max_abs_diff']:g})"
+        f"top-1 {parity['top1_agreement']:.1%}{f' ({flips} on near ties)' if flips else ''}  "
+        f"({parity['images']} frames, limit {parity['limit_max_abs_diff']:g})"
     )
 
 
