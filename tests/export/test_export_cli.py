@@ -47,6 +47,19 @@ def test_export_and_validate_commands(scratch_run, exported, tmp_path):
     assert report["passed"] and len(report["artifacts"]) == 3
 
 
+@pytest.mark.slow
+def test_tflite_int8_is_dynamic_range_unless_asked(scratch_run, tmp_path):
+    """The command's default is the library's and the docs': dynamic-range (full-integer on request)."""
+    out = tmp_path / "int8"
+    result = runner.invoke(
+        app, ["export", str(scratch_run.run_dir), "--to", "tflite", "--precision", "int8", "--out", str(out),
+              "--parity-images", "6", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert entry["precision_detail"].startswith("dynamic-range int8")
+
+
 def test_the_parity_column_shows_flips_on_near_ties():
     parity = {
         "max_abs_diff": 0.0028,

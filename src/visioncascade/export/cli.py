@@ -76,9 +76,10 @@ def register(app: typer.Typer) -> None:
         tflite_int8: Annotated[
             str,
             typer.Option(
-                help="TFLite int8: full (integer, calibrated on training images) | dynamic (range)."
+                help="TFLite int8: dynamic (range: int8 weights, activations quantized at run time) | "
+                "full (integer, calibrated on training images; often outside the int8 parity limit)."
             ),
-        ] = "full",
+        ] = "dynamic",
         overwrite: Annotated[bool, typer.Option(help="Replace existing exports (atomically).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     ) -> None:
