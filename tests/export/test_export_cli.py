@@ -29,14 +29,19 @@ def test_export_bad_format_and_missing_model_exit_nonzero(tmp_path):
     assert result.exit_code != 0 and isinstance(result.exception, RunNotFoundError)
 
 
-@pytest.mark.slow
-def test_export_and_validate_commands(scratch_run, exported, tmp_path):
-    out = tmp_path / "ex"
+def _export_tflite(run_dir, out, precision: str) -> None:
+    """``visioncascade export RUN --to tflite --precision P`` on 6 held-out images; it must succeed."""
     result = runner.invoke(
-        app, ["export", str(scratch_run.run_dir), "--to", "tflite", "--precision", "fp16", "--out", str(out),
+        app, ["export", str(run_dir), "--to", "tflite", "--precision", precision, "--out", str(out),
               "--parity-images", "6", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_export_and_validate_commands(scratch_run, exported, tmp_path):
+    out = tmp_path / "ex"
+    _export_tflite(scratch_run.run_dir, out, "fp16")
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(a["format"], a["precision"]) for a in manifest["artifacts"]] == [("tflite", "fp16")]
     copy = tmp_path / "copy"
@@ -51,11 +56,7 @@ def test_export_and_validate_commands(scratch_run, exported, tmp_path):
 def test_tflite_int8_is_dynamic_range_unless_asked(scratch_run, tmp_path):
     """The command's default is the library's and the docs': dynamic-range (full-integer on request)."""
     out = tmp_path / "int8"
-    result = runner.invoke(
-        app, ["export", str(scratch_run.run_dir), "--to", "tflite", "--precision", "int8", "--out", str(out),
-              "--parity-images", "6", "--json"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    _export_tflite(scratch_run.run_dir, out, "int8")
     (entry,) = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert entry["precision_detail"].startswith("dynamic-range int8")
 

@@ -19,14 +19,19 @@ def _decisive(n: int) -> np.ndarray:
     return np.stack([p, 1 - p], axis=1)
 
 
+def _int8_parity_with_one_frame(index: int, keras: list[float], artifact: list[float]) -> dict:
+    """The int8 verdict on 50 decisive frames, frame ``index`` being ``keras`` / ``artifact``."""
+    reference = _decisive(50)
+    reference[index] = keras
+    got = reference.copy()
+    got[index] = artifact
+    return compare_probabilities(reference, got, "int8", _frames(50))
+
+
 def test_a_flip_on_a_near_tie_within_the_limit_passes_and_is_reported():
     # Keras 0.4996 / 0.5004 on frame 0 (what a real int8 export met), the artifact 0.5024 / 0.4976:
     # |Δp| 0.0028, far inside int8's 0.05, yet the top-1 flips.
-    reference = _decisive(50)
-    reference[0] = [0.4996, 0.5004]
-    got = reference.copy()
-    got[0] = [0.5024, 0.4976]
-    parity = compare_probabilities(reference, got, "int8", _frames(50))
+    parity = _int8_parity_with_one_frame(0, [0.4996, 0.5004], [0.5024, 0.4976])
     assert parity["passed"] is True
     assert parity["top1_agreement"] == pytest.approx(49 / 50)  # over all frames: 98 %
     assert parity["top1_agreement"] < MIN_TOP1_AGREEMENT
@@ -38,11 +43,7 @@ def test_a_flip_on_a_near_tie_within_the_limit_passes_and_is_reported():
 
 def test_a_flip_on_a_decisive_frame_fails_and_the_message_says_where():
     # Keras 0.56 / 0.44 (margin 0.12 > 2 × 0.05): flipping it takes |Δp| > 0.05.
-    reference = _decisive(50)
-    reference[7] = [0.56, 0.44]
-    got = reference.copy()
-    got[7] = [0.49, 0.51]
-    parity = compare_probabilities(reference, got, "int8", _frames(50))
+    parity = _int8_parity_with_one_frame(7, [0.56, 0.44], [0.49, 0.51])
     assert parity["passed"] is False
     assert parity["near_ties"] == 0
     assert parity["top1_agreement_decisive"] == pytest.approx(49 / 50)
