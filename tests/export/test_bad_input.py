@@ -112,8 +112,9 @@ def test_existing_exports_refused_then_replaced_atomically(exported, scratch_run
     monkeypatch.setitem(_parity.LIMITS, "fp32", 0.0)
     with pytest.raises(
         ExportError, match=r"parity failed for .*\.onnx \(fp32\): max \|Δp\| .* on test\[\d+\]"
-    ):
+    ) as failed:
         export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=4)
+    assert "higher precision" not in str(failed.value)  # fp32 has none: a failure there is no rounding
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"], "no half-written sibling left"
     monkeypatch.undo()
@@ -131,3 +132,18 @@ def test_validate_without_manifest(tmp_path):
 
     with pytest.raises(ExportError, match=r"has no manifest\.json"):
         validate_exports(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_reduced_precision_failure_says_to_export_at_a_higher_one(scratch_run, tmp_path, monkeypatch):
+    """fp16 / int8 compute more coarsely; a model too sensitive for them gets told what to do."""
+    from visioncascade.export import _parity
+
+    monkeypatch.setitem(_parity.LIMITS, "fp16", 0.0)  # as if this model were too sensitive for fp16
+    with pytest.raises(ExportError) as failed:
+        export_run(scratch_run.run_dir, "tflite", "fp16", out=tmp_path / "exports", parity_images=4)
+    message = str(failed.value)
+    assert message.startswith("parity failed for breastmnist-scratch-fp16.tflite (fp16)")
+    assert "(fp16 computes more coarsely than fp32 and this model is sensitive to it: export at a higher " \
+        "precision, e.g. --precision fp32); nothing was written" in message  # fmt: skip
+    assert not (tmp_path / "exports").exists()

@@ -276,6 +276,7 @@ def export_run(
     name = _safe_name(spec.name)
     entries: list[dict[str, Any]] = []
     failures: list[str] = []
+    coarse: list[str] = []  # the precisions below fp32 among the failures
     with atomic_dir(out, overwrite) as tmp:
         for fmt, precision in plan:
             file_name = _file_name(name, fmt, precision, coreml_format)
@@ -321,8 +322,16 @@ def export_run(
             entries.append(entry)
             if not entry["parity"]["passed"]:
                 failures.append(failure_message(file_name, entry["parity"], precision))
+                if precision != "fp32":
+                    coarse.append(precision)
         if failures:
-            raise ExportError("; ".join(failures) + f"; nothing was written to {out}")
+            hint = (
+                f" ({' and '.join(sorted(set(coarse)))} computes more coarsely than fp32 and this model is "
+                "sensitive to it: export at a higher precision, e.g. --precision fp32)"
+                if coarse
+                else ""
+            )
+            raise ExportError("; ".join(failures) + f"{hint}; nothing was written to {out}")
         spec.save(tmp / "spec.json")
         manifest = {
             "manifest_version": MANIFEST_VERSION,
