@@ -147,3 +147,7 @@ def test_a_reduced_precision_failure_says_to_export_at_a_higher_one(scratch_run,
     assert "(fp16 computes more coarsely than fp32 and this model is sensitive to it: export at a higher " \
         "precision, e.g. --precision fp32); nothing was written" in message  # fmt: skip
     assert not (tmp_path / "exports").exists()
+    monkeypatch.setitem(_parity.LIMITS, "int8", 0.0)
+    with pytest.raises(ExportError, match=r"\(fp16 and int8 compute more coarsely than fp32 and"):
+        export_run(scratch_run.run_dir, "tflite", "fp16,int8", out=tmp_path / "exports", parity_images=4)
+    assert not (tmp_path / "exports").exists()

@@ -325,9 +325,11 @@ def export_run(
                 if precision != "fp32":
                     coarse.append(precision)
         if failures:
+            precisions = sorted(set(coarse))
             hint = (
-                f" ({' and '.join(sorted(set(coarse)))} computes more coarsely than fp32 and this model is "
-                "sensitive to it: export at a higher precision, e.g. --precision fp32)"
+                f" ({' and '.join(precisions)} {'computes' if len(precisions) == 1 else 'compute'} more "
+                "coarsely than fp32 and this model is sensitive to it: export at a higher precision, e.g. "
+                "--precision fp32)"
                 if coarse
                 else ""
             )
