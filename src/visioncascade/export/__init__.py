@@ -13,6 +13,11 @@ This stage imports ``data``, ``models`` and ``spec`` — never ``runtime`` or ``
 import importlib
 from typing import Any
 
+#: TFLite int8 modes: ``full`` (integer, calibrated) and ``dynamic`` (dynamic-range). The default of every
+#: entry point, library and CLI alike (here, not in ``_tflite``, so that the CLI reads it without TensorFlow).
+INT8_MODES = ("full", "dynamic")
+DEFAULT_INT8_MODE = "dynamic"
+
 # Lazy: the CLI and the API import this package's cli without paying for TensorFlow and converters.
 _LAZY = {
     "DEFAULT_PRECISION": "visioncascade.export._common",
@@ -38,8 +43,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_INT8_MODE",
     "DEFAULT_PRECISION",
     "FORMATS",
+    "INT8_MODES",
     "LIMITS",
     "MIN_TOP1_AGREEMENT",
     "PRECISIONS",

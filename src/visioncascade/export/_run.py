@@ -26,6 +26,7 @@ import numpy as np
 from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir
 from visioncascade.errors import ExportError, RunExistsError, RunNotFoundError
+from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES
 from visioncascade.export._common import (
     DEFAULT_PRECISION,
     FORMATS,
@@ -44,7 +45,7 @@ from visioncascade.export._parity import (
     representative_images,
     run_dataset,
 )
-from visioncascade.export._tflite import INT8_MODES, export_tflite
+from visioncascade.export._tflite import export_tflite
 from visioncascade.models import load_model
 from visioncascade.spec import ModelSpec
 
@@ -134,7 +135,7 @@ def _export_one(
     coreml_format: str,
     ios_target: str | None,
     representative: np.ndarray | None,
-    tflite_int8: str = "dynamic",
+    tflite_int8: str = DEFAULT_INT8_MODE,
 ) -> Path:
     if fmt == "coreml":
         with contextlib.redirect_stdout(io.StringIO()):
@@ -217,7 +218,7 @@ def export_run(
     ios_target: str | None = None,
     parity_images: int = 200,
     data: str | Path | None = None,
-    tflite_int8: str = "dynamic",
+    tflite_int8: str = DEFAULT_INT8_MODE,
 ) -> ExportResult:
     """Export a run's model to the requested formats and prove each artifact equals the Keras model.
 

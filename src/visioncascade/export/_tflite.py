@@ -22,12 +22,11 @@ import keras
 import numpy as np
 
 from visioncascade.errors import ExportError
+from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES
 from visioncascade.export._common import check_precision, converter_error
 from visioncascade.spec import ModelSpec
 
-__all__ = ["INT8_MODES", "LiteRTRunner", "export_tflite"]
-
-INT8_MODES = ("full", "dynamic")
+__all__ = ["LiteRTRunner", "export_tflite"]
 
 
 def export_tflite(
@@ -37,7 +36,7 @@ def export_tflite(
     *,
     precision: str = "fp32",
     representative_images: np.ndarray | None = None,
-    int8_mode: str = "dynamic",
+    int8_mode: str = DEFAULT_INT8_MODE,
 ) -> Path:
     """Convert ``model`` to a ``.tflite`` file at ``path``.
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from visioncascade._tf import quiet_tensorflow
+from visioncascade.export import DEFAULT_INT8_MODE
 
 __all__ = ["register"]
 
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
                 help="TFLite int8: dynamic (range: int8 weights, activations quantized at run time) | "
                 "full (integer, calibrated on training images; often outside the int8 parity limit)."
             ),
-        ] = "dynamic",
+        ] = DEFAULT_INT8_MODE,
         overwrite: Annotated[bool, typer.Option(help="Replace existing exports (atomically).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     ) -> None:
