@@ -277,7 +277,6 @@ def export_run(
     name = _safe_name(spec.name)
     entries: list[dict[str, Any]] = []
     failures: list[str] = []
-    coarse: list[str] = []  # the precisions below fp32 among the failures
     with atomic_dir(out, overwrite) as tmp:
         for fmt, precision in plan:
             file_name = _file_name(name, fmt, precision, coreml_format)
@@ -323,12 +322,10 @@ def export_run(
             entries.append(entry)
             if not entry["parity"]["passed"]:
                 failures.append(failure_message(file_name, entry["parity"], precision))
-                if precision != "fp32":
-                    coarse.append(precision)
         if failures:
-            precisions = sorted(set(coarse))
+            coarse = sorted({e["precision"] for e in entries if not e["parity"]["passed"]} - {"fp32"})
             hint = (
-                f" ({' and '.join(precisions)} {'computes' if len(precisions) == 1 else 'compute'} more "
+                f" ({' and '.join(coarse)} {'computes' if len(coarse) == 1 else 'compute'} more "
                 "coarsely than fp32 and this model is sensitive to it: export at a higher precision, e.g. "
                 "--precision fp32)"
                 if coarse
