@@ -403,3 +403,32 @@ def test_evaluate_finds_data_that_moved_with_the_run_and_says_when_it_is_gone(tm
     with pytest.raises(DataError, match=r"which is no longer there \(nor at .*\); pass --data"):
         evaluate_run(moved / "runs" / "a")
     assert evaluate_run(moved / "runs" / "a", data=tmp_path / "elsewhere", out=tmp_path / "ev2").metrics["n"]
+
+
+def _model_bytes(run_dir: Path, workdir: Path) -> dict[str, int]:
+    """A size part as ``compare`` takes them (the CLI passes one per export format)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "scratch-file").write_bytes(b"x")  # compare removes its size folders
+    return {"model_keras_bytes": (run_dir / "model.keras").stat().st_size}
+
+
+def _spec_bytes(run_dir: Path, workdir: Path) -> dict[str, int]:
+    return {"spec_json_bytes": (run_dir / "spec.json").stat().st_size}
+
+
+def test_compare_merges_the_size_parts_of_each_arm(tmp_path: Path):
+    from visioncascade.experiment import compare
+
+    out = tmp_path / "cmp"
+    result = compare(
+        "breastmnist", out, quick=True, folds=0, epochs=1, average_epochs=0, jobs=1, progress=False,
+        artifact_sizes=[_model_bytes, _spec_bytes],
+    )  # fmt: skip
+    arms = result.comparison["arms"]
+    assert list(arms) == ["scratch", "transfer"]
+    for arm in arms:
+        assert arms[arm]["exported"] == {
+            "model_keras_bytes": (out / arm / "model.keras").stat().st_size,
+            "spec_json_bytes": (out / arm / "spec.json").stat().st_size,
+        }
+    assert not list(out.glob(".sizes-*"))

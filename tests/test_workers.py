@@ -184,6 +184,30 @@ def test_fit_workers_run_tasks_and_raise_their_errors():
         FitWorkers(1)
 
 
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _fail(text: str) -> None:
+    raise ValueError(text)
+
+
+def test_a_submitted_call_runs_in_a_worker_beside_later_tasks():
+    """What compare uses for exported sizes: a background call on the next free worker, its result (or its
+    own error) when asked for, while run() goes on with the other workers."""
+    with FitWorkers(2) as workers:
+        workers.run([(f"warm{i}", _square, (i,), {}) for i in range(2)])  # both workers started
+        background = workers.submit(_pid_after, 3.0)
+        results, _ = workers.run([("t", _square, (3,), {})])
+        assert results == {"t": 9} and not background.done()  # run() did not wait for it
+        worker_pids = {p.pid for p in workers._pool._processes.values()}
+        assert workers.result(background) in worker_pids and os.getpid() not in worker_pids
+        with pytest.raises(ValueError, match="broken export"):
+            workers.result(workers.submit(_fail, "broken export"))
+        assert workers.run([("after", _square, (4,), {})])[0] == {"after": 16}  # the pool lives on
+
+
 def _print_unflushed(text: str, *, stage) -> None:
     print(text, end="")  # stays in the buffer of a worker whose stdout is no terminal
 

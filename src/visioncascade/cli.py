@@ -6,6 +6,7 @@ and exit with status 2.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -200,8 +201,11 @@ def compare(
 
     sizes = None
     if export_sizes:
-        from visioncascade.export import export_sizes as sizes
+        from visioncascade.export import FORMATS
+        from visioncascade.export import export_sizes as measure
 
+        # One part per format: with worker processes, compare measures them side by side.
+        sizes = [functools.partial(measure, formats=(fmt,)) for fmt in FORMATS]
         if quiet:  # coremltools draws tqdm bars while converting
             os.environ.setdefault("TQDM_DISABLE", "1")
 

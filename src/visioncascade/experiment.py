@@ -38,11 +38,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
+import functools
 import io
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,8 @@ class _Recipe:
 
 
 StageCallbacks = Callable[[str], list[keras.callbacks.Callback]]
+#: ``compare``'s ``artifact_sizes``: ``(run_dir, workdir) -> {"<format>_<precision>_bytes": bytes}``.
+SizeFunction = Callable[[Path, Path], dict[str, int]]
 
 
 def _refit(
@@ -787,7 +790,7 @@ def compare(
     jobs: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    artifact_sizes: Callable[[Path, Path], dict[str, int]] | None = None,
+    artifact_sizes: SizeFunction | Sequence[SizeFunction] | None = None,
 ) -> CompareResult:
     """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
 
@@ -797,8 +800,11 @@ def compare(
     size and weight-averaging epochs (20 for scratch, 5 for transfer) unless ``average_epochs`` sets
     both. Writes ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the paired
     transfer-minus-scratch differences on the test split) and ``comparison.html``.
-    ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`, which the CLI
-    passes) adds each arm's exported sizes; this stage does not import the export stage itself.
+    ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`) adds each arm's
+    exported sizes; this stage does not import the export stage itself. A sequence of such functions
+    (the CLI passes one per format) has its results merged; with worker processes they run in them side
+    by side once the arm has trained (the last arm's while this process compares the arms' test
+    results), never beside a fit, so they must be picklable (module-level functions or partials).
     """
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -834,31 +840,76 @@ def _compare(
     configs: dict[str, TrainConfig],
     overwrite: bool,
     progress: bool,
-    artifact_sizes: Callable[[Path, Path], dict[str, int]] | None,
+    artifact_sizes: SizeFunction | Sequence[SizeFunction] | None,
     workers: FitWorkers | None,
 ) -> CompareResult:
     dataset = load_dataset(data)
     any_config = next(iter(configs.values()))
     arms: dict[str, dict[str, Any]] = {}
     arm_plots: dict[str, str] = {}
+    if artifact_sizes is None:
+        size_parts: list[SizeFunction] = []
+    elif callable(artifact_sizes):
+        size_parts = [artifact_sizes]
+    else:
+        size_parts = list(artifact_sizes)
+    sizing: dict[str, list[Callable[[], dict[str, int]]]] = {}  # arm -> its size parts' results, waited for
     splits, _ = resolve_splits(dataset, seed=any_config.seed)
     with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
+
+        def collect_sizes() -> None:
+            for arm, results in sizing.items():
+                display.stage(f"{arm}: exported sizes")
+                arms[arm]["exported"] = _merged(result() for result in results)
+                shutil.rmtree(tmp / f".sizes-{arm}", ignore_errors=True)
+            sizing.clear()
+
         for arm, config in configs.items():
+            collect_sizes()  # the arm before's: nothing runs beside a fit, its seconds stay its own
             result = train_run(
                 dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display, workers=workers
             )
             arms[arm] = _arm_summary(result.metrics)
             arms[arm]["architecture"] = config.arch
             arms[arm]["image_size"] = result.spec.input_size[0]
-            if artifact_sizes is not None:
+            workdir = tmp / f".sizes-{arm}"
+            if size_parts and workers is not None:
+                futures = [workers.submit(part, tmp / arm, workdir) for part in size_parts]
+                sizing[arm] = [functools.partial(workers.result, future) for future in futures]
+            elif size_parts:
                 display.stage(f"{arm}: exported sizes")
-                workdir = tmp / f".sizes-{arm}"
-                arms[arm]["exported"] = artifact_sizes(tmp / arm, workdir)
+                arms[arm]["exported"] = _merged(part(tmp / arm, workdir) for part in size_parts)
                 shutil.rmtree(workdir, ignore_errors=True)
             if result.metrics["interrupted"]:
                 break
-        rows = []
         names = list(arms)
+        test_probabilities = {}
+        for arm in names:
+            run_dir = tmp / arm
+            spec = ModelSpec.load(run_dir)
+            model = load_model(run_dir)
+            x, y = splits.arrays("test", spec.input_size, spec.color_mode)
+            test_probabilities[arm] = _predict(model, x)
+            arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, test_probabilities[arm], spec.labels)
+            arm_plots[f"{arm}_training"] = plots.training_curves_png(_read_history(run_dir / "history.csv"))
+        differences = None
+        if len(names) == 2:  # both arms finished: what the test split can and cannot tell apart
+            first, second = names
+            minority = spec.labels.index(arms[first]["test"]["minority_label"])
+            paired = paired_bootstrap_differences(
+                y, test_probabilities[first], test_probabilities[second], minority
+            )
+            differences = {
+                "of": f"{second} - {first}",
+                "split": "test",
+                "images": len(y),
+                "method": f"paired percentile bootstrap over the test images, {BOOTSTRAP_RESAMPLES} resamples",
+                "metrics": {
+                    key: {"difference": d["difference"], "ci95": d["interval"]} for key, d in paired.items()
+                },
+            }
+        collect_sizes()  # the last arm's, measured while this process did the above
+        rows = []
         for label, path in _COMPARE_ROWS:
             values = [_lookup(arms[a], path) for a in names]
             ratio = None
@@ -895,35 +946,20 @@ def _compare(
             "created_at": _now(),
             "visioncascade_version": __version__,
         }
-        test_probabilities = {}
-        for arm in names:
-            run_dir = tmp / arm
-            spec = ModelSpec.load(run_dir)
-            model = load_model(run_dir)
-            x, y = splits.arrays("test", spec.input_size, spec.color_mode)
-            test_probabilities[arm] = _predict(model, x)
-            arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, test_probabilities[arm], spec.labels)
-            arm_plots[f"{arm}_training"] = plots.training_curves_png(_read_history(run_dir / "history.csv"))
-        if len(names) == 2:  # both arms finished: what the test split can and cannot tell apart
-            first, second = names
-            minority = spec.labels.index(arms[first]["test"]["minority_label"])
-            paired = paired_bootstrap_differences(
-                y, test_probabilities[first], test_probabilities[second], minority
-            )
-            comparison["differences"] = {
-                "of": f"{second} - {first}",
-                "split": "test",
-                "images": len(y),
-                "method": f"paired percentile bootstrap over the test images, {BOOTSTRAP_RESAMPLES} resamples",
-                "metrics": {
-                    key: {"difference": d["difference"], "ci95": d["interval"]} for key, d in paired.items()
-                },
-            }
+        if differences is not None:
+            comparison["differences"] = differences
         (tmp / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
         (tmp / "comparison.html").write_text(
             render_comparison_report(comparison, arm_plots), encoding="utf-8"
         )
     return CompareResult(out_dir=out, comparison=comparison)
+
+
+def _merged(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
 
 
 def _read_history(path: Path) -> dict[str, dict[str, list[float]]]:

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -433,13 +434,19 @@ def validate_exports(
     return report
 
 
-def export_sizes(run_dir: Path, workdir: Path) -> dict[str, int]:
+def export_sizes(run_dir: Path, workdir: Path, formats: Sequence[str] = FORMATS) -> dict[str, int]:
     """Bytes of the run's Core ML fp16 ``.mlpackage``, TFLite int8 (dynamic-range) and ONNX fp32 files.
 
     Exports into ``workdir`` (created if needed; files are left there) without the parity proof — for
     size comparisons such as ``compare``'s transfer/scratch ratio. Returns
-    ``{"coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"}``.
+    ``{"coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"}``, or the keys of ``formats`` only
+    (a subset of ``("coreml", "tflite", "onnx")``: ``compare`` measures each in its own worker process).
     """
+    unknown = [fmt for fmt in formats if fmt not in FORMATS]
+    if unknown:
+        raise ExportError(
+            f"unknown export format(s) {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}"
+        )
     run_dir, model, spec = _load_run(run_dir)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -447,6 +454,8 @@ def export_sizes(run_dir: Path, workdir: Path) -> dict[str, int]:
     name = _safe_name(spec.name)
     sizes = {}
     for fmt, precision in (("coreml", "fp16"), ("tflite", "int8"), ("onnx", "fp32")):
+        if fmt not in formats:
+            continue
         path = workdir / _file_name(name, fmt, precision, "mlprogram")
         if path.is_dir():
             shutil.rmtree(path)

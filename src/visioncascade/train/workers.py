@@ -245,6 +245,25 @@ class FitWorkers:
         }
         return results, interrupted
 
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        """Start ``fn(*args)`` in a worker in the background and return its future at once.
+
+        It takes the next free worker, ahead of the tasks of any later :meth:`run` (``compare``
+        measures an arm's exported sizes, one format per worker, while it compares the arms' test
+        results). ``fn`` gets no ``stage`` and sends no messages; Ctrl-C in a :meth:`run` does not stop
+        it. Get its result with :meth:`result`; leaving the with-block waits for it (or, after an
+        error, ends it).
+        """
+        if self._pool is None:
+            raise RuntimeError("FitWorkers.submit outside its with-block")
+        return self._pool.submit(fn, *args)
+
+    def result(self, future: cf.Future) -> Any:
+        """The result of a :meth:`submit`, waiting for it; its error is raised as :meth:`run` raises."""
+        if future.exception() is not None:
+            self._raise(future)
+        return future.result()
+
     def _raise(self, future: cf.Future) -> None:
         error = future.exception()
         if not isinstance(error, BrokenProcessPool):
