@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -49,7 +50,9 @@ def export_onnx(
             level = quiet.level
             quiet.setLevel(logging.CRITICAL)  # unsupported ops are reported through the ExportError
             try:
-                with contextlib.redirect_stdout(io.StringIO()):
+                with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                    # Keras's tf2onnx shim probes np.object on import: a NumPy FutureWarning, not ours.
+                    warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
                     model.export(
                         str(raw), format="onnx", opset_version=opset, input_signature=signature, verbose=False
                     )
