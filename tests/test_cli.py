@@ -163,6 +163,18 @@ def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
         assert comparison["ratios"][f"exported.{key}"] == pytest.approx(
             transfer["exported"][key] / scratch["exported"][key]
         )
+    # Each artifact it sizes is proven too, as `export` would (its verdict recorded, not raised).
+    for arm in (scratch, transfer):
+        for key, limit in (("coreml_fp16", 0.01), ("tflite_int8", 0.05), ("onnx_fp32", 1e-4)):
+            proof = arm["exported"][f"{key}_proof"]
+            assert proof["limit"] == limit and proof["images"] == 468 and proof["max_abs_diff"] >= 0
+        assert arm["exported"]["onnx_fp32_proof"]["passed"]
+    proof_rows = [row for row in comparison["rows"] if "passed" in row]
+    assert [row["key"] for row in proof_rows] == [
+        f"exported.{key}_proof.max_abs_diff" for key in ("coreml_fp16", "tflite_int8", "onnx_fp32")
+    ]
+    assert all(row["ratio"] is None for row in proof_rows)
+    assert "XNNPACK" not in result.stderr  # LiteRT's log line, from the TFLite proofs in the workers
     assert not list(out.glob(".sizes-*"))
     assert (out / "scratch" / "model.keras").is_file() and (out / "transfer" / "model.keras").is_file()
     # What the test split can tell apart: paired differences, transfer minus scratch.

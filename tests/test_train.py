@@ -6,6 +6,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -416,13 +417,21 @@ def _spec_bytes(run_dir: Path, workdir: Path) -> dict[str, int]:
     return {"spec_json_bytes": (run_dir / "spec.json").stat().st_size}
 
 
+def _proof(run_dir: Path, workdir: Path) -> dict[str, Any]:
+    """A part that also proves its artifact (as ``export_sizes(prove=True)``): the transfer one fails."""
+    passed = "scratch" in run_dir.name
+    return {
+        "coreml_fp16_proof": {"passed": passed, "max_abs_diff": 0.002 if passed else 0.026, "limit": 0.01}
+    }
+
+
 def test_compare_merges_the_size_parts_of_each_arm(tmp_path: Path):
     from visioncascade.experiment import compare
 
     out = tmp_path / "cmp"
     result = compare(
         "breastmnist", out, quick=True, folds=0, epochs=1, average_epochs=0, jobs=1, progress=False,
-        artifact_sizes=[_model_bytes, _spec_bytes],
+        artifact_sizes=[_model_bytes, _spec_bytes, _proof],
     )  # fmt: skip
     arms = result.comparison["arms"]
     assert list(arms) == ["scratch", "transfer"]
@@ -430,5 +439,20 @@ def test_compare_merges_the_size_parts_of_each_arm(tmp_path: Path):
         assert arms[arm]["exported"] == {
             "model_keras_bytes": (out / arm / "model.keras").stat().st_size,
             "spec_json_bytes": (out / arm / "spec.json").stat().st_size,
+            **_proof(out / arm, out),
         }
     assert not list(out.glob(".sizes-*"))
+    # A proof is a row of its own, without a ratio, and a failed one is said in words on the page.
+    row = result.comparison["rows"][-1]
+    assert row == {
+        "metric": "Core ML fp16 max |Δp| vs Keras",
+        "key": "exported.coreml_fp16_proof.max_abs_diff",
+        "values": [0.002, 0.026],
+        "ratio": None,
+        "passed": [True, False],
+        "limit": 0.01,
+    }
+    assert "exported.coreml_fp16_proof.max_abs_diff" not in result.comparison["ratios"]
+    html = (out / "comparison.html").read_text()
+    assert "0.002 (passed, limit 0.01)" in html and "0.026 (<b>failed</b>, limit 0.01)" in html
+    assert "<b>Failed its proof:</b> transfer Core ML fp16 —" in html

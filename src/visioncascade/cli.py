@@ -205,7 +205,7 @@ def compare(
         from visioncascade.export import export_sizes as measure
 
         # One part per format: with worker processes, compare measures them side by side.
-        sizes = [functools.partial(measure, formats=(fmt,)) for fmt in FORMATS]
+        sizes = [functools.partial(measure, formats=(fmt,), prove=True) for fmt in FORMATS]
         if quiet:  # coremltools draws tqdm bars while converting
             os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -173,8 +173,9 @@ class _Recipe:
 
 
 StageCallbacks = Callable[[str], list[keras.callbacks.Callback]]
-#: ``compare``'s ``artifact_sizes``: ``(run_dir, workdir) -> {"<format>_<precision>_bytes": bytes}``.
-SizeFunction = Callable[[Path, Path], dict[str, int]]
+#: ``compare``'s ``artifact_sizes``: ``(run_dir, workdir) -> {"<format>_<precision>_bytes": bytes}``, and
+#: optionally ``"<format>_<precision>_proof": {"passed": bool, "max_abs_diff": float, "limit": float}``.
+SizeFunction = Callable[[Path, Path], dict[str, Any]]
 
 
 def _refit(
@@ -734,6 +735,12 @@ _COMPARE_ROWS = (
     ("TFLite int8 bytes", "exported.tflite_int8_bytes"),
     ("ONNX fp32 bytes", "exported.onnx_fp32_bytes"),
 )
+#: Rows of the exported artifacts' parity proofs, when the size parts gave them: (label, artifact key).
+_PROOF_ROWS = (
+    ("Core ML fp16 max |Δp| vs Keras", "coreml_fp16"),
+    ("TFLite int8 max |Δp| vs Keras", "tflite_int8"),
+    ("ONNX fp32 max |Δp| vs Keras", "onnx_fp32"),
+)
 
 
 def _arm_summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -801,7 +808,9 @@ def compare(
     both. Writes ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the paired
     transfer-minus-scratch differences on the test split) and ``comparison.html``.
     ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`) adds each arm's
-    exported sizes; this stage does not import the export stage itself. A sequence of such functions
+    exported sizes (and, where a part gives ``"<artifact>_proof"`` records, e.g. ``export_sizes(...,
+    prove=True)``, a row per artifact with its max |Δp| against Keras and whether its proof passed);
+    this stage does not import the export stage itself. A sequence of such functions
     (the CLI passes one per format) has its results merged; with worker processes they run in them side
     by side once the arm has trained (the last arm's while this process compares the arms' test
     results), never beside a fit, so they must be picklable (module-level functions or partials).
@@ -853,7 +862,7 @@ def _compare(
         size_parts = [artifact_sizes]
     else:
         size_parts = list(artifact_sizes)
-    sizing: dict[str, list[Callable[[], dict[str, int]]]] = {}  # arm -> its size parts' results, waited for
+    sizing: dict[str, list[Callable[[], dict[str, Any]]]] = {}  # arm -> its size parts' results, waited for
     splits, _ = resolve_splits(dataset, seed=any_config.seed)
     with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
 
@@ -916,6 +925,7 @@ def _compare(
             if len(values) == 2 and all(isinstance(v, int | float) for v in values) and values[0]:
                 ratio = float(values[1]) / float(values[0])
             rows.append({"metric": label, "key": path, "values": values, "ratio": ratio})
+        rows += _proof_rows(arms, names)
         ratios = {r["key"]: r["ratio"] for r in rows if r["ratio"] is not None}
         comparison = {
             "dataset": {
@@ -955,8 +965,31 @@ def _compare(
     return CompareResult(out_dir=out, comparison=comparison)
 
 
-def _merged(parts: Iterable[dict[str, int]]) -> dict[str, int]:
-    merged: dict[str, int] = {}
+def _proof_rows(arms: dict[str, dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """A row per proven artifact: each arm's max |Δp| against Keras, whether it passed, and the limit.
+
+    No ratio: how far two artifacts are from their own Keras models is not a quantity to divide.
+    """
+    rows = []
+    for label, artifact in _PROOF_ROWS:
+        proofs = [_lookup(arms[a], f"exported.{artifact}_proof") for a in names]
+        if not any(proofs):
+            continue
+        rows.append(
+            {
+                "metric": label,
+                "key": f"exported.{artifact}_proof.max_abs_diff",
+                "values": [p["max_abs_diff"] if p else None for p in proofs],
+                "ratio": None,
+                "passed": [p["passed"] if p else None for p in proofs],
+                "limit": next(p["limit"] for p in proofs if p),
+            }
+        )
+    return rows
+
+
+def _merged(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
     for part in parts:
         merged.update(part)
     return merged

@@ -257,3 +257,16 @@ def test_export_sizes_gives_bytes_of_three_artifacts(scratch_run, tmp_path):
     with pytest.raises(ExportError, match=r"unknown export format\(s\) 'tflite-int8'; choose from coreml"):
         export_sizes(scratch_run.run_dir, tmp_path / "bad", formats=("tflite-int8",))
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_export_sizes_can_prove_what_it_sizes(scratch_run, tmp_path):
+    """compare sizes artifacts with their proofs: the same frames and limits as export, run for real."""
+    sizes = export_sizes(scratch_run.run_dir, tmp_path / "sizes", formats=("onnx", "tflite"), prove=True)
+    assert set(sizes) == {"tflite_int8_bytes", "tflite_int8_proof", "onnx_fp32_bytes", "onnx_fp32_proof"}
+    onnx, tflite = sizes["onnx_fp32_proof"], sizes["tflite_int8_proof"]
+    assert onnx["passed"] and onnx["limit"] == 1e-4 and 0 < onnx["max_abs_diff"] < 1e-4
+    assert tflite["limit"] == 0.05 and tflite["max_abs_diff"] > 1e-4  # int8 differs, and it is measured
+    assert tflite["passed"] == (tflite["max_abs_diff"] <= 0.05 and tflite["top1_agreement"] >= 0.99)
+    # The frames the export's proof draws by default: BreastMNIST's 156 test images, 3 app frames each.
+    assert onnx["images"] == tflite["images"] == 3 * 156

@@ -39,6 +39,16 @@ def _f(value: Any, digits: int = 3) -> str:
     return _e(value)
 
 
+def _row_cell(row: dict[str, Any], index: int) -> str:
+    """One arm's value in a comparison row; a proof row's value says whether it passed."""
+    value = row["values"][index]
+    passed = row.get("passed")
+    if passed is None or value is None:
+        return _f(value)
+    verdict = "passed" if passed[index] else "<b>failed</b>"
+    return f"{value:.2g} ({verdict}, limit {row['limit']:g})"
+
+
 def _interval(interval: list[float] | None) -> str:
     return "—" if not interval else f"{interval[0]:.3f} to {interval[1]:.3f}"
 
@@ -217,10 +227,11 @@ def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) 
     head = "".join(f"<th>{_e(a)}</th>" for a in arms)
     rows = "".join(
         f"<tr><td>{_e(r['metric'])}</td>"
-        + "".join(f"<td>{_f(v)}</td>" for v in r["values"])
+        + "".join(f"<td>{_row_cell(r, i)}</td>" for i in range(len(r["values"])))
         + f"<td>{_f(r.get('ratio'), 2)}</td></tr>"
         for r in comparison["rows"]
     )
+    proofs = [r for r in comparison["rows"] if "passed" in r]
     parts = [
         f"<h1>scratch vs transfer on {_e(comparison['dataset']['name'])}</h1>",
         f"<p class='sub'>Same splits, folds ({comparison['settings']['folds']}), augmentation, edges "
@@ -231,6 +242,24 @@ def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) 
         "<p class='muted'>± values are the standard deviation over CV folds; test values come from the final "
         "model of each arm on the untouched test split.</p>",
     ]
+    failed = [
+        f"{arm} {r['metric'].split(' max ')[0]}"
+        for r in proofs
+        for arm, passed in zip(arms, r["passed"], strict=True)
+        if passed is False
+    ]
+    if proofs:
+        parts.append(
+            "<p class='muted'>max |Δp|: the largest difference between an exported artifact's probabilities and "
+            "the Keras model's on held-out frames, with the proof's limit — the proof that "
+            "<code>visioncascade export</code> runs before it writes an artifact.</p>"
+        )
+    if failed:
+        parts.append(
+            f"<p><b>Failed its proof:</b> {_e(', '.join(failed))} — that artifact would not be written by "
+            "<code>visioncascade export</code>, so its size above is not one you could ship as it is; a reduced "
+            "precision that fails can be exported at a higher one (<code>--precision fp32</code>).</p>"
+        )
     differences = comparison.get("differences")
     if differences:
         rows = "".join(

@@ -434,13 +434,26 @@ def validate_exports(
     return report
 
 
-def export_sizes(run_dir: Path, workdir: Path, formats: Sequence[str] = FORMATS) -> dict[str, int]:
+def export_sizes(
+    run_dir: Path,
+    workdir: Path,
+    formats: Sequence[str] = FORMATS,
+    *,
+    prove: bool = False,
+    parity_images: int = 200,
+) -> dict[str, Any]:
     """Bytes of the run's Core ML fp16 ``.mlpackage``, TFLite int8 (dynamic-range) and ONNX fp32 files.
 
-    Exports into ``workdir`` (created if needed; files are left there) without the parity proof — for
-    size comparisons such as ``compare``'s transfer/scratch ratio. Returns
-    ``{"coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"}``, or the keys of ``formats`` only
-    (a subset of ``("coreml", "tflite", "onnx")``: ``compare`` measures each in its own worker process).
+    Exports into ``workdir`` (created if needed; files are left there) — for size comparisons such as
+    ``compare``'s transfer/scratch ratio. Returns ``{"coreml_fp16_bytes", "tflite_int8_bytes",
+    "onnx_fp32_bytes"}``, or the keys of ``formats`` only (a subset of ``("coreml", "tflite", "onnx")``:
+    ``compare`` measures each in its own worker process).
+
+    With ``prove``, each artifact also gets the parity proof that :func:`export_run` would give it (the
+    same held-out frames of the run's data, the same limits), under ``"<format>_<precision>_proof"``:
+    ``{"passed", "max_abs_diff", "limit", "top1_agreement", "images"}``. A failed proof is reported, not
+    raised: a size is only worth comparing with the knowledge of whether that artifact can be shipped.
+    Without ``prove`` nothing is checked (and the run's data is not needed).
     """
     unknown = [fmt for fmt in formats if fmt not in FORMATS]
     if unknown:
@@ -448,11 +461,16 @@ def export_sizes(run_dir: Path, workdir: Path, formats: Sequence[str] = FORMATS)
             f"unknown export format(s) {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}"
         )
     run_dir, model, spec = _load_run(run_dir)
+    frames = reference = None
+    if prove:
+        dataset, seed = run_dataset(run_dir)
+        frames = parity_frames(dataset, spec, limit=parity_images, seed=seed)
+        reference = _keras_probabilities(model, frames.prepared)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     representative = None
     name = _safe_name(spec.name)
-    sizes = {}
+    sizes: dict[str, Any] = {}
     for fmt, precision in (("coreml", "fp16"), ("tflite", "int8"), ("onnx", "fp32")):
         if fmt not in formats:
             continue
@@ -464,5 +482,14 @@ def export_sizes(run_dir: Path, workdir: Path, formats: Sequence[str] = FORMATS)
             representative=representative,
         )  # fmt: skip
         sizes[f"{fmt}_{precision}_bytes"] = artifact_bytes(path)
+        if frames is not None and reference is not None:
+            parity = _prove(path, fmt, precision, spec, frames, reference)["parity"]
+            sizes[f"{fmt}_{precision}_proof"] = {
+                "passed": bool(parity["passed"]),
+                "max_abs_diff": parity["max_abs_diff"],
+                "limit": parity["limit_max_abs_diff"],
+                "top1_agreement": parity["top1_agreement_decisive"],
+                "images": parity["images"],
+            }
     keras.backend.clear_session()
     return sizes

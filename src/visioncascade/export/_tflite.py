@@ -117,9 +117,12 @@ class LiteRTRunner:
     def __init__(self, path: str | Path, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
+        from visioncascade._tf import silenced_stderr
+
         self.path = Path(path)
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        with silenced_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
 
