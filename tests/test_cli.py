@@ -112,6 +112,9 @@ def test_compare_trains_both_arms_with_the_shared_settings(tmp_path: Path):
     shared = ["--no-augment", "--class-weight", "none", "--batch-size", "16", "--weight-decay", "0"]
     shared += ["--average-epochs", "2"]
     args = ["--quick", "--folds", "0", "--epochs", "1", "--no-export-sizes"]
+    refused = run_cli("compare", "breastmnist", *shared, *args, "--prove-exports", "--out", str(out))
+    assert refused.returncode == 2 and not out.exists()
+    assert "--prove-exports proves the artifacts that --export-sizes measures" in refused.stderr
     result = run_cli("compare", "breastmnist", *shared, *args, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     settings = json.loads((out / "comparison.json").read_text())["settings"]
@@ -136,7 +139,8 @@ def test_compare_trains_both_arms_with_the_shared_settings(tmp_path: Path):
 @pytest.mark.slow
 def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
     out = tmp_path / "cmp"
-    result = run_cli("compare", "breastmnist", "--quick", "--epochs", "2", "--out", str(out), "--quiet")
+    args = ["--quick", "--epochs", "2", "--prove-exports"]  # proofs are off by default with --quick
+    result = run_cli("compare", "breastmnist", *args, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "passes/s" not in result.stderr  # --quiet silences coremltools' progress bars too
     assert "Warning" not in result.stderr, result.stderr  # nor the converters' warnings, in any worker

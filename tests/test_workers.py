@@ -208,6 +208,23 @@ def test_a_submitted_call_runs_in_a_worker_beside_later_tasks():
         assert workers.run([("after", _square, (4,), {})])[0] == {"after": 16}  # the pool lives on
 
 
+def _blas_threads() -> str | None:
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_each_worker_gets_its_share_of_blas_threads(monkeypatch: pytest.MonkeyPatch):
+    """NumPy's OpenBLAS reads its thread count when NumPy loads: workers start with their share of the
+    cores in the environment; this process's environment stays as it was, and a user's setting wins."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with FitWorkers(2) as workers:
+        assert workers.result(workers.submit(_blas_threads)) == str(workers.threads)
+        assert "OPENBLAS_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    with FitWorkers(2) as workers:
+        assert workers.result(workers.submit(_blas_threads)) == "3"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+
+
 def _print_unflushed(text: str, *, stage) -> None:
     print(text, end="")  # stays in the buffer of a worker whose stdout is no terminal
 

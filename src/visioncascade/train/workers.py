@@ -24,7 +24,7 @@ import os
 import queue
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -54,6 +54,17 @@ def usable_cores() -> int:
 def auto_jobs(tasks: int) -> int:
     """The default ``--jobs``: one worker per usable core, no more than there are independent fits."""
     return max(1, min(usable_cores(), tasks))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in ``os.environ`` inside the block (for the processes it starts), then undone."""
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in values:
+            os.environ.pop(key, None)
 
 
 def _init_worker(messages: Any, stop: Any, threads: int, parent: int) -> None:
@@ -183,9 +194,14 @@ class FitWorkers:
             initargs=(self._messages, self._stop, self.threads, os.getpid()),
         )
         # The pool starts a process per submitted task while none is idle: start them all now, so that
-        # they import TensorFlow while the caller prepares its data.
-        for _ in range(self.jobs):
-            self._pool.submit(_ready)
+        # they import TensorFlow while the caller prepares its data. NumPy's OpenBLAS starts a thread
+        # per core in every process, read from the environment when NumPy loads (before the initializer
+        # runs): each worker gets its share, as TensorFlow does. Two workers with two spinning BLAS
+        # threads each slowed compare's exported-size proofs by 20–40 % (BENCHMARKS.md).
+        blas = {"OPENBLAS_NUM_THREADS": str(self.threads)}
+        with _environment({k: v for k, v in blas.items() if k not in os.environ}):
+            for _ in range(self.jobs):
+                self._pool.submit(_ready)
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
