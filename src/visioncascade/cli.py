@@ -223,7 +223,7 @@ def compare(
         from visioncascade.export import export_sizes as measure
 
         # One part per format: with worker processes, compare measures them side by side; with its
-        # parity proof unless --quick (the proofs add ~10 s to its 1.5 minutes) or --no-prove-exports.
+        # parity proof unless --quick (the proofs add 10–20 s to its 1.5 minutes) or --no-prove-exports.
         sizes = [functools.partial(measure, formats=(fmt,), prove=prove) for fmt in FORMATS]
         if quiet:  # coremltools draws tqdm bars while converting
             os.environ.setdefault("TQDM_DISABLE", "1")
