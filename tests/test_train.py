@@ -446,6 +446,7 @@ def test_compare_merges_the_size_parts_of_each_arm(tmp_path: Path):
     row = result.comparison["rows"][-1]
     assert row == {
         "metric": "Core ML fp16 max |Δp| vs Keras",
+        "artifact": "Core ML fp16",
         "key": "exported.coreml_fp16_proof.max_abs_diff",
         "values": [0.002, 0.026],
         "ratio": None,

@@ -735,12 +735,8 @@ _COMPARE_ROWS = (
     ("TFLite int8 bytes", "exported.tflite_int8_bytes"),
     ("ONNX fp32 bytes", "exported.onnx_fp32_bytes"),
 )
-#: Rows of the exported artifacts' parity proofs, when the size parts gave them: (label, artifact key).
-_PROOF_ROWS = (
-    ("Core ML fp16 max |Δp| vs Keras", "coreml_fp16"),
-    ("TFLite int8 max |Δp| vs Keras", "tflite_int8"),
-    ("ONNX fp32 max |Δp| vs Keras", "onnx_fp32"),
-)
+#: The exported artifacts whose parity proofs get a row, when the size parts gave them: (name, key).
+_PROOF_ROWS = (("Core ML fp16", "coreml_fp16"), ("TFLite int8", "tflite_int8"), ("ONNX fp32", "onnx_fp32"))
 
 
 def _arm_summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -971,14 +967,15 @@ def _proof_rows(arms: dict[str, dict[str, Any]], names: list[str]) -> list[dict[
     No ratio: how far two artifacts are from their own Keras models is not a quantity to divide.
     """
     rows = []
-    for label, artifact in _PROOF_ROWS:
-        proofs = [_lookup(arms[a], f"exported.{artifact}_proof") for a in names]
+    for artifact, key in _PROOF_ROWS:
+        proofs = [_lookup(arms[a], f"exported.{key}_proof") for a in names]
         if not any(proofs):
             continue
         rows.append(
             {
-                "metric": label,
-                "key": f"exported.{artifact}_proof.max_abs_diff",
+                "metric": f"{artifact} max |Δp| vs Keras",
+                "artifact": artifact,
+                "key": f"exported.{key}_proof.max_abs_diff",
                 "values": [p["max_abs_diff"] if p else None for p in proofs],
                 "ratio": None,
                 "passed": [p["passed"] if p else None for p in proofs],

@@ -243,7 +243,7 @@ def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) 
         "model of each arm on the untouched test split.</p>",
     ]
     failed = [
-        f"{arm} {r['metric'].split(' max ')[0]}"
+        f"{arm} {r['artifact']}"
         for r in proofs
         for arm, passed in zip(arms, r["passed"], strict=True)
         if passed is False

@@ -198,8 +198,8 @@ class FitWorkers:
         # per core in every process, read from the environment when NumPy loads (before the initializer
         # runs): each worker gets its share, as TensorFlow does. Two workers with two spinning BLAS
         # threads each slowed compare's exported-size proofs by 20–40 % (BENCHMARKS.md).
-        blas = {"OPENBLAS_NUM_THREADS": str(self.threads)}
-        with _environment({k: v for k, v in blas.items() if k not in os.environ}):
+        blas = {} if "OPENBLAS_NUM_THREADS" in os.environ else {"OPENBLAS_NUM_THREADS": str(self.threads)}
+        with _environment(blas):
             for _ in range(self.jobs):
                 self._pool.submit(_ready)
         return self
