@@ -89,6 +89,13 @@ def test_tflite_and_onnx_run_for_real_match_keras(exported, parity_set):
         interpreter.invoke()
         got.append(interpreter.get_tensor(outp["index"])[0])
     assert np.abs(np.array(got) - reference).max() <= 1e-4
+    # By name, as an app's signature runner calls it: image in, probabilities out.
+    assert interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}
+    }
+    runner = interpreter.get_signature_runner("serving_default")
+    named = runner(image=x[:1])["probabilities"]
+    np.testing.assert_allclose(named[0], got[0], atol=1e-6)
 
     path = exported.out_dir / _artifact(exported, "onnx")["file"]
     model = onnx.load(str(path))
