@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -424,28 +423,6 @@ def _proof(run_dir: Path, workdir: Path) -> dict[str, Any]:
     return {
         "coreml_fp16_proof": {"passed": passed, "max_abs_diff": 0.002 if passed else 0.026, "limit": 0.01}
     }
-
-
-def _started_at(run_dir: Path, workdir: Path) -> dict[str, float]:
-    return {"started_at": time.time()}
-
-
-@pytest.mark.slow
-def test_compare_with_workers_sizes_no_arm_beside_a_fit(tmp_path: Path):
-    """In worker processes every size part starts once the last arm has trained (its model is written)."""
-    from visioncascade.experiment import compare
-
-    out = tmp_path / "cmp"
-    result = compare(
-        "breastmnist", out, quick=True, folds=0, epochs=1, average_epochs=0, jobs=2, progress=False,
-        artifact_sizes=[_started_at, _model_bytes],
-    )  # fmt: skip
-    arms = result.comparison["arms"]
-    trained = (out / "transfer" / "model.keras").stat().st_mtime
-    for arm in ("scratch", "transfer"):
-        assert arms[arm]["exported"]["started_at"] >= trained
-        assert arms[arm]["exported"]["model_keras_bytes"] == (out / arm / "model.keras").stat().st_size
-    assert not list(out.glob(".sizes-*"))
 
 
 def test_compare_merges_the_size_parts_of_each_arm(tmp_path: Path):

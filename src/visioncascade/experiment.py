@@ -808,9 +808,8 @@ def compare(
     prove=True)``, a row per artifact with its max |Δp| against Keras and whether its proof passed);
     this stage does not import the export stage itself. A sequence of such functions
     (the CLI passes one per format) has its results merged; with worker processes they run in them side
-    by side once every arm has trained, while this process compares the arms' test results — never
-    beside a fit, so each arm's training seconds stay its own — so they must be picklable (module-level
-    functions or partials).
+    by side once the arm has trained (the last arm's while this process compares the arms' test
+    results), never beside a fit, so they must be picklable (module-level functions or partials).
     """
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -859,30 +858,35 @@ def _compare(
         size_parts = [artifact_sizes]
     else:
         size_parts = list(artifact_sizes)
-    sizing: dict[str, list[Callable[[], dict[str, Any]]]] = {}  # arm -> its size parts' results, to wait for
+    sizing: dict[str, list[Callable[[], dict[str, Any]]]] = {}  # arm -> its size parts' results, waited for
     splits, _ = resolve_splits(dataset, seed=any_config.seed)
     with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
+
+        def collect_sizes() -> None:
+            for arm, results in sizing.items():
+                display.stage(f"{arm}: exported sizes")
+                arms[arm]["exported"] = _merged(result() for result in results)
+                shutil.rmtree(tmp / f".sizes-{arm}", ignore_errors=True)
+            sizing.clear()
+
         for arm, config in configs.items():
+            collect_sizes()  # the arm before's: nothing runs beside a fit, its seconds stay its own
             result = train_run(
                 dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display, workers=workers
             )
             arms[arm] = _arm_summary(result.metrics)
             arms[arm]["architecture"] = config.arch
             arms[arm]["image_size"] = result.spec.input_size[0]
-            if size_parts and workers is None:
+            workdir = tmp / f".sizes-{arm}"
+            if size_parts and workers is not None:
+                futures = [workers.submit(part, tmp / arm, workdir) for part in size_parts]
+                sizing[arm] = [functools.partial(workers.result, future) for future in futures]
+            elif size_parts:
                 display.stage(f"{arm}: exported sizes")
-                workdir = tmp / f".sizes-{arm}"
                 arms[arm]["exported"] = _merged(part(tmp / arm, workdir) for part in size_parts)
                 shutil.rmtree(workdir, ignore_errors=True)
             if result.metrics["interrupted"]:
                 break
-        if size_parts and workers is not None:
-            # Every arm has trained: no fit is left for an export to slow down. The last arm's parts go
-            # first (in compare the transfer model, whose exports take longest), so that the short ones
-            # fill the gaps at the end; they run while this process compares the arms' test results.
-            for arm in reversed(list(arms)):
-                futures = [workers.submit(part, tmp / arm, tmp / f".sizes-{arm}") for part in size_parts]
-                sizing[arm] = [functools.partial(workers.result, future) for future in futures]
         names = list(arms)
         test_probabilities = {}
         for arm in names:
@@ -909,10 +913,7 @@ def _compare(
                     key: {"difference": d["difference"], "ci95": d["interval"]} for key, d in paired.items()
                 },
             }
-        for arm in [a for a in arms if a in sizing]:  # measured while this process did the above
-            display.stage(f"{arm}: exported sizes")
-            arms[arm]["exported"] = _merged(result() for result in sizing[arm])
-            shutil.rmtree(tmp / f".sizes-{arm}", ignore_errors=True)
+        collect_sizes()  # the last arm's, measured while this process did the above
         rows = []
         for label, path in _COMPARE_ROWS:
             values = [_lookup(arms[a], path) for a in names]
