@@ -10,39 +10,32 @@
 # user runs the command. Prints each run's seconds and each artifact's bytes and max |Δp| from its
 # manifest.json, which must agree between the two commits.
 set -euo pipefail
+run=$(realpath "${3:?run folder}")  # before the cd: a path relative to where it was called
 cd "$(dirname "$0")/.."
 base=${1:?baseline revision}
 new=${2:?new revision}
-run=$(realpath "${3:?run folder}")
 formats=${4:-coreml,tflite,onnx}
 runs=${5:-3}
 precision=${6:-}
 py=${PYTHON:-.venv/bin/python}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-for rev in "$base" "$new"; do
-  mkdir -p "$work/$rev"
-  git archive "$rev" src | tar -x -C "$work/$rev"
-done
-echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) | $(nproc) cores |" \
-  "avx512: $(grep -m1 flags /proc/cpuinfo | grep -c avx512f || true) | $(date -u +%FT%TZ) | $run --to $formats"
-declare -A times
+. benchmarks/_ab.sh
+ab_checkout "$base" "$new"
+ab_host "$run --to $formats"
+n=0
 for i in $(seq 1 "$runs"); do
   for rev in "$base" "$new"; do
-    out="$work/out-$rev-$i"
+    n=$((n + 1))
+    out="$work/out-$n"  # numbered: BASE and NEW may be the same commit (a check of the noise)
     start=$(date +%s.%N)
     PYTHONPATH="$work/$rev/src" TQDM_DISABLE=1 "$py" -m visioncascade.cli export "$run" --to "$formats" \
-      ${precision:+--precision "$precision"} --out "$out" >"$work/log-$rev-$i" 2>&1 \
-      || { cat "$work/log-$rev-$i"; exit 1; }
+      ${precision:+--precision "$precision"} --out "$out" >"$work/log-$n" 2>&1 \
+      || { cat "$work/log-$n"; exit 1; }
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    times[$rev]="${times[$rev]:-} $seconds"
+    ab_record "$rev" "$seconds"
     figures=$("$py" -c "import json,sys; m=json.load(open(sys.argv[1])); print(' '.join(
 f\"{a['format']}-{a['precision']}={a['bytes']}B/{a['parity']['max_abs_diff']:.3g}\" for a in m['artifacts']))" \
       "$out/manifest.json")
     printf '%-12s run %d: %6.1f s %s\n' "$rev" "$i" "$seconds" "$figures"
   done
 done
-for rev in "$base" "$new"; do
-  median=$(printf '%s\n' ${times[$rev]} | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
-  printf '%-12s median %.1f s of%s\n' "$rev" "$median" "${times[$rev]}"
-done
+ab_medians "$base" "$new"

@@ -14,31 +14,24 @@ base=${1:?baseline revision}
 new=${2:?new revision}
 runs=${3:-3}
 py=${PYTHON:-.venv/bin/python}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-for rev in "$base" "$new"; do
-  mkdir -p "$work/$rev"
-  git archive "$rev" src | tar -x -C "$work/$rev"
-done
-echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) | $(nproc) cores |" \
-  "avx512: $(grep -m1 flags /proc/cpuinfo | grep -c avx512f || true) | $(date -u +%FT%TZ)"
-declare -A times
+. benchmarks/_ab.sh
+ab_checkout "$base" "$new"
+ab_host
+n=0
 for i in $(seq 1 "$runs"); do
   for rev in "$base" "$new"; do
-    out="$work/out-$rev-$i"
+    n=$((n + 1))
+    out="$work/out-$n"  # numbered: BASE and NEW may be the same commit (a check of the noise)
     load=$(cut -d' ' -f1 /proc/loadavg)
     start=$(date +%s.%N)
     PYTHONPATH="$work/$rev/src" "$py" -m visioncascade.cli compare breastmnist --quick --out "$out" --quiet \
-      >"$work/log-$rev-$i" 2>&1 || { cat "$work/log-$rev-$i"; exit 1; }
+      >"$work/log-$n" 2>&1 || { cat "$work/log-$n"; exit 1; }
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    times[$rev]="${times[$rev]:-} $seconds"
+    ab_record "$rev" "$seconds"
     figures=$("$py" -c "import json,sys; c=json.load(open(sys.argv[1])); print(' '.join(
 f\"{a}={x['test']['accuracy']:.4f}/{x['test']['roc_auc']:.4f}\" for a,x in c['arms'].items()))" \
       "$out/comparison.json")
     printf '%-12s run %d: %7.1f s (load %s at start) %s\n' "$rev" "$i" "$seconds" "$load" "$figures"
   done
 done
-for rev in "$base" "$new"; do
-  median=$(printf '%s\n' ${times[$rev]} | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
-  printf '%-12s median %.1f s of%s\n' "$rev" "$median" "${times[$rev]}"
-done
+ab_medians "$base" "$new"

@@ -4,9 +4,10 @@ Conversion: the model's inference call traced once as a ``tf.function`` → its 
 constants → a SavedModel of that one constant function (signature ``serving_default``: input ``image``,
 output ``probabilities``) → ``tf.lite.TFLiteConverter`` restricted to TFLite *builtin* ops, so an artifact
 never needs the Flex (select TensorFlow ops) delegate that apps would have to bundle. Keras's own route
-(``ExportArchive``, a SavedModel of the whole model with its variables) gives the same flatbuffer but took
-4× as long (MobileNetV2: 8.8 s against 2.0 s, BENCHMARKS.md): it traces the model several times and
-checkpoints every variable, only for the converter to load them back and freeze them.
+(``ExportArchive``, a SavedModel of the whole model with its variables) gives the same operators, weights
+and outputs (its signature's output was ``output_0``) but took 4× as long (MobileNetV2: 8.8 s against
+2.0 s, BENCHMARKS.md): it traces the model several times and checkpoints every variable, only for the
+converter to load them back and freeze them.
 
 int8 keeps **float32 input and output** so apps feed the same raw 0..255 pixels and read the same
 probabilities as with fp32. Two modes: ``dynamic`` (default; dynamic-range: int8 weights, activations
