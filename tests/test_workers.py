@@ -225,6 +225,16 @@ def test_each_worker_gets_its_share_of_blas_threads(monkeypatch: pytest.MonkeyPa
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
 
 
+def test_the_environment_for_new_workers_is_undone_to_what_it_was(monkeypatch: pytest.MonkeyPatch):
+    from visioncascade.train.workers import _environment
+
+    monkeypatch.setenv("VC_TEST_SET", "user")
+    monkeypatch.delenv("VC_TEST_UNSET", raising=False)
+    with _environment({"VC_TEST_SET": "1", "VC_TEST_UNSET": "2"}):
+        assert (os.environ["VC_TEST_SET"], os.environ["VC_TEST_UNSET"]) == ("1", "2")
+    assert os.environ["VC_TEST_SET"] == "user" and "VC_TEST_UNSET" not in os.environ
+
+
 def _print_unflushed(text: str, *, stage) -> None:
     print(text, end="")  # stays in the buffer of a worker whose stdout is no terminal
 

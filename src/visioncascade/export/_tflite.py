@@ -1,4 +1,4 @@
-"""TFLite export (fp32, fp16 weights, int8 full-integer) and a LiteRT runner.
+"""TFLite export (fp32, fp16 weights, int8 dynamic-range or full-integer) and a LiteRT runner.
 
 Conversion: the model's inference call traced once as a ``tf.function`` → its variables frozen into
 constants → a SavedModel of that one constant function (signature ``serving_default``: input ``image``,

@@ -58,13 +58,18 @@ def auto_jobs(tasks: int) -> int:
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``values`` set in ``os.environ`` inside the block (for the processes it starts), then undone."""
+    """``values`` set in ``os.environ`` inside the block (for the processes it starts), then undone:
+    each key gets back the value it had, or is removed if it had none."""
+    previous = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
         yield
     finally:
-        for key in values:
-            os.environ.pop(key, None)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _init_worker(messages: Any, stop: Any, threads: int, parent: int) -> None:
