@@ -28,6 +28,18 @@ def run_cli(
     )
 
 
+@pytest.fixture(scope="module")
+def without_tensorflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for :func:`run_cli` under which importing ``tensorflow`` or ``keras`` raises."""
+    root = tmp_path_factory.mktemp("without_tensorflow")
+    for name in ("tensorflow", "keras"):
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(
+            f"raise ImportError('{name} imported before the command checked its input')\n"
+        )
+    return {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
 def test_help_lists_the_commands():
     result = run_cli("--help")
     assert result.returncode == 0
@@ -79,13 +91,47 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
             "--class-weight must be auto",
         ),
         (["compare", "breastmnist", "--batch-size", "0", "--out", "x"], "--batch-size must be at least 1"),
+        (
+            ["train", "breastmnist", "--arch", "mobilenet_v2", "--weights", "no/such.h5", "--out", "x"],
+            "weights file 'no/such.h5' does not exist",
+        ),
+        (["compare", "breastmnist", "--freeze", "-2", "--out", "x"], "--freeze must be 0 or more"),
+        (["compare", "no/such.npz", "--out", "x"], "no dataset at 'no/such.npz'"),
+        (["evaluate", "not-a-run", "--data", "breastmnist"], "not-a-run is not a run folder"),
     ],
 )
-def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path, args: list[str], message: str):
-    result = run_cli(*args, cwd=tmp_path)
+def test_bad_input_exits_2_with_a_clear_message(
+    tmp_path: Path, args: list[str], message: str, without_tensorflow: dict[str, str]
+):
+    """Each is refused before TensorFlow loads (a typo costs a second, not the import's several):
+    the command runs with a ``tensorflow`` and a ``keras`` that fail on import."""
+    result = run_cli(*args, cwd=tmp_path, env_extra=without_tensorflow)
     assert result.returncode == 2, result.stderr
     assert message in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_an_out_folder_holding_a_run_is_refused_before_tensorflow_loads(
+    tmp_path: Path, command: str, without_tensorflow: dict[str, str]
+):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "spec.json").write_text("{}")
+    result = run_cli(command, "breastmnist", "--out", "x", cwd=tmp_path, env_extra=without_tensorflow)
+    assert result.returncode == 2, result.stderr
+    assert "output folder x already holds a run; pass --overwrite" in " ".join(result.stderr.split())
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["spec.json"]
+
+
+def test_the_poisoned_tensorflow_of_these_tests_does_fail_a_command_that_needs_it(
+    tmp_path: Path, without_tensorflow: dict[str, str]
+):
+    """The check above is only worth something if importing TensorFlow does fail under it."""
+    args = ["train", "breastmnist", "--out", "x", "--folds", "0", "--epochs", "1", "--jobs", "1", "--quiet"]
+    result = run_cli(*args, cwd=tmp_path, env_extra=without_tensorflow)
+    assert result.returncode != 0
+    assert "imported before the command checked its input" in result.stderr
     assert not (tmp_path / "x").exists()
 
 

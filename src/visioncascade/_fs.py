@@ -1,4 +1,4 @@
-"""Atomic folder writes: build in a temporary sibling, then swap into place."""
+"""Run folders: atomic writes (build in a temporary sibling, then swap into place) and cheap checks."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from visioncascade.errors import RunExistsError
+from visioncascade.errors import RunExistsError, RunNotFoundError
 
-__all__ = ["atomic_dir", "check_output_dir"]
+__all__ = ["RUN_FILES", "atomic_dir", "check_output_dir", "check_run_dir"]
+
+#: What a complete run folder of `visioncascade train` holds, at the least, for evaluating it.
+RUN_FILES = ("model.keras", "spec.json", "config.yaml")
 
 _RUN_MARKERS = ("spec.json", "model.keras", "metrics.json", "comparison.json", "manifest.json")
 
@@ -27,6 +30,22 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
             f"output folder {path} already holds {what}; pass --overwrite to replace it, "
             "or choose another --out"
         )
+
+
+def check_run_dir(path: str | Path, required: Sequence[str] = ("model.keras", "spec.json")) -> Path:
+    """``path`` as a :class:`Path` if it is a folder holding each of ``required``; else
+    :class:`RunNotFoundError` naming what is missing (nothing is read, so a command can check before it
+    imports TensorFlow)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunNotFoundError(f"{path} is not a run folder; pass the --out folder of `visioncascade train`")
+    for name in required:
+        if not (path / name).is_file():
+            raise RunNotFoundError(
+                f"{path} lacks {name}, so it is not a complete run; pass a run folder written by "
+                "`visioncascade train`"
+            )
+    return path
 
 
 @contextlib.contextmanager

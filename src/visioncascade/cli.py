@@ -117,8 +117,6 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train a classifier on DATA and write a run folder (model, spec, metrics, report)."""
-    quiet_tensorflow()
-    from visioncascade.experiment import train_run
     from visioncascade.train import TrainConfig
 
     config = TrainConfig.build(
@@ -143,6 +141,10 @@ def train(
         refit=refit,
         jobs=jobs,
     )
+    _check_before_tensorflow(data=data, out=out, overwrite=overwrite)
+    quiet_tensorflow()
+    from visioncascade.experiment import train_run
+
     result = train_run(data, out, config, name=name, overwrite=overwrite, progress=not quiet)
     _print_summary(result.metrics, result.run_dir, quiet)
 
@@ -155,6 +157,10 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a trained run on its test split or on other data."""
+    from visioncascade._fs import RUN_FILES, check_run_dir
+
+    check_run_dir(run, RUN_FILES)
+    _check_before_tensorflow(data=data)
     quiet_tensorflow()
     from visioncascade.experiment import evaluate_run
 
@@ -214,6 +220,25 @@ def compare(
         raise ConfigError(
             "--prove-exports proves the artifacts that --export-sizes measures; drop --no-export-sizes"
         )
+    common = dict(
+        folds=folds,
+        epochs=epochs,
+        patience=patience,
+        edges=edges,
+        augment=augment,
+        class_weight=class_weight,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        average_epochs=average_epochs,
+        seed=seed,
+        quick=quick,
+        refit=refit,
+        jobs=jobs,
+    )
+    from visioncascade.train.config import arm_configs
+
+    arm_configs(weights=weights, freeze=freeze, **common)  # compare builds them again; bad options fail here
+    _check_before_tensorflow(data=data, out=out, overwrite=overwrite)
     quiet_tensorflow()
     from visioncascade.experiment import compare as run_compare
 
@@ -231,21 +256,9 @@ def compare(
     result = run_compare(
         data,
         out,
-        folds=folds,
-        epochs=epochs,
-        patience=patience,
         weights=weights,
         freeze=freeze,
-        edges=edges,
-        augment=augment,
-        class_weight=class_weight,
-        batch_size=batch_size,
-        weight_decay=weight_decay,
-        average_epochs=average_epochs,
-        seed=seed,
-        quick=quick,
-        refit=refit,
-        jobs=jobs,
+        **common,
         overwrite=overwrite,
         progress=not quiet,
         artifact_sizes=sizes,
@@ -253,6 +266,20 @@ def compare(
     if not quiet:
         _print_comparison(result.comparison)
     console.print(f"wrote {result.out_dir / 'comparison.json'} and {result.out_dir / 'comparison.html'}")
+
+
+def _check_before_tensorflow(
+    *, data: str | None = None, out: Path | None = None, overwrite: bool = False
+) -> None:
+    """Fail on a mistyped DATA or an --out that holds a run before TensorFlow loads (seconds on 2 cores);
+    the library checks both again, and reads the data, after."""
+    from visioncascade._fs import check_output_dir
+    from visioncascade.data import check_source
+
+    if data is not None:
+        check_source(data)
+    if out is not None:
+        check_output_dir(out, overwrite)
 
 
 def _make_sender(config, post: bool):

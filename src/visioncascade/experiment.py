@@ -53,7 +53,7 @@ import numpy as np
 import yaml
 
 from visioncascade import __version__
-from visioncascade._fs import atomic_dir, check_output_dir
+from visioncascade._fs import RUN_FILES, atomic_dir, check_output_dir, check_run_dir
 from visioncascade.data import (
     Dataset,
     data_reference,
@@ -63,7 +63,7 @@ from visioncascade.data import (
     stratified_folds,
 )
 from visioncascade.data.pipeline import Augmentation
-from visioncascade.errors import ConfigError, DataError, RunNotFoundError
+from visioncascade.errors import ConfigError, DataError
 from visioncascade.evaluate import plots
 from visioncascade.evaluate.metrics import (
     BOOTSTRAP_RESAMPLES,
@@ -83,7 +83,7 @@ from visioncascade.evaluate.timing import measure_latency
 from visioncascade.models import create_model, get_architecture, load_model, resolve_params, save_model
 from visioncascade.spec import ModelSpec
 from visioncascade.train.calibration import MIN_CALIBRATION_IMAGES, Calibration, fit_calibration
-from visioncascade.train.config import TrainConfig
+from visioncascade.train.config import TrainConfig, arm_configs
 from visioncascade.train.fit import FitResult, class_weights, clear_trainers, fit_model, seed_everything
 from visioncascade.train.progress import TrainingProgress
 from visioncascade.train.workers import FitWorkers
@@ -637,12 +637,7 @@ def _train_run(
 
 
 def _load_run(run: str | Path) -> tuple[Path, ModelSpec, dict[str, Any]]:
-    run = Path(run)
-    if not run.is_dir():
-        raise RunNotFoundError(f"{run} is not a run folder; pass the --out folder of `visioncascade train`")
-    for required in ("model.keras", "spec.json", "config.yaml"):
-        if not (run / required).is_file():
-            raise RunNotFoundError(f"{run} lacks {required}; it is not a complete visioncascade run")
+    run = check_run_dir(run, RUN_FILES)
     spec = ModelSpec.load(run / "spec.json")
     config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     return run, spec, config
@@ -828,10 +823,7 @@ def compare(
         refit=refit,
         jobs=jobs,
     )
-    configs = {
-        "scratch": TrainConfig.build(arch="scratch", **common),
-        "transfer": TrainConfig.build(arch="mobilenet_v2", weights=weights, freeze=freeze, **common),
-    }
+    configs = arm_configs(weights=weights, freeze=freeze, **common)
     pool_jobs = max(config.jobs for config in configs.values())
     with contextlib.ExitStack() as stack:
         # Started before the data is read: the workers import TensorFlow meanwhile.

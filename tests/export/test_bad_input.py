@@ -19,7 +19,7 @@ def test_run_folder_without_model(tmp_path):
     ModelSpec(
         name="x", labels=("a", "b"), input_size=(16, 16), color_mode="grayscale", architecture="scratch"
     ).save(run / "spec.json")
-    with pytest.raises(RunNotFoundError, match=r"lacks model\.keras, so there is no model to export"):
+    with pytest.raises(RunNotFoundError, match=r"lacks model\.keras, so it is not a complete run"):
         export_run(run, "onnx")
     with pytest.raises(RunNotFoundError, match="is not a run folder"):
         export_run(tmp_path / "missing", "onnx")

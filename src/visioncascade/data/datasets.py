@@ -18,7 +18,7 @@ import numpy as np
 from visioncascade.data.images import IMAGE_SUFFIXES, prepare_image, read_image
 from visioncascade.errors import DataError
 
-__all__ = ["BUNDLED", "Dataset", "Split", "data_reference", "load_dataset", "locate_run_data"]
+__all__ = ["BUNDLED", "Dataset", "Split", "check_source", "data_reference", "load_dataset", "locate_run_data"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -154,25 +154,38 @@ def load_dataset(source: str | Path, *, max_bad_fraction: float = 0.05) -> Datas
         max_bad_fraction: Unreadable images are skipped with a warning; more than this fraction fails.
     """
     text = str(source)
-    if text in BUNDLED:
+    path = check_source(source)
+    if path is None:
         meta = BUNDLED[text]
         ref = resources.files("visioncascade.data") / "samples" / meta["file"]
-        with resources.as_file(ref) as path:
-            dataset = _load_npz(Path(path), name=text, label_names=meta["labels"])
+        with resources.as_file(ref) as bundled:
+            dataset = _load_npz(Path(bundled), name=text, label_names=meta["labels"])
         dataset.source = text
         dataset.attribution = meta["attribution"]
         return dataset
+    if path.is_dir():
+        return _load_folder(path, max_bad_fraction)
+    return _load_npz(path, name=path.stem)
+
+
+def check_source(source: str | Path) -> Path | None:
+    """What :func:`load_dataset` checks before reading anything: ``source`` names a bundled sample (→
+    ``None``), an existing folder or a ``.npz`` file (→ its path). Raises :class:`DataError` otherwise.
+
+    Cheap (no file is read), so a command can fail on a mistyped ``DATA`` before its slow imports.
+    """
+    text = str(source)
+    if text in BUNDLED:
+        return None
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(
             f"no dataset at {text!r}: expected a folder of class sub-folders, a .npz file, "
             f"or a bundled sample name ({', '.join(sorted(BUNDLED))})"
         )
-    if path.is_dir():
-        return _load_folder(path, max_bad_fraction)
-    if path.suffix.lower() == ".npz":
-        return _load_npz(path, name=path.stem)
-    raise DataError(f"{path} is a file but not a .npz; pass a folder of class sub-folders or a .npz file")
+    if not path.is_dir() and path.suffix.lower() != ".npz":
+        raise DataError(f"{path} is a file but not a .npz; pass a folder of class sub-folders or a .npz file")
+    return path
 
 
 def _load_npz(path: Path, name: str, label_names: tuple[str, ...] | None = None) -> Dataset:

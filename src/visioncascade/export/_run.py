@@ -25,8 +25,8 @@ import keras
 import numpy as np
 
 from visioncascade import __version__
-from visioncascade._fs import atomic_dir, check_output_dir
-from visioncascade.errors import ExportError, RunExistsError, RunNotFoundError
+from visioncascade._fs import atomic_dir, check_output_dir, check_run_dir
+from visioncascade.errors import ExportError, RunExistsError
 from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES
 from visioncascade.export._common import (
     DEFAULT_PRECISION,
@@ -108,17 +108,7 @@ def _file_name(name: str, fmt: str, precision: str, coreml_format: str) -> str:
 
 
 def _load_run(run_dir: str | Path) -> tuple[Path, keras.Model, ModelSpec]:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunNotFoundError(
-            f"{run_dir} is not a run folder; pass the --out folder of `visioncascade train`"
-        )
-    for required in ("model.keras", "spec.json"):
-        if not (run_dir / required).is_file():
-            raise RunNotFoundError(
-                f"{run_dir} lacks {required}, so there is no model to export; pass a complete run folder "
-                "written by `visioncascade train`"
-            )
+    run_dir = check_run_dir(run_dir)
     return run_dir, load_model(run_dir), ModelSpec.load(run_dir / "spec.json")
 
 

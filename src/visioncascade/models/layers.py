@@ -122,3 +122,14 @@ class TemperatureSoftmax(keras.layers.Layer):
             "temperature": self._initial_temperature,
             "offsets": self._initial_offsets,
         }
+
+
+# The name is part of every saved mobilenet_v2 model with edges ("visioncascade>_pass_rgb_initializer"):
+# keep it. It lives here, with the layers, so that loading a model registers it without the builder.
+@keras.saving.register_keras_serializable(package="visioncascade")
+def _pass_rgb_initializer(shape, dtype=None):
+    """1x1 kernel (1, 1, 4, 3): identity on the RGB channels, zero on the edge channel."""
+    kernel = np.zeros(shape, dtype="float32")
+    for c in range(min(shape[2], shape[3])):
+        kernel[0, 0, c, c] = 1.0
+    return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")

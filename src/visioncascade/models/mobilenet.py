@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from visioncascade.errors import ConfigError, ModelError
-from visioncascade.models.layers import SobelEdges, TemperatureSoftmax
 from visioncascade.models.registry import register_architecture
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["BUNDLED_WEIGHTS", "build_mobilenet_v2", "resolve_weights"]
 
@@ -43,6 +44,21 @@ def resolve_weights(weights: str | None, alpha: float) -> str | None:
     return str(path)
 
 
+def _check_params(params: dict[str, Any]) -> None:
+    """What the builder refuses, found without Keras: weights that are not there, a negative ``freeze``,
+    and ``freeze`` with random weights (the upper bound of ``freeze`` needs the built base)."""
+    resolved = resolve_weights(params["weights"], params["alpha"])
+    if params["freeze"] < 0:
+        raise ConfigError(
+            f"--freeze must be 0 or more (layers of MobileNetV2 to freeze), got {params['freeze']}"
+        )
+    if params["freeze"] and resolved is None:
+        raise ConfigError(
+            "--freeze with --weights none would freeze random weights and leave BatchNorm statistics unset; "
+            "use pretrained weights or --freeze 0"
+        )
+
+
 @register_architecture(
     "mobilenet_v2",
     defaults={"alpha": 0.35, "weights": "bundled", "freeze": 0, "dropout": 0.2},
@@ -54,6 +70,7 @@ def resolve_weights(weights: str | None, alpha: float) -> str | None:
     # within 20 minutes on 2 slow cores. 5 epochs gave most of 20's gain in val log loss, less of its
     # (noisy) test ROC-AUC gain (BENCHMARKS.md, "`compare` within 20 minutes on a slower host").
     default_average_epochs=5,
+    check=_check_params,
 )
 def build_mobilenet_v2(
     input_shape: tuple[int, int, int],
@@ -73,6 +90,10 @@ def build_mobilenet_v2(
     With pretrained weights all BatchNorm layers of the base are frozen in inference mode (ImageNet
     statistics); convolutions after the first ``freeze`` layers fine-tune.
     """
+    import keras  # here, not at the top: the registry is read before TensorFlow loads
+
+    from visioncascade.models.layers import SobelEdges, TemperatureSoftmax, _pass_rgb_initializer
+
     height, width, channels = input_shape
     resolved = resolve_weights(weights, alpha)
     try:
@@ -91,11 +112,6 @@ def build_mobilenet_v2(
     if not 0 <= freeze <= len(base.layers):
         raise ConfigError(
             f"--freeze must be between 0 and {len(base.layers)} (layers in MobileNetV2), got {freeze}"
-        )
-    if freeze and resolved is None:
-        raise ConfigError(
-            "--freeze with --weights none would freeze random weights and leave BatchNorm statistics unset; "
-            "use pretrained weights or --freeze 0"
         )
     for layer in base.layers[:freeze]:
         layer.trainable = False
@@ -130,14 +146,3 @@ def build_mobilenet_v2(
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = TemperatureSoftmax(name="probabilities")(logits)
     return keras.Model(inputs, outputs, name=f"mobilenet_v2_{alpha}")
-
-
-@keras.saving.register_keras_serializable(package="visioncascade")
-def _pass_rgb_initializer(shape, dtype=None):
-    """1x1 kernel (1, 1, 4, 3): identity on the RGB channels, zero on the edge channel."""
-    import numpy as np
-
-    kernel = np.zeros(shape, dtype="float32")
-    for c in range(min(shape[2], shape[3])):
-        kernel[0, 0, c, c] = 1.0
-    return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")

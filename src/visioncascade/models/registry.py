@@ -1,14 +1,19 @@
-"""The architecture registry: ``create_model(name, ...)`` over named builder functions."""
+"""The architecture registry: ``create_model(name, ...)`` over named builder functions.
+
+Importing it (and the built-in architectures' modules) does not import Keras: the builders import it when
+they build, so that the CLI can check ``--arch`` and its parameters before TensorFlow loads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from visioncascade.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["Architecture", "create_model", "get_architecture", "list_architectures", "register_architecture"]
 
@@ -25,6 +30,7 @@ class Architecture:
     min_image_size: int
     default_learning_rate: float
     default_average_epochs: int
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -39,11 +45,14 @@ def register_architecture(
     min_image_size: int = 8,
     default_learning_rate: float = 1e-3,
     default_average_epochs: int = 20,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
     """Decorator registering ``builder(input_shape, num_classes, edges, **params)`` under ``name``.
 
     ``default_learning_rate`` and ``default_average_epochs`` (epochs of weight averaging after each fit)
-    are what a run of this architecture uses unless told otherwise.
+    are what a run of this architecture uses unless told otherwise. ``check(params)``, if given, raises a
+    :class:`~visioncascade.errors.VisionCascadeError` for parameters the builder would refuse, without
+    building (:func:`resolve_params` calls it: a bad value fails before anything slow starts).
     """
 
     def decorator(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
@@ -56,6 +65,7 @@ def register_architecture(
             min_image_size,
             default_learning_rate,
             default_average_epochs,
+            check,
         )
         return builder
 
@@ -78,7 +88,8 @@ def get_architecture(name: str) -> Architecture:
 
 
 def resolve_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The architecture's defaults updated with ``params``; unknown parameter names are an error."""
+    """The architecture's defaults updated with ``params``; unknown parameter names are an error, and so
+    are values the architecture's ``check`` refuses."""
     arch = get_architecture(name)
     params = dict(params or {})
     unknown = sorted(set(params) - set(arch.defaults))
@@ -86,7 +97,10 @@ def resolve_params(name: str, params: dict[str, Any] | None = None) -> dict[str,
         raise ConfigError(
             f"architecture {name!r} has no parameter(s) {unknown}; it takes {sorted(arch.defaults)}"
         )
-    return {**arch.defaults, **params}
+    resolved = {**arch.defaults, **params}
+    if arch.check is not None:
+        arch.check(resolved)
+    return resolved
 
 
 def create_model(

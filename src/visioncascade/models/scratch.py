@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
 from visioncascade.errors import ConfigError
-from visioncascade.models.layers import SobelEdges, TemperatureSoftmax
 from visioncascade.models.registry import register_architecture
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["build_scratch"]
 
@@ -32,6 +34,10 @@ def build_scratch(
     ``stem_stride`` is the stride of the very first convolution: ``"auto"`` uses 2 for inputs of 64 px
     and more (4x less compute at full resolution, where most of it is) and 1 for smaller ones.
     """
+    import keras  # here, not at the top: the registry is read before TensorFlow loads
+
+    from visioncascade.models.layers import SobelEdges, TemperatureSoftmax
+
     if stem_stride == "auto":
         stem_stride = 2 if min(input_shape[:2]) >= 64 else 1
     if stem_stride not in (1, 2):

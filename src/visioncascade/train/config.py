@@ -8,7 +8,7 @@ from typing import Any
 from visioncascade.errors import ConfigError
 from visioncascade.train.workers import auto_jobs
 
-__all__ = ["DEFAULT_WEIGHT_DECAY", "QUICK", "TrainConfig"]
+__all__ = ["DEFAULT_WEIGHT_DECAY", "QUICK", "TrainConfig", "arm_configs"]
 
 #: What ``--quick`` changes (options given explicitly still win).
 QUICK = {
@@ -173,3 +173,15 @@ class TrainConfig:
         config = cls(**data)
         config.validate()
         return config
+
+
+def arm_configs(
+    *, weights: str | None = None, freeze: int | None = None, **common: Any
+) -> dict[str, TrainConfig]:
+    """The validated :class:`TrainConfig` of each arm of ``compare``, ``scratch`` and ``transfer``
+    (MobileNetV2): the same ``common`` options (:meth:`TrainConfig.build`'s but ``arch``) for both;
+    ``weights`` and ``freeze`` for the transfer arm."""
+    return {
+        "scratch": TrainConfig.build(arch="scratch", **common),
+        "transfer": TrainConfig.build(arch="mobilenet_v2", weights=weights, freeze=freeze, **common),
+    }
