@@ -208,6 +208,41 @@ def test_a_submitted_call_runs_in_a_worker_beside_later_tasks():
         assert workers.run([("after", _square, (4,), {})])[0] == {"after": 16}  # the pool lives on
 
 
+def _wait_for(path: str, *, stage) -> bool:
+    """Whether ``path`` appeared within 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_each_result_is_handed_over_while_the_other_tasks_run(tmp_path: Path):
+    """What train_run uses to calibrate and save the final model while the last folds train: on_result
+    gets a task's result as it arrives. Here the slow task only ends (True) once on_result for the quick
+    one has run; handed over at the end instead, it would time out (False)."""
+    flag = tmp_path / "quick-done"
+    seen: list[tuple[str, object]] = []
+
+    def on_result(task: str, result: object) -> None:
+        seen.append((task, result))
+        if task == "quick":
+            flag.touch()
+
+    with FitWorkers(2) as workers:
+        tasks = [("slow", _wait_for, (str(flag),), {}), ("quick", _square, (5,), {})]
+        results, stopped = workers.run(tasks, on_result=on_result)
+        assert results == {"slow": True, "quick": 25} and stopped is False
+        assert seen == [("quick", 25), ("slow", True)]
+
+        def broken(task: str, result: object) -> None:
+            raise ModelError(f"cannot use {task}")
+
+        with pytest.raises(ModelError, match="cannot use t"):  # its error is the run's
+            workers.run([("t", _square, (2,), {})], on_result=broken)
+
+
 def _blas_threads() -> str | None:
     return os.environ.get("OPENBLAS_NUM_THREADS")
 

@@ -281,6 +281,93 @@ def _fit_fold(
     return result, _predict(model, x[val_index]) if finished else None
 
 
+@dataclass
+class _Finished:
+    """The final model after steps 3 and 4 (calibrated on val; the refit's model where there is one)."""
+
+    model: keras.Model
+    calibration: Calibration
+    p_val_raw: np.ndarray
+    p_val: np.ndarray
+    p_test_raw: np.ndarray
+    p_test: np.ndarray
+    histories: dict[str, dict[str, list[float]]]
+    averaging: dict[str, dict[str, list[float]]]
+    refit: dict[str, Any] | None
+    notes: list[str]
+    refit_interrupted: bool
+
+
+def _finish_final(
+    outcome: tuple[FitResult, FitResult | None],
+    *,
+    checkpoint: Path,
+    first_to: Path | None,
+    refit_to: Path | None,
+    val: tuple[np.ndarray, np.ndarray],
+    x_test: np.ndarray,
+    weights: dict[int, float] | None,
+    refit_images: int,
+    save_to: Path,
+) -> _Finished:
+    """Calibrate the final task's model on val (step 3), put the calibration into the refit's model
+    (step 4), write the result to ``save_to`` and return it with its probabilities on val and test.
+
+    Reads the models that :func:`_fit_final` wrote and leaves the files (the caller removes them): it
+    may run again after a Ctrl-C stopped it half-way.
+    """
+    final, refit_result = outcome
+    x_val, y_val = val
+    notes: list[str] = []
+    # The weight-averaged model where the recipe averages (the checkpoint holds the best weights before).
+    model = load_model(first_to if first_to is not None and first_to.exists() else checkpoint)
+    p_val_raw = _predict(model, x_val)
+    p_test_raw = _predict(model, x_test)
+    calibration = fit_calibration(p_val_raw, y_val, weights)
+    if len(y_val) < MIN_CALIBRATION_IMAGES:
+        notes.append(
+            f"the val split has {len(y_val)} images, fewer than {MIN_CALIBRATION_IMAGES}: "
+            "the model was not calibrated (T = 1, no prior correction)"
+        )
+    _calibrate(model, calibration)
+    p_val = _predict(model, x_val)
+    p_test = _predict(model, x_test)
+    histories = {"final": final.history}
+    averaging = {"final-averaging": final.averaging_history}  # history.csv only, not the plot
+    refit: dict[str, Any] | None = None
+    refit_interrupted = refit_result is not None and refit_result.interrupted
+    if refit_interrupted:
+        notes.append("the refit on train + val was interrupted: the model trained on train is kept")
+    elif refit_result is not None and refit_to is not None:
+        model = load_model(refit_to)
+        p_test_raw = _predict(model, x_test)
+        _calibrate(model, calibration)
+        p_test = _predict(model, x_test)
+        # Without its val curves: val was training data of the refit.
+        histories["refit"] = {k: v for k, v in refit_result.history.items() if not k.startswith("val_")}
+        averaging["refit-averaging"] = refit_result.averaging_history
+        refit = {
+            "epochs": refit_result.epochs_run,
+            "averaged_epochs": refit_result.averaged_epochs,
+            "images": refit_images,
+            "seconds": refit_result.seconds,
+        }
+    save_model(model, save_to)
+    return _Finished(
+        model=model,
+        calibration=calibration,
+        p_val_raw=p_val_raw,
+        p_val=p_val,
+        p_test_raw=p_test_raw,
+        p_test=p_test,
+        histories=histories,
+        averaging=averaging,
+        refit=refit,
+        notes=notes,
+        refit_interrupted=refit_interrupted,
+    )
+
+
 def _calibrate(model: keras.Model, calibration: Calibration) -> None:
     """Put ``calibration`` into the model's softmax."""
     layer = model.get_layer("probabilities")
@@ -438,6 +525,24 @@ def _train_run(
         ]
         outcomes: dict[str, Any] = {}
         stopped = False
+        finish_args = dict(
+            checkpoint=checkpoint,
+            first_to=first_to,
+            refit_to=refit_to,
+            val=(x_val, y_val),
+            x_test=x_test,
+            weights=weights,
+            refit_images=int(len(y_train) + len(y_val)),
+            save_to=tmp / "model.keras",
+        )
+        finished: list[_Finished] = []
+
+        def on_result(task: str, outcome: Any) -> None:
+            """With workers: calibrate and save the final model as soon as its task is done, here, while
+            the last folds train in the workers (a worker would otherwise idle, and this process too)."""
+            if task == "final" and outcome[0] is not None and outcome[0].best_epoch >= 0:
+                finished.append(_finish_final(outcome, **finish_args))
+
         if workers is None:  # one fit after the other, in this process
 
             def stage(label: str) -> list[keras.callbacks.Callback]:
@@ -452,52 +557,30 @@ def _train_run(
                 if any(isinstance(r, FitResult) and r.interrupted for r in outcomes[task]):
                     break  # Ctrl-C in a fit: keep what is done, train nothing more
         else:  # side by side in worker processes; the final model first, it is two fits long
-            outcomes, stopped = workers.run([final_task, *fold_tasks], display.worker_message)
-        final, refit_result = outcomes.get("final", (None, None))
+            outcomes, stopped = workers.run([final_task, *fold_tasks], display.worker_message, on_result)
+        final, _ = outcomes.get("final", (None, None))
         if final is None or final.best_epoch < 0:
             raise DataError(
                 "training stopped before the first fit finished an epoch, so there is no model to keep"
             )
         interrupted = stopped or final.interrupted
-        # Calibration on val, applied inside the model.
-        if first_to is not None and first_to.exists():
-            model = load_model(first_to)
-            first_to.unlink()
-        else:
-            model = load_model(checkpoint)
-        p_val_raw = _predict(model, x_val)
-        p_test_raw = _predict(model, x_test)
-        calibration = fit_calibration(p_val_raw, y_val, weights)
-        if len(y_val) < MIN_CALIBRATION_IMAGES:
-            notes.append(
-                f"the val split has {len(y_val)} images, fewer than {MIN_CALIBRATION_IMAGES}: "
-                "the model was not calibrated (T = 1, no prior correction)"
-            )
-        _calibrate(model, calibration)
-        p_val = _predict(model, x_val)
-        p_test = _predict(model, x_test)
+        # Made while the last folds trained, unless Ctrl-C stopped that (then made now, the same way).
+        done = finished[0] if finished else _finish_final(outcomes["final"], **finish_args)
+        for leftover in (first_to, refit_to):
+            if leftover is not None:
+                leftover.unlink(missing_ok=True)
+        model, calibration, p_val_raw, p_val, p_test_raw, p_test = (
+            done.model,
+            done.calibration,
+            done.p_val_raw,
+            done.p_val,
+            done.p_test_raw,
+            done.p_test,
+        )
+        notes.extend(done.notes)
+        interrupted = interrupted or done.refit_interrupted
         spec = spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
-        histories = {"final": final.history}
-        averaging = {"final-averaging": final.averaging_history}  # history.csv only, not the plot
-        refit: dict[str, Any] | None = None
-        if refit_result is not None and refit_result.interrupted:
-            notes.append("the refit on train + val was interrupted: the model trained on train is kept")
-            interrupted = True
-        elif refit_result is not None and refit_to is not None:
-            model = load_model(refit_to)
-            refit_to.unlink()
-            p_test_raw = _predict(model, x_test)
-            _calibrate(model, calibration)
-            p_test = _predict(model, x_test)
-            # Without its val curves: val was training data of the refit.
-            histories["refit"] = {k: v for k, v in refit_result.history.items() if not k.startswith("val_")}
-            averaging["refit-averaging"] = refit_result.averaging_history
-            refit = {
-                "epochs": refit_result.epochs_run,
-                "averaged_epochs": refit_result.averaged_epochs,
-                "images": int(len(y_train) + len(y_val)),
-                "seconds": refit_result.seconds,
-            }
+        histories, averaging, refit = done.histories, done.averaging, done.refit
         fold_metrics: list[dict[str, Any]] = []
         oof_index: list[np.ndarray] = []
         oof_probs: list[np.ndarray] = []
@@ -522,7 +605,6 @@ def _train_run(
             averaging[f"{task}-averaging"] = result.averaging_history
         training_seconds = time.perf_counter() - started
         display.stage("writing run")
-        save_model(model, tmp / "model.keras")
         spec.save(tmp / "spec.json")
         latency = measure_latency(model)
         model_info = {

@@ -229,12 +229,16 @@ class FitWorkers:
         self,
         tasks: list[tuple[str, Callable[..., Any], tuple, dict[str, Any]]],
         on_message: Callable[[str, str, Any], None] | None = None,
+        on_result: Callable[[str, Any], None] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Run ``(task id, function, args, kwargs)`` tasks, in list order as workers free up.
 
         Returns each task's result by id and whether Ctrl-C stopped the run: then running fits end as
         interrupted ones (best weights kept) and tasks not started are left out of the results. An
-        exception in a task stops the others and is raised here.
+        exception in a task stops the others and is raised here. ``on_result(task id, result)`` is called
+        here as each task's result arrives, while the other tasks go on in the workers (their messages
+        wait until it returns); its exceptions are raised here too, and Ctrl-C inside it stops the run
+        as anywhere else.
         """
         if self._pool is None:
             raise RuntimeError("FitWorkers.run outside its with-block")
@@ -247,9 +251,13 @@ class FitWorkers:
                 done, pending = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 self._drain(on_message)
                 for future in done:
-                    if not future.cancelled() and future.exception() is not None:
+                    if future.cancelled():
+                        continue
+                    if future.exception() is not None:
                         self._stop.set()
                         self._raise(future)
+                    if on_result is not None and future.result() is not None:
+                        on_result(futures[future], future.result())
             except KeyboardInterrupt:
                 if interrupted:
                     raise
