@@ -97,6 +97,10 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         ),
         (["compare", "breastmnist", "--freeze", "-2", "--out", "x"], "--freeze must be 0 or more"),
         (["compare", "no/such.npz", "--out", "x"], "no dataset at 'no/such.npz'"),
+        (
+            ["compare", "breastmnist", "--no-export-sizes", "--prove-exports", "--out", "x"],
+            "--prove-exports proves the artifacts that --export-sizes measures; drop --no-export-sizes",
+        ),
         (["evaluate", "not-a-run", "--data", "breastmnist"], "not-a-run is not a run folder"),
     ],
 )
@@ -138,6 +142,7 @@ def test_the_poisoned_tensorflow_of_these_tests_does_fail_a_command_that_needs_i
 def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     out = tmp_path / "run"
     args = ["train", "breastmnist", "--out", str(out), "--epochs", "2", "--folds", "0", "--image-size", "16"]
+    args += ["--average-epochs", "2"]  # the default (20 for scratch) is another test's
     result = run_cli(*args, "--quiet", "--no-refit")
     assert result.returncode == 0, result.stderr
     assert "I0000" not in result.stderr and "Traceback" not in result.stderr
@@ -153,40 +158,14 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     assert metrics["n"] == 156 and metrics["minority_label"] == "malignant"
 
 
-def test_compare_trains_both_arms_with_the_shared_settings(tmp_path: Path):
-    out = tmp_path / "cmp"
-    shared = ["--no-augment", "--class-weight", "none", "--batch-size", "16", "--weight-decay", "0"]
-    shared += ["--average-epochs", "2"]
-    args = ["--quick", "--folds", "0", "--epochs", "1", "--no-export-sizes"]
-    refused = run_cli("compare", "breastmnist", *shared, *args, "--prove-exports", "--out", str(out))
-    assert refused.returncode == 2 and not out.exists()
-    assert "--prove-exports proves the artifacts that --export-sizes measures" in refused.stderr
-    result = run_cli("compare", "breastmnist", *shared, *args, "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
-    settings = json.loads((out / "comparison.json").read_text())["settings"]
-    expected = {
-        "augment": False,
-        "class_weight": "none",
-        "batch_size": 16,
-        "weight_decay": 0.0,
-    }
-    assert {key: settings[key] for key in expected} == expected
-    assert settings["average_epochs"] == {"scratch": 2, "transfer": 2}  # each arm's own; here both set
-    for arm in ("scratch", "transfer"):
-        config = yaml.safe_load((out / arm / "config.yaml").read_text())
-        assert {key: config["train"][key] for key in expected} == expected, arm
-        assert config["train"]["average_epochs"] == 2, arm
-        assert config["resolved"]["class_weight"] is None and config["resolved"]["augmentation"] is None
-        metrics = json.loads((out / arm / "metrics.json").read_text())
-        assert metrics["final"]["averaged_epochs"] == 2, arm
-        assert metrics["calibration"]["prior_correction"] == 0.0, arm  # no class weights: nothing to undo
-
-
 @pytest.mark.slow
-def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
+def test_compare_writes_both_arms_and_ratios_with_the_shared_settings(tmp_path: Path):
+    """The whole command, once: both arms trained with the shared settings given, sized, proven, compared."""
     out = tmp_path / "cmp"
     args = ["--quick", "--epochs", "2", "--prove-exports"]  # proofs are off by default with --quick
-    result = run_cli("compare", "breastmnist", *args, "--out", str(out), "--quiet")
+    shared = ["--no-augment", "--class-weight", "none", "--batch-size", "16", "--weight-decay", "0"]
+    shared += ["--average-epochs", "2"]
+    result = run_cli("compare", "breastmnist", *args, *shared, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     assert "passes/s" not in result.stderr  # --quiet silences coremltools' progress bars too
     assert "Warning" not in result.stderr, result.stderr  # nor the converters' warnings, in any worker
@@ -239,3 +218,16 @@ def test_compare_writes_both_arms_and_ratios(tmp_path: Path):
     html = (out / "comparison.html").read_text()
     assert "scratch vs transfer" in html and "data:image/png;base64," in html
     assert "Can the test split tell them apart?" in html
+    # The shared settings reached both arms; each arm's weight-averaging epochs are its own, here both set.
+    expected = {"augment": False, "class_weight": "none", "batch_size": 16, "weight_decay": 0.0}
+    settings = comparison["settings"]
+    assert {key: settings[key] for key in expected} == expected
+    assert settings["average_epochs"] == {"scratch": 2, "transfer": 2}
+    for arm in ("scratch", "transfer"):
+        config = yaml.safe_load((out / arm / "config.yaml").read_text())
+        assert {key: config["train"][key] for key in expected} == expected, arm
+        assert config["train"]["average_epochs"] == 2, arm
+        assert config["resolved"]["class_weight"] is None and config["resolved"]["augmentation"] is None
+        metrics = json.loads((out / arm / "metrics.json").read_text())
+        assert metrics["final"]["averaged_epochs"] == 2, arm
+        assert metrics["calibration"]["prior_correction"] == 0.0, arm  # no class weights: nothing to undo

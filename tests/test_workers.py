@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 
@@ -174,12 +175,25 @@ def _square(x: int, *, stage) -> int:
     return x * x
 
 
-def test_fit_workers_run_tasks_and_raise_their_errors():
+@pytest.fixture(scope="module")
+def pool() -> Iterator[FitWorkers]:
+    """One pool of two workers for the tests of what a pool does (each worker's start imports TensorFlow).
+
+    Sharing it is part of what they show: compare runs both arms, and its size parts, in one pool, so a
+    pool must go on working after a task's error, a background call and a failing ``on_result``.
+    """
     with FitWorkers(2) as workers:
-        results, stopped = workers.run([(f"t{i}", _square, (i,), {}) for i in range(4)])
-        assert results == {"t0": 0, "t1": 1, "t2": 4, "t3": 9} and stopped is False
-        with pytest.raises(ValueError, match="broken task"):
-            workers.run([("bad", _raise_value_error, ("broken task",), {}), ("ok", _square, (3,), {})])
+        yield workers
+
+
+@pytest.mark.xdist_group("fit_workers_pool")
+def test_fit_workers_run_tasks_and_raise_their_errors(pool: FitWorkers):
+    workers = pool
+    results, stopped = workers.run([(f"t{i}", _square, (i,), {}) for i in range(4)])
+    assert results == {"t0": 0, "t1": 1, "t2": 4, "t3": 9} and stopped is False
+    with pytest.raises(ValueError, match="broken task"):
+        workers.run([("bad", _raise_value_error, ("broken task",), {}), ("ok", _square, (3,), {})])
+    assert workers.run([("after", _square, (5,), {})]) == ({"after": 25}, False)
     with pytest.raises(ConfigError, match="jobs >= 2"):
         FitWorkers(1)
 
@@ -193,19 +207,20 @@ def _fail(text: str) -> None:
     raise ValueError(text)
 
 
-def test_a_submitted_call_runs_in_a_worker_beside_later_tasks():
+@pytest.mark.xdist_group("fit_workers_pool")
+def test_a_submitted_call_runs_in_a_worker_beside_later_tasks(pool: FitWorkers):
     """What compare uses for exported sizes: a background call on the next free worker, its result (or its
     own error) when asked for, while run() goes on with the other workers."""
-    with FitWorkers(2) as workers:
-        workers.run([(f"warm{i}", _square, (i,), {}) for i in range(2)])  # both workers started
-        background = workers.submit(_pid_after, 3.0)
-        results, _ = workers.run([("t", _square, (3,), {})])
-        assert results == {"t": 9} and not background.done()  # run() did not wait for it
-        worker_pids = {p.pid for p in workers._pool._processes.values()}
-        assert workers.result(background) in worker_pids and os.getpid() not in worker_pids
-        with pytest.raises(ValueError, match="broken export"):
-            workers.result(workers.submit(_fail, "broken export"))
-        assert workers.run([("after", _square, (4,), {})])[0] == {"after": 16}  # the pool lives on
+    workers = pool
+    workers.run([(f"warm{i}", _square, (i,), {}) for i in range(2)])  # both workers started
+    background = workers.submit(_pid_after, 3.0)
+    results, _ = workers.run([("t", _square, (3,), {})])
+    assert results == {"t": 9} and not background.done()  # run() did not wait for it
+    worker_pids = {p.pid for p in workers._pool._processes.values()}
+    assert workers.result(background) in worker_pids and os.getpid() not in worker_pids
+    with pytest.raises(ValueError, match="broken export"):
+        workers.result(workers.submit(_fail, "broken export"))
+    assert workers.run([("after", _square, (4,), {})])[0] == {"after": 16}  # the pool lives on
 
 
 def _wait_for(path: str, *, stage) -> bool:
@@ -218,7 +233,8 @@ def _wait_for(path: str, *, stage) -> bool:
     return False
 
 
-def test_each_result_is_handed_over_while_the_other_tasks_run(tmp_path: Path):
+@pytest.mark.xdist_group("fit_workers_pool")
+def test_each_result_is_handed_over_while_the_other_tasks_run(pool: FitWorkers, tmp_path: Path):
     """What train_run uses to calibrate and save the final model while the last folds train: on_result
     gets a task's result as it arrives. Here the slow task only ends (True) once on_result for the quick
     one has run; handed over at the end instead, it would time out (False)."""
@@ -230,17 +246,18 @@ def test_each_result_is_handed_over_while_the_other_tasks_run(tmp_path: Path):
         if task == "quick":
             flag.touch()
 
-    with FitWorkers(2) as workers:
-        tasks = [("slow", _wait_for, (str(flag),), {}), ("quick", _square, (5,), {})]
-        results, stopped = workers.run(tasks, on_result=on_result)
-        assert results == {"slow": True, "quick": 25} and stopped is False
-        assert seen == [("quick", 25), ("slow", True)]
+    workers = pool
+    tasks = [("slow", _wait_for, (str(flag),), {}), ("quick", _square, (5,), {})]
+    results, stopped = workers.run(tasks, on_result=on_result)
+    assert results == {"slow": True, "quick": 25} and stopped is False
+    assert seen == [("quick", 25), ("slow", True)]
 
-        def broken(task: str, result: object) -> None:
-            raise ModelError(f"cannot use {task}")
+    def broken(task: str, result: object) -> None:
+        raise ModelError(f"cannot use {task}")
 
-        with pytest.raises(ModelError, match="cannot use t"):  # its error is the run's
-            workers.run([("t", _square, (2,), {})], on_result=broken)
+    with pytest.raises(ModelError, match="cannot use t"):  # its error is the run's
+        workers.run([("t", _square, (2,), {})], on_result=broken)
+    assert workers.run([("after", _square, (6,), {})]) == ({"after": 36}, False)
 
 
 def _blas_threads() -> str | None:
