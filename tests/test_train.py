@@ -326,7 +326,10 @@ def test_a_failing_run_leaves_nothing_behind(tmp_path: Path):
 
 
 def test_same_seed_same_run(tmp_path: Path):
-    config = TrainConfig.build(folds=0, epochs=3, patience=3, image_size=16, seed=7, average_epochs=2)
+    # The refit's own reproducibility is test_workers' (the same run in workers and in one process).
+    config = TrainConfig.build(
+        folds=0, epochs=3, patience=3, image_size=16, seed=7, average_epochs=2, refit=False
+    )
     a = train_run("breastmnist", tmp_path / "a", config, progress=False)
     b = train_run("breastmnist", tmp_path / "b", config, progress=False)
     np.testing.assert_allclose(a.metrics["val"]["log_loss"], b.metrics["val"]["log_loss"], rtol=1e-4)
@@ -336,7 +339,7 @@ def test_same_seed_same_run(tmp_path: Path):
 def test_folder_dataset_without_splits_trains_and_learns(tmp_path: Path):
     data = write_shape_folder(tmp_path / "shapes", {"horizontal": 40, "vertical": 80}, seed=3)
     config = TrainConfig.build(
-        folds=2, epochs=25, patience=6, image_size=24, class_weight="none", average_epochs=2
+        folds=2, epochs=25, patience=6, image_size=24, class_weight="none", average_epochs=2, refit=False
     )
     result = train_run(data, tmp_path / "run", config, progress=False)
     metrics = result.metrics
