@@ -156,6 +156,10 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["n"] == 156 and metrics["minority_label"] == "malignant"
+    exported = run_cli("export", str(out), "--to", "coreml", "--parity-images", "4")
+    assert exported.returncode == 0, exported.stderr
+    assert (out / "exports" / "manifest.json").is_file()
+    assert "passes/s" not in exported.stderr + exported.stdout  # coremltools' progress bars are silenced
 
 
 @pytest.mark.slow

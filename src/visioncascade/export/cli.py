@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -85,6 +86,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     ) -> None:
         """Export RUN to Core ML / TFLite / ONNX and prove every artifact equals the Keras model."""
+        # coremltools draws five tqdm bars per conversion; the table below says what happened. tqdm reads
+        # the variable when it is first imported, which coremltools does inside export_run.
+        os.environ.setdefault("TQDM_DISABLE", "1")
         quiet_tensorflow()
         from visioncascade.export import export_run
 
