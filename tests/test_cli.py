@@ -139,7 +139,7 @@ def test_the_poisoned_tensorflow_of_these_tests_does_fail_a_command_that_needs_i
     assert not (tmp_path / "x").exists()
 
 
-def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
+def test_train_evaluate_and_export_from_the_command_line(tmp_path: Path):
     out = tmp_path / "run"
     args = ["train", "breastmnist", "--out", str(out), "--epochs", "2", "--folds", "0", "--image-size", "16"]
     args += ["--average-epochs", "2"]  # the default (20 for scratch) is another test's
