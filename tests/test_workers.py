@@ -175,8 +175,8 @@ def _square(x: int, *, stage) -> int:
     return x * x
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[FitWorkers]:
+@pytest.fixture(scope="module", name="workers")
+def shared_workers() -> Iterator[FitWorkers]:
     """One pool of two workers for the tests of what a pool does (each worker's start imports TensorFlow).
 
     Sharing it is part of what they show: compare runs both arms, and its size parts, in one pool, so a
@@ -187,8 +187,7 @@ def pool() -> Iterator[FitWorkers]:
 
 
 @pytest.mark.xdist_group("fit_workers_pool")
-def test_fit_workers_run_tasks_and_raise_their_errors(pool: FitWorkers):
-    workers = pool
+def test_fit_workers_run_tasks_and_raise_their_errors(workers: FitWorkers):
     results, stopped = workers.run([(f"t{i}", _square, (i,), {}) for i in range(4)])
     assert results == {"t0": 0, "t1": 1, "t2": 4, "t3": 9} and stopped is False
     with pytest.raises(ValueError, match="broken task"):
@@ -208,10 +207,9 @@ def _fail(text: str) -> None:
 
 
 @pytest.mark.xdist_group("fit_workers_pool")
-def test_a_submitted_call_runs_in_a_worker_beside_later_tasks(pool: FitWorkers):
+def test_a_submitted_call_runs_in_a_worker_beside_later_tasks(workers: FitWorkers):
     """What compare uses for exported sizes: a background call on the next free worker, its result (or its
     own error) when asked for, while run() goes on with the other workers."""
-    workers = pool
     workers.run([(f"warm{i}", _square, (i,), {}) for i in range(2)])  # both workers started
     background = workers.submit(_pid_after, 3.0)
     results, _ = workers.run([("t", _square, (3,), {})])
@@ -234,7 +232,7 @@ def _wait_for(path: str, *, stage) -> bool:
 
 
 @pytest.mark.xdist_group("fit_workers_pool")
-def test_each_result_is_handed_over_while_the_other_tasks_run(pool: FitWorkers, tmp_path: Path):
+def test_each_result_is_handed_over_while_the_other_tasks_run(workers: FitWorkers, tmp_path: Path):
     """What train_run uses to calibrate and save the final model while the last folds train: on_result
     gets a task's result as it arrives. Here the slow task only ends (True) once on_result for the quick
     one has run; handed over at the end instead, it would time out (False)."""
@@ -246,7 +244,6 @@ def test_each_result_is_handed_over_while_the_other_tasks_run(pool: FitWorkers, 
         if task == "quick":
             flag.touch()
 
-    workers = pool
     tasks = [("slow", _wait_for, (str(flag),), {}), ("quick", _square, (5,), {})]
     results, stopped = workers.run(tasks, on_result=on_result)
     assert results == {"slow": True, "quick": 25} and stopped is False
