@@ -30,7 +30,10 @@ from typing import Any
 
 from visioncascade.errors import ConfigError, VisionCascadeError
 
-__all__ = ["FitWorkers", "WorkerMessage", "auto_jobs", "usable_cores"]
+__all__ = ["FitWorkers", "Task", "WorkerMessage", "auto_jobs", "usable_cores"]
+
+#: ``(task id, function, args, kwargs)``: :meth:`FitWorkers.run` calls ``function(*args, stage=..., **kwargs)``.
+Task = tuple[str, Callable[..., Any], tuple, dict[str, Any]]
 
 #: ``(task id, kind, payload)``: kind ``"stage"`` (payload: label), ``"begin"`` (epochs),
 #: ``"epoch"`` (the epoch's logs), ``"end"`` (None, the fit ended) or ``"done"`` (None, the task ended).
@@ -187,6 +190,7 @@ class FitWorkers:
         self.jobs = jobs
         self.threads = max(1, usable_cores() // jobs)
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._submitted: set[cf.Future] = set()  # submit()'s calls, until done
 
     def __enter__(self) -> FitWorkers:
         context = mp.get_context("spawn")
@@ -227,9 +231,10 @@ class FitWorkers:
 
     def run(
         self,
-        tasks: list[tuple[str, Callable[..., Any], tuple, dict[str, Any]]],
+        tasks: list[Task],
         on_message: Callable[[str, str, Any], None] | None = None,
-        on_result: Callable[[str, Any], None] | None = None,
+        on_result: Callable[[str, Any], list[Task] | None] | None = None,
+        priority: Callable[[str], Any] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Run ``(task id, function, args, kwargs)`` tasks, in list order as workers free up.
 
@@ -238,17 +243,41 @@ class FitWorkers:
         exception in a task stops the others and is raised here. ``on_result(task id, result)`` is called
         here as each task's result arrives, while the other tasks go on in the workers (their messages
         wait until it returns); its exceptions are raised here too, and Ctrl-C inside it stops the run
-        as anywhere else.
+        as anywhere else. ``on_result`` may return further tasks to run (e.g. exports of a model that a
+        task trained): they join the tasks waiting for a worker. With ``priority``, waiting tasks start in
+        the order of ``priority(task id)``, lowest first (ties in the order they came); without, in the
+        order they came. The pool holds at most one task more than it has workers, so that a worker that
+        finishes while ``on_result`` runs finds its next task, and the order can still change after that:
+        a call :meth:`submit`-ted meanwhile runs before the tasks not yet handed to the pool.
         """
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("FitWorkers.run outside its with-block")
         self._stop.clear()
-        futures = {self._pool.submit(_call, task, fn, args, kwargs): task for task, fn, args, kwargs in tasks}
-        pending = set(futures)
+        waiting = list(tasks)
+        if priority is not None:
+            waiting.sort(key=lambda task: priority(task[0]))
+        futures: dict[cf.Future, str] = {}
+        pending: set[cf.Future] = set()
+
+        def top_up() -> None:
+            self._submitted = {f for f in self._submitted if not f.done()}
+            while waiting and len(pending) + len(self._submitted) <= self.jobs:
+                task, fn, args, kwargs = waiting.pop(0)
+                future = pool.submit(_call, task, fn, args, kwargs)
+                futures[future] = task
+                pending.add(future)
+
+        top_up()
         interrupted = False
-        while pending:
+        while pending or waiting:
             try:
-                done, pending = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+                # Also woken by a submitted call's end: it frees a worker for a waiting task.
+                done, _ = cf.wait(pending | self._submitted, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+                done &= pending
+                pending.difference_update(done)
+                if not interrupted:
+                    top_up()  # before on_result below, which may take seconds
                 self._drain(on_message)
                 for future in done:
                     if future.cancelled():
@@ -257,15 +286,21 @@ class FitWorkers:
                         self._stop.set()
                         self._raise(future)
                     if on_result is not None and future.result() is not None:
-                        on_result(futures[future], future.result())
+                        more = on_result(futures[future], future.result())
+                        if more and not interrupted:
+                            waiting.extend(more)
+                            if priority is not None:
+                                waiting.sort(key=lambda task: priority(task[0]))
+                            top_up()
             except KeyboardInterrupt:
                 if interrupted:
                     raise
                 interrupted = True
                 self._stop.set()
+                waiting.clear()
                 for future in pending:
                     future.cancel()
-                pending = {f for f in pending if not f.cancelled()}
+                pending.difference_update({f for f in pending if f.cancelled()})
         self._drain(on_message)
         results = {
             task: future.result()
@@ -285,7 +320,9 @@ class FitWorkers:
         """
         if self._pool is None:
             raise RuntimeError("FitWorkers.submit outside its with-block")
-        return self._pool.submit(fn, *args)
+        future = self._pool.submit(fn, *args)
+        self._submitted.add(future)
+        return future
 
     def result(self, future: cf.Future) -> Any:
         """The result of a :meth:`submit`, waiting for it; its error is raised as :meth:`run` raises."""
