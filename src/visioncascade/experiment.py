@@ -44,7 +44,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ from visioncascade.train.calibration import MIN_CALIBRATION_IMAGES, Calibration,
 from visioncascade.train.config import TrainConfig, arm_configs
 from visioncascade.train.fit import FitResult, class_weights, clear_trainers, fit_model, seed_everything
 from visioncascade.train.progress import TrainingProgress
-from visioncascade.train.workers import FitWorkers
+from visioncascade.train.workers import FitWorkers, Task
 
 __all__ = [
     "CompareResult",
@@ -430,17 +430,55 @@ def train_run(
         return _train_run(data, out, config, name, overwrite, progress, callbacks, workers)
 
 
-def _train_run(
-    data: str | Path | Dataset,
-    out: Path,
-    config: TrainConfig,
-    name: str | None,
-    overwrite: bool,
-    progress: bool | TrainingProgress,
-    callbacks: list[keras.callbacks.Callback] | None,
-    workers: FitWorkers | None,
-) -> RunResult:
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+@dataclass
+class _Arm:
+    """One run in the making: its data, spec and fits (the tasks), then what the fits gave.
+
+    :func:`_plan_run` makes it, :func:`_record` takes each task's outcome (and calibrates and saves the
+    final model as soon as its task is done) and :func:`_write_run` writes the rest of the run folder.
+    """
+
+    out: Path  # where the run folder will be (config.yaml's data path is relative to it)
+    tmp: Path  # the run folder being written (made atomic by the caller)
+    data: str | Path | Dataset  # as the caller gave it (config.yaml names it)
+    config: TrainConfig
+    dataset: Dataset
+    spec: ModelSpec
+    run_name: str
+    notes: list[str]
+    size: int
+    color_mode: str
+    learning_rate: float
+    params: dict[str, Any]
+    weights: dict[int, float] | None
+    augmentation: Augmentation | None
+    minority: int
+    y_train: np.ndarray
+    y_val: np.ndarray
+    y_test: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    tasks: list[tuple[str, Callable[..., Any], tuple, dict[str, Any]]]
+    finish_args: dict[str, Any]
+    leftovers: tuple[Path, ...]
+    outcomes: dict[str, Any] = field(default_factory=dict)
+    finished: _Finished | None = None
+
+    @property
+    def stage_count(self) -> int:
+        """The fits the progress display counts: the first fit, the refit, the folds."""
+        return 1 + int(self.config.refit) + len(self.folds)
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the first fit finished an epoch, so that there is a model to keep."""
+        final, _ = self.outcomes.get("final", (None, None))
+        return final is not None and final.best_epoch >= 0
+
+
+def _plan_run(
+    data: str | Path | Dataset, dataset: Dataset, out: Path, tmp: Path, config: TrainConfig, name: str | None
+) -> _Arm:
+    """Make the splits, folds and spec, and lay out the fits of a run for ``out``, written to ``tmp``."""
     fingerprint = dataset.fingerprint()  # of the data as given, before any hold-out is made
     dataset, split_notes = resolve_splits(dataset, seed=config.seed)
     arch = get_architecture(config.arch)
@@ -472,8 +510,6 @@ def _train_run(
             **({"attribution": dataset.attribution} if dataset.attribution else {}),
         },
     )
-    notes = split_notes + dataset.warnings
-
     recipe = _Recipe(config.arch, spec.input_shape, spec.num_classes, config.edges, params)
     fit_kwargs = dict(
         epochs=config.epochs,
@@ -486,236 +522,290 @@ def _train_run(
         seed=config.seed,
         average_epochs=config.average_epochs,
     )
-    display = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
-    own_display = not isinstance(progress, TrainingProgress)
-    started = time.perf_counter()
-    with atomic_dir(out, overwrite) as tmp, contextlib.ExitStack() as stack:
-        if own_display:
-            stack.enter_context(display)
-        display.stages(f"{run_name}", total=1 + int(config.refit) + len(folds))
-        for note in notes:
-            display.log(f"[yellow]note:[/] {note}")
-        checkpoint = tmp / "checkpoints" / "best_val_loss.keras"
-        refit_to = tmp / ".refit.keras" if config.refit else None
-        # The checkpoint holds the best weights before averaging; the averaged model travels apart.
-        first_to = tmp / ".first.keras" if config.average_epochs else None
-        final_task = (
-            "final",
-            _fit_final,
-            (recipe, config, (x_train, y_train), (x_val, y_val), fit_kwargs, checkpoint, refit_to, first_to),
+    checkpoint = tmp / "checkpoints" / "best_val_loss.keras"
+    refit_to = tmp / ".refit.keras" if config.refit else None
+    # The checkpoint holds the best weights before averaging; the averaged model travels apart.
+    first_to = tmp / ".first.keras" if config.average_epochs else None
+    final_task = (
+        "final",
+        _fit_final,
+        (recipe, config, (x_train, y_train), (x_val, y_val), fit_kwargs, checkpoint, refit_to, first_to),
+        {},
+    )
+    fold_tasks = [
+        (
+            f"fold{k + 1}",
+            _fit_fold,
+            (recipe, config.seed + 1 + k, x_train, y_train, tr, va, fit_kwargs, f"fold {k + 1}/{len(folds)}"),
             {},
         )
-        fold_tasks = [
-            (
-                f"fold{k + 1}",
-                _fit_fold,
-                (
-                    recipe,
-                    config.seed + 1 + k,
-                    x_train,
-                    y_train,
-                    tr,
-                    va,
-                    fit_kwargs,
-                    f"fold {k + 1}/{len(folds)}",
-                ),
-                {},
-            )
-            for k, (tr, va) in enumerate(folds)
-        ]
-        outcomes: dict[str, Any] = {}
+        for k, (tr, va) in enumerate(folds)
+    ]
+    finish_args = dict(
+        checkpoint=checkpoint,
+        first_to=first_to,
+        refit_to=refit_to,
+        val=(x_val, y_val),
+        x_test=x_test,
+        weights=weights,
+        refit_images=int(len(y_train) + len(y_val)),
+        save_to=tmp / "model.keras",
+    )
+    return _Arm(
+        out=out,
+        tmp=tmp,
+        data=data,
+        config=config,
+        dataset=dataset,
+        spec=spec,
+        run_name=run_name,
+        notes=split_notes + dataset.warnings,
+        size=size,
+        color_mode=color_mode,
+        learning_rate=learning_rate,
+        params=params,
+        weights=weights,
+        augmentation=augmentation,
+        minority=minority,
+        y_train=y_train,
+        y_val=y_val,
+        y_test=y_test,
+        folds=folds,
+        tasks=[final_task, *fold_tasks],
+        finish_args=finish_args,
+        leftovers=tuple(p for p in (first_to, refit_to) if p is not None),
+    )
+
+
+def _record(arm: _Arm, task: str, outcome: Any) -> None:
+    """Keep a task's outcome; the final task's model is calibrated, saved and described at once.
+
+    With workers this runs here while the other fits go on in the workers (a worker would otherwise idle,
+    and this process too). Afterwards the run folder holds ``model.keras``, ``spec.json`` and
+    ``config.yaml``: enough to export the model while the folds still train.
+    """
+    arm.outcomes[task] = outcome
+    if task == "final" and arm.has_model:
+        _finish(arm)
+
+
+def _finish(arm: _Arm) -> None:
+    arm.finished = _finish_final(arm.outcomes["final"], **arm.finish_args)
+    calibration = arm.finished.calibration
+    arm.spec = arm.spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
+    arm.spec.save(arm.tmp / "spec.json")
+    (arm.tmp / "config.yaml").write_text(_config_yaml(arm), encoding="utf-8")
+
+
+def _config_yaml(arm: _Arm) -> str:
+    source = arm.data.source if isinstance(arm.data, Dataset) else arm.data
+    reference, beside_run = data_reference(source, arm.out)
+    config_doc = {
+        "data": reference,
+        "data_beside_run": beside_run,
+        "name": arm.run_name,
+        "train": arm.config.to_dict(),
+        "resolved": {
+            "image_size": arm.size,
+            "color_mode": arm.color_mode,
+            "learning_rate": arm.learning_rate,
+            "arch_params": arm.params,
+            "class_weight": arm.weights,
+            "augmentation": arm.augmentation.to_dict() if arm.augmentation else None,
+        },
+    }
+    return yaml.safe_dump(config_doc, sort_keys=False)
+
+
+def _train_run(
+    data: str | Path | Dataset,
+    out: Path,
+    config: TrainConfig,
+    name: str | None,
+    overwrite: bool,
+    progress: bool | TrainingProgress,
+    callbacks: list[keras.callbacks.Callback] | None,
+    workers: FitWorkers | None,
+) -> RunResult:
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    display = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
+    own_display = not isinstance(progress, TrainingProgress)
+    with atomic_dir(out, overwrite) as tmp, contextlib.ExitStack() as stack:
+        arm = _plan_run(data, dataset, out, tmp, config, name)
+        started = time.perf_counter()
+        if own_display:
+            stack.enter_context(display)
+        display.stages(f"{arm.run_name}", total=arm.stage_count)
+        for note in arm.notes:
+            display.log(f"[yellow]note:[/] {note}")
         stopped = False
-        finish_args = dict(
-            checkpoint=checkpoint,
-            first_to=first_to,
-            refit_to=refit_to,
-            val=(x_val, y_val),
-            x_test=x_test,
-            weights=weights,
-            refit_images=int(len(y_train) + len(y_val)),
-            save_to=tmp / "model.keras",
-        )
-        finished: list[_Finished] = []
-
-        def on_result(task: str, outcome: Any) -> None:
-            """With workers: calibrate and save the final model as soon as its task is done, here, while
-            the last folds train in the workers (a worker would otherwise idle, and this process too)."""
-            if task == "final" and outcome[0] is not None and outcome[0].best_epoch >= 0:
-                finished.append(_finish_final(outcome, **finish_args))
-
         if workers is None:  # one fit after the other, in this process
 
             def stage(label: str) -> list[keras.callbacks.Callback]:
                 return display.fit_callbacks(label, config.epochs, callbacks)
 
-            for task, fn, args, kwargs in [final_task, *fold_tasks]:
+            for task, fn, args, kwargs in arm.tasks:
                 try:
-                    outcomes[task] = fn(*args, stage=stage, **kwargs)
+                    arm.outcomes[task] = fn(*args, stage=stage, **kwargs)
                 except KeyboardInterrupt:  # between two fits
                     stopped = True
                     break
-                if any(isinstance(r, FitResult) and r.interrupted for r in outcomes[task]):
+                if any(isinstance(r, FitResult) and r.interrupted for r in arm.outcomes[task]):
                     break  # Ctrl-C in a fit: keep what is done, train nothing more
         else:  # side by side in worker processes; the final model first, it is two fits long
-            outcomes, stopped = workers.run([final_task, *fold_tasks], display.worker_message, on_result)
-        final, _ = outcomes.get("final", (None, None))
-        if final is None or final.best_epoch < 0:
+            _, stopped = workers.run(arm.tasks, display.worker_message, functools.partial(_record, arm))
+        if not arm.has_model:
             raise DataError(
                 "training stopped before the first fit finished an epoch, so there is no model to keep"
             )
-        interrupted = stopped or final.interrupted
-        # Made while the last folds trained, unless Ctrl-C stopped that (then made now, the same way).
-        done = finished[0] if finished else _finish_final(outcomes["final"], **finish_args)
-        for leftover in (first_to, refit_to):
-            if leftover is not None:
-                leftover.unlink(missing_ok=True)
-        model, calibration, p_val_raw, p_val, p_test_raw, p_test = (
-            done.model,
-            done.calibration,
-            done.p_val_raw,
-            done.p_val,
-            done.p_test_raw,
-            done.p_test,
-        )
-        notes.extend(done.notes)
-        interrupted = interrupted or done.refit_interrupted
-        spec = spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
-        histories, averaging, refit = done.histories, done.averaging, done.refit
-        fold_metrics: list[dict[str, Any]] = []
-        oof_index: list[np.ndarray] = []
-        oof_probs: list[np.ndarray] = []
-        for k, (_, va) in enumerate(folds):
-            task = f"fold{k + 1}"
-            result, p_fold = outcomes.get(task, (None, None))
-            if result is None or p_fold is None:  # not started, or stopped before its end
-                interrupted = interrupted or result is not None
-                continue
-            oof_index.append(va)
-            oof_probs.append(p_fold)
-            fold_metrics.append(
-                {
-                    **compute_metrics(y_train[va], p_fold, dataset.labels, minority),
-                    "fold": k + 1,
-                    "best_epoch": result.best_epoch,
-                    "epochs_run": result.epochs_run,
-                    "training_seconds": result.seconds,
-                }
-            )
-            histories[task] = result.history
-            averaging[f"{task}-averaging"] = result.averaging_history
-        training_seconds = time.perf_counter() - started
-        display.stage("writing run")
-        spec.save(tmp / "spec.json")
-        latency = measure_latency(model)
-        model_info = {
-            "parameters": int(model.count_params()),
-            "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-            "file_bytes": (tmp / "model.keras").stat().st_size,
-            **latency,
-        }
-        test = compute_metrics(y_test, p_test, dataset.labels, minority)
-        test["ci95"] = bootstrap_intervals(y_test, p_test, minority)
-        test.update(
-            parameters=model_info["parameters"],
-            model_bytes=model_info["file_bytes"],
-            training_seconds=training_seconds,
-            latency_ms=latency["latency_ms_p50"],
-        )
-        val_raw = compute_metrics(y_val, p_val_raw, dataset.labels, minority)
-        val = compute_metrics(y_val, p_val, dataset.labels, minority)
-        cv: dict[str, Any] = {"k": config.folds, "completed": len(fold_metrics), "folds": fold_metrics}
-        if fold_metrics:
-            cv.update(summarize_folds(fold_metrics))
-            for key in SUMMARY_KEYS:
-                cv[key] = cv["mean"][key]
-            cv["minority_label"] = dataset.labels[minority]
-            # Out-of-fold predictions pooled over the completed folds: per-class table and confusion.
-            idx = np.concatenate(oof_index)
-            pooled = compute_metrics(y_train[idx], np.concatenate(oof_probs), dataset.labels, minority)
-            cv["per_class"] = pooled["per_class"]
-            cv["confusion_matrix"] = pooled["confusion_matrix"]
-            cv["pooled"] = {k: pooled[k] for k in SUMMARY_KEYS}
-            cv["training_seconds"] = float(np.mean([f["training_seconds"] for f in fold_metrics]))
-            cv["parameters"] = model_info["parameters"]
-            cv["model_bytes"] = model_info["file_bytes"]
-            cv["latency_ms"] = latency["latency_ms_p50"]
-        metrics: dict[str, Any] = {
-            "test": test,
-            "test_uncalibrated": compute_metrics(y_test, p_test_raw, dataset.labels, minority),
-            "val": val,
-            "cv": cv,
-            "calibration": {
-                "temperature": calibration.temperature,
-                "prior_correction": calibration.prior_correction,
-                "logit_offsets": list(calibration.offsets),
-                "fitted_on": "val",
-                "val_log_loss_before": val_raw["log_loss"],
-                "val_log_loss_after": val["log_loss"],
-                "val_ece_before": val_raw["ece"],
-                "val_ece_after": val["ece"],
-            },
-            "final": {
-                "best_epoch": final.best_epoch,
-                "epochs_run": final.epochs_run,
-                "best_val_loss": final.best_val_loss,
-                "seconds": final.seconds,
-                "images_per_second": final.images_per_second,
-                "averaged_epochs": final.averaged_epochs,
-                "refit": refit,
-            },
-            "model": model_info,
-            "training_seconds": training_seconds,
-            "interrupted": interrupted,
-            "dataset": {
-                "name": dataset.name,
-                "source": dataset.source,
-                "fingerprint": spec.data_fingerprint,
-                "labels": list(dataset.labels),
-                "class_counts": {s: dataset.class_counts(s) for s in ("train", "val", "test")},
-                "notes": notes,
-            },
-            "created_at": _now(),
-            "visioncascade_version": __version__,
-        }
-        reference, beside_run = data_reference(data.source if isinstance(data, Dataset) else data, out)
-        config_doc = {
-            "data": reference,
-            "data_beside_run": beside_run,
-            "name": run_name,
-            "train": config.to_dict(),
-            "resolved": {
-                "image_size": size,
-                "color_mode": color_mode,
-                "learning_rate": learning_rate,
-                "arch_params": params,
-                "class_weight": weights,
-                "augmentation": augmentation.to_dict() if augmentation else None,
-            },
-        }
-        config_yaml = yaml.safe_dump(config_doc, sort_keys=False)
-        (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
-        (tmp / "history.csv").write_text(_history_csv({**histories, **averaging}), encoding="utf-8")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        report_plots = {
-            "training": plots.training_curves_png(histories, final.best_epoch),
-            "confusion_matrix": plots.confusion_matrix_png(test["confusion_matrix"], dataset.labels),
-            "roc_pr": plots.roc_pr_png(y_test, p_test, dataset.labels),
-            "reliability": plots.reliability_png(y_test, {"uncalibrated": p_test_raw, "calibrated": p_test}),
-        }
-        html = render_run_report(
+        if arm.finished is None:  # made while the last folds trained, unless Ctrl-C stopped that
+            _finish(arm)
+        result = _write_run(arm, stopped, time.perf_counter() - started, display)
+    keras.backend.clear_session()
+    return result
+
+
+def _write_run(arm: _Arm, stopped: bool, training_seconds: float, display: TrainingProgress) -> RunResult:
+    """Measure the final model's latency (nothing else may run meanwhile) and write the rest of the run:
+    ``metrics.json``, ``history.csv`` and ``report.html`` (``model.keras``, ``spec.json`` and
+    ``config.yaml`` are there since the final model was finished)."""
+    if arm.finished is None:
+        raise RuntimeError("_write_run before the final model was finished")
+    tmp, dataset, config, minority, spec = arm.tmp, arm.dataset, arm.config, arm.minority, arm.spec
+    y_test = arm.y_test
+    final, _ = arm.outcomes["final"]
+    done = arm.finished
+    interrupted = stopped or final.interrupted or done.refit_interrupted
+    for leftover in arm.leftovers:
+        leftover.unlink(missing_ok=True)
+    model, calibration, p_val_raw, p_val, p_test_raw, p_test = (
+        done.model,
+        done.calibration,
+        done.p_val_raw,
+        done.p_val,
+        done.p_test_raw,
+        done.p_test,
+    )
+    notes = arm.notes + done.notes
+    histories, averaging, refit = dict(done.histories), dict(done.averaging), done.refit
+    fold_metrics: list[dict[str, Any]] = []
+    oof_index: list[np.ndarray] = []
+    oof_probs: list[np.ndarray] = []
+    y_train = arm.y_train
+    for k, (_, va) in enumerate(arm.folds):
+        task = f"fold{k + 1}"
+        result, p_fold = arm.outcomes.get(task, (None, None))
+        if result is None or p_fold is None:  # not started, or stopped before its end
+            interrupted = interrupted or result is not None
+            continue
+        oof_index.append(va)
+        oof_probs.append(p_fold)
+        fold_metrics.append(
             {
-                "metrics": metrics,
-                "spec": spec.to_dict(),
-                "plots": report_plots,
-                "dataset": {**metrics["dataset"], "attribution": dataset.attribution},
-                "notes": notes,
-                "config_yaml": config_yaml,
+                **compute_metrics(y_train[va], p_fold, dataset.labels, minority),
+                "fold": k + 1,
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "training_seconds": result.seconds,
             }
         )
-        (tmp / "report.html").write_text(html, encoding="utf-8")
-        display.stage("done")
-    keras.backend.clear_session()
-    return RunResult(run_dir=out, metrics=metrics, spec=spec)
+        histories[task] = result.history
+        averaging[f"{task}-averaging"] = result.averaging_history
+    display.stage("writing run")
+    latency = measure_latency(model)
+    model_info = {
+        "parameters": int(model.count_params()),
+        "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "file_bytes": (tmp / "model.keras").stat().st_size,
+        **latency,
+    }
+    test = compute_metrics(y_test, p_test, dataset.labels, minority)
+    test["ci95"] = bootstrap_intervals(y_test, p_test, minority)
+    test.update(
+        parameters=model_info["parameters"],
+        model_bytes=model_info["file_bytes"],
+        training_seconds=training_seconds,
+        latency_ms=latency["latency_ms_p50"],
+    )
+    y_val = arm.y_val
+    val_raw = compute_metrics(y_val, p_val_raw, dataset.labels, minority)
+    val = compute_metrics(y_val, p_val, dataset.labels, minority)
+    cv: dict[str, Any] = {"k": config.folds, "completed": len(fold_metrics), "folds": fold_metrics}
+    if fold_metrics:
+        cv.update(summarize_folds(fold_metrics))
+        for key in SUMMARY_KEYS:
+            cv[key] = cv["mean"][key]
+        cv["minority_label"] = dataset.labels[minority]
+        # Out-of-fold predictions pooled over the completed folds: per-class table and confusion.
+        idx = np.concatenate(oof_index)
+        pooled = compute_metrics(y_train[idx], np.concatenate(oof_probs), dataset.labels, minority)
+        cv["per_class"] = pooled["per_class"]
+        cv["confusion_matrix"] = pooled["confusion_matrix"]
+        cv["pooled"] = {k: pooled[k] for k in SUMMARY_KEYS}
+        cv["training_seconds"] = float(np.mean([f["training_seconds"] for f in fold_metrics]))
+        cv["parameters"] = model_info["parameters"]
+        cv["model_bytes"] = model_info["file_bytes"]
+        cv["latency_ms"] = latency["latency_ms_p50"]
+    metrics: dict[str, Any] = {
+        "test": test,
+        "test_uncalibrated": compute_metrics(y_test, p_test_raw, dataset.labels, minority),
+        "val": val,
+        "cv": cv,
+        "calibration": {
+            "temperature": calibration.temperature,
+            "prior_correction": calibration.prior_correction,
+            "logit_offsets": list(calibration.offsets),
+            "fitted_on": "val",
+            "val_log_loss_before": val_raw["log_loss"],
+            "val_log_loss_after": val["log_loss"],
+            "val_ece_before": val_raw["ece"],
+            "val_ece_after": val["ece"],
+        },
+        "final": {
+            "best_epoch": final.best_epoch,
+            "epochs_run": final.epochs_run,
+            "best_val_loss": final.best_val_loss,
+            "seconds": final.seconds,
+            "images_per_second": final.images_per_second,
+            "averaged_epochs": final.averaged_epochs,
+            "refit": refit,
+        },
+        "model": model_info,
+        "training_seconds": training_seconds,
+        "interrupted": interrupted,
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "fingerprint": spec.data_fingerprint,
+            "labels": list(dataset.labels),
+            "class_counts": {s: dataset.class_counts(s) for s in ("train", "val", "test")},
+            "notes": notes,
+        },
+        "created_at": _now(),
+        "visioncascade_version": __version__,
+    }
+    config_yaml = (tmp / "config.yaml").read_text(encoding="utf-8")
+    (tmp / "history.csv").write_text(_history_csv({**histories, **averaging}), encoding="utf-8")
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    report_plots = {
+        "training": plots.training_curves_png(histories, final.best_epoch),
+        "confusion_matrix": plots.confusion_matrix_png(test["confusion_matrix"], dataset.labels),
+        "roc_pr": plots.roc_pr_png(y_test, p_test, dataset.labels),
+        "reliability": plots.reliability_png(y_test, {"uncalibrated": p_test_raw, "calibrated": p_test}),
+    }
+    html = render_run_report(
+        {
+            "metrics": metrics,
+            "spec": spec.to_dict(),
+            "plots": report_plots,
+            "dataset": {**metrics["dataset"], "attribution": dataset.attribution},
+            "notes": notes,
+            "config_yaml": config_yaml,
+        }
+    )
+    (tmp / "report.html").write_text(html, encoding="utf-8")
+    display.stage("done")
+    return RunResult(run_dir=arm.out, metrics=metrics, spec=spec)
 
 
 def _load_run(run: str | Path) -> tuple[Path, ModelSpec, dict[str, Any]]:
@@ -871,22 +961,31 @@ def compare(
     overwrite: bool = False,
     progress: bool = True,
     artifact_sizes: SizeFunction | Sequence[SizeFunction] | None = None,
+    workers: FitWorkers | None = None,
 ) -> CompareResult:
     """Train a ``scratch`` and a ``mobilenet_v2`` (transfer) arm with identical rules; compare them.
 
     Both arms share the splits, folds, seed, augmentation, edge channel, class weighting, batch size, weight
-    decay and early-stopping rules (and one pool of ``jobs`` worker processes, see
-    :class:`~visioncascade.train.workers.FitWorkers`); each keeps its architecture's learning rate, input
-    size and weight-averaging epochs (20 for scratch, 5 for transfer) unless ``average_epochs`` sets
-    both. Writes ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the paired
+    decay and early-stopping rules; each keeps its architecture's learning rate, input size and
+    weight-averaging epochs (20 for scratch, 5 for transfer) unless ``average_epochs`` sets both. Writes
+    ``out/scratch/``, ``out/transfer/`` (complete runs), ``comparison.json`` (with the paired
     transfer-minus-scratch differences on the test split) and ``comparison.html``.
+
+    With ``jobs`` > 1 the fits of both arms run in one queue of a pool of worker processes
+    (:class:`~visioncascade.train.workers.FitWorkers`; ``workers``, a started pool, e.g. one started
+    before this process imported TensorFlow, else one started here): the transfer arm's first, as its
+    fits are the longer ones; each arm's training seconds are then the wall time from its first fit's
+    start to its last fit's end, and the two arms' spans overlap. With ``jobs=1`` the arms train one
+    after the other in this process.
+
     ``artifact_sizes(run_dir, workdir)`` (e.g. :func:`visioncascade.export.export_sizes`) adds each arm's
     exported sizes (and, where a part gives ``"<artifact>_proof"`` records, e.g. ``export_sizes(...,
     prove=True)``, a row per artifact with its max |Δp| against Keras and whether its proof passed);
-    this stage does not import the export stage itself. A sequence of such functions
-    (the CLI passes one per format) has its results merged; with worker processes they run in them side
-    by side once the arm has trained (the last arm's while this process compares the arms' test
-    results), never beside a fit, so they must be picklable (module-level functions or partials).
+    this stage does not import the export stage itself. A sequence of such functions (the CLI passes
+    one per format) has its results merged. With worker processes each is a task of the queue, started
+    as soon as the arm's final model is saved, so they must be picklable (module-level functions or
+    partials); Ctrl-C leaves out the sizes of an arm whose parts did not all run. Latencies are
+    measured once the workers are done, never beside a fit or an export.
     """
     out = Path(out)
     check_output_dir(out, overwrite)
@@ -908,9 +1007,118 @@ def compare(
     configs = arm_configs(weights=weights, freeze=freeze, **common)
     pool_jobs = max(config.jobs for config in configs.values())
     with contextlib.ExitStack() as stack:
-        # Started before the data is read: the workers import TensorFlow meanwhile.
-        workers = stack.enter_context(FitWorkers(pool_jobs)) if pool_jobs > 1 else None
+        if workers is None and pool_jobs > 1:
+            # Started before the data is read: the workers import TensorFlow meanwhile.
+            workers = stack.enter_context(FitWorkers(pool_jobs))
         return _compare(data, out, configs, overwrite, progress, artifact_sizes, workers)
+
+
+def _size_part(part: SizeFunction, run_dir: Path, workdir: Path, *, stage: StageCallbacks) -> dict[str, Any]:
+    """A size part as a worker task (it trains nothing, so it has no stage to report)."""
+    return part(run_dir, workdir)
+
+
+class _SideBySide:
+    """Both arms of a comparison, trained in one queue of the worker pool (``compare`` with workers).
+
+    The tasks of the arm with the larger input (its fits are the longer ones) go first, then the other
+    arm's: one arm after the other left a worker idle at the end of each arm, and the shorter fits now
+    fill the workers' last gaps. Each arm's final model is calibrated and saved here as soon as its task
+    is done, and its size parts (exports) join the queue then, ahead of the other arm's waiting fits when
+    they are the first arm's. An arm's training seconds are the wall time from the start of its first
+    fit to the end of its last (with the final model's calibration), so the two arms' spans overlap. The
+    runs are written by :meth:`write_runs` once the workers are done: a latency is never measured beside
+    a fit or an export.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        tmp: Path,
+        configs: dict[str, TrainConfig],
+        display: TrainingProgress,
+        size_parts: list[SizeFunction],
+        workers: FitWorkers,
+    ):
+        self.tmp, self.display, self.size_parts = tmp, display, size_parts
+        self.plans: dict[str, _Arm] = {}
+        for arm, config in configs.items():
+            run_dir = tmp / arm  # compare's own temporary folder makes the whole comparison atomic
+            run_dir.mkdir()
+            self.plans[arm] = _plan_run(dataset, dataset, run_dir, run_dir, config, f"{dataset.name}-{arm}")
+        self.began: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.sizes: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in self.plans}  # by part
+        display.stages(
+            f"{dataset.name}: {' and '.join(self.plans)}",
+            total=sum(plan.stage_count for plan in self.plans.values()),
+        )
+        for arm, plan in self.plans.items():
+            for note in plan.notes:
+                display.log(f"[yellow]note:[/] {arm}: {note}")
+        order = sorted(self.plans, key=lambda arm: -self.plans[arm].size)  # ties keep the arms' order
+        rank = {arm: i for i, arm in enumerate(order)}
+        tasks = [(f"{arm}/{task[0]}", *task[1:]) for arm in order for task in self.plans[arm].tasks]
+        _, self.stopped = workers.run(
+            tasks, self._message, self._result, priority=lambda task_id: rank[task_id.partition("/")[0]]
+        )
+        self.names: list[str] = []
+        for arm, plan in self.plans.items():
+            if not plan.has_model:  # Ctrl-C before its first fit finished an epoch: no run to keep
+                shutil.rmtree(plan.tmp, ignore_errors=True)
+                continue
+            if plan.finished is None:  # Ctrl-C stopped its calibration: made now, the same way
+                _finish(plan)
+            self.names.append(arm)
+        if not self.names:
+            raise DataError(
+                "training stopped before the first fit finished an epoch, so there is no model to keep"
+            )
+
+    def _message(self, task_id: str, kind: str, payload: Any) -> None:
+        arm = task_id.partition("/")[0]
+        if kind == "stage":
+            self.began.setdefault(arm, time.perf_counter())
+            payload = f"{arm}: {payload}"
+        self.display.worker_message(task_id, kind, payload)
+
+    def _result(self, task_id: str, outcome: Any) -> list[Task] | None:
+        arm, _, task = task_id.partition("/")
+        if task.startswith("size"):
+            self.sizes[arm][int(task.removeprefix("size"))] = outcome
+            return None
+        plan = self.plans[arm]
+        _record(plan, task, outcome)
+        self.ended[arm] = time.perf_counter()
+        if task != "final" or plan.finished is None:
+            return None
+        workdir = self.tmp / f".sizes-{arm}"
+        return [
+            (f"{arm}/size{i}", _size_part, (part, plan.tmp, workdir), {})
+            for i, part in enumerate(self.size_parts)
+        ]
+
+    def test_probabilities(self, arm: str) -> np.ndarray:
+        """The calibrated final model's probabilities on the test split (the run's ``metrics.json``'s)."""
+        finished = self.plans[arm].finished
+        if finished is None:
+            raise RuntimeError(f"the {arm} arm has no final model")
+        return finished.p_test
+
+    def write_runs(self) -> dict[str, dict[str, Any]]:
+        """Write each arm's run; each arm's summary for the comparison (with its sizes, if all measured:
+        Ctrl-C may have stopped them)."""
+        summaries = {}
+        for arm in self.names:
+            shutil.rmtree(self.tmp / f".sizes-{arm}", ignore_errors=True)
+            began = self.began.get(arm, self.ended.get(arm, 0.0))
+            seconds = self.ended.get(arm, began) - began
+            summaries[arm] = _arm_summary(
+                _write_run(self.plans[arm], self.stopped, seconds, self.display).metrics
+            )
+            if self.size_parts and len(self.sizes[arm]) == len(self.size_parts):
+                summaries[arm]["exported"] = _merged(part for _, part in sorted(self.sizes[arm].items()))
+        return summaries
 
 
 def _compare(
@@ -932,44 +1140,41 @@ def _compare(
         size_parts = [artifact_sizes]
     else:
         size_parts = list(artifact_sizes)
-    sizing: dict[str, list[Callable[[], dict[str, Any]]]] = {}  # arm -> its size parts' results, waited for
     splits, _ = resolve_splits(dataset, seed=any_config.seed)
     with atomic_dir(out, overwrite) as tmp, TrainingProgress(enabled=progress) as display:
-
-        def collect_sizes() -> None:
-            for arm, results in sizing.items():
-                display.stage(f"{arm}: exported sizes")
-                arms[arm]["exported"] = _merged(result() for result in results)
-                shutil.rmtree(tmp / f".sizes-{arm}", ignore_errors=True)
-            sizing.clear()
-
-        for arm, config in configs.items():
-            collect_sizes()  # the arm before's: nothing runs beside a fit, its seconds stay its own
-            result = train_run(
-                dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display, workers=workers
-            )
-            arms[arm] = _arm_summary(result.metrics)
-            arms[arm]["architecture"] = config.arch
-            arms[arm]["image_size"] = result.spec.input_size[0]
-            workdir = tmp / f".sizes-{arm}"
-            if size_parts and workers is not None:
-                futures = [workers.submit(part, tmp / arm, workdir) for part in size_parts]
-                sizing[arm] = [functools.partial(workers.result, future) for future in futures]
-            elif size_parts:
-                display.stage(f"{arm}: exported sizes")
-                arms[arm]["exported"] = _merged(part(tmp / arm, workdir) for part in size_parts)
-                shutil.rmtree(workdir, ignore_errors=True)
-            if result.metrics["interrupted"]:
-                break
-        names = list(arms)
+        if workers is None:  # one arm after the other, in this process
+            for arm, config in configs.items():
+                result = train_run(
+                    dataset, tmp / arm, config, name=f"{dataset.name}-{arm}", progress=display, workers=None
+                )
+                arms[arm] = _arm_summary(result.metrics)
+                if size_parts:
+                    display.stage(f"{arm}: exported sizes")
+                    workdir = tmp / f".sizes-{arm}"
+                    arms[arm]["exported"] = _merged(part(tmp / arm, workdir) for part in size_parts)
+                    shutil.rmtree(workdir, ignore_errors=True)
+                if result.metrics["interrupted"]:
+                    break
+            names = list(arms)
+        else:
+            trained = _SideBySide(dataset, tmp, configs, display, size_parts, workers)
+            names = trained.names
+        if workers is not None:
+            arms.update(trained.write_runs())
         test_probabilities = {}
         for arm in names:
             run_dir = tmp / arm
             spec = ModelSpec.load(run_dir)
-            model = load_model(run_dir)
             x, y = splits.arrays("test", spec.input_size, spec.color_mode)
-            test_probabilities[arm] = _predict(model, x)
+            if workers is None:
+                test_probabilities[arm] = _predict(load_model(run_dir), x)
+            else:  # the saved model's, as its run computed them (the same splits)
+                test_probabilities[arm] = trained.test_probabilities(arm)
             arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, test_probabilities[arm], spec.labels)
+        for arm in names:
+            run_dir = tmp / arm
+            arms[arm]["architecture"] = configs[arm].arch
+            arms[arm]["image_size"] = ModelSpec.load(run_dir).input_size[0]
             arm_plots[f"{arm}_training"] = plots.training_curves_png(_read_history(run_dir / "history.csv"))
         differences = None
         if len(names) == 2:  # both arms finished: what the test split can and cannot tell apart
@@ -987,7 +1192,6 @@ def _compare(
                     key: {"difference": d["difference"], "ci95": d["interval"]} for key, d in paired.items()
                 },
             }
-        collect_sizes()  # the last arm's, measured while this process did the above
         rows = []
         for label, path in _COMPARE_ROWS:
             values = [_lookup(arms[a], path) for a in names]
