@@ -6,10 +6,12 @@ and exit with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -142,10 +144,13 @@ def train(
         jobs=jobs,
     )
     _check_before_tensorflow(data=data, out=out, overwrite=overwrite)
-    quiet_tensorflow()
-    from visioncascade.experiment import train_run
+    with _started_workers(config.jobs) as workers:
+        quiet_tensorflow()
+        from visioncascade.experiment import train_run
 
-    result = train_run(data, out, config, name=name, overwrite=overwrite, progress=not quiet)
+        result = train_run(
+            data, out, config, name=name, overwrite=overwrite, progress=not quiet, workers=workers
+        )
     _print_summary(result.metrics, result.run_dir, quiet)
 
 
@@ -237,35 +242,50 @@ def compare(
     )
     from visioncascade.train.config import arm_configs
 
-    arm_configs(weights=weights, freeze=freeze, **common)  # compare builds them again; bad options fail here
+    configs = arm_configs(weights=weights, freeze=freeze, **common)  # compare builds them again
     _check_before_tensorflow(data=data, out=out, overwrite=overwrite)
-    quiet_tensorflow()
-    from visioncascade.experiment import compare as run_compare
+    if export_sizes and quiet:  # coremltools draws tqdm bars while converting (set before workers start)
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    with _started_workers(max(config.jobs for config in configs.values())) as workers:
+        quiet_tensorflow()
+        from visioncascade.experiment import compare as run_compare
 
-    sizes = None
-    if export_sizes:
-        from visioncascade.export import FORMATS
-        from visioncascade.export import export_sizes as measure
+        sizes = None
+        if export_sizes:
+            from visioncascade.export import FORMATS
+            from visioncascade.export import export_sizes as measure
 
-        # One part per format: with worker processes, compare measures them side by side; with its
-        # parity proof unless --quick (the proofs add 10–20 s to its 1.5 minutes) or --no-prove-exports.
-        sizes = [functools.partial(measure, formats=(fmt,), prove=prove) for fmt in FORMATS]
-        if quiet:  # coremltools draws tqdm bars while converting
-            os.environ.setdefault("TQDM_DISABLE", "1")
+            # One part per format: with worker processes, compare measures them side by side; with its
+            # parity proof unless --quick (the proofs add 10–20 s to its 1.5 minutes) or --no-prove-exports.
+            sizes = [functools.partial(measure, formats=(fmt,), prove=prove) for fmt in FORMATS]
 
-    result = run_compare(
-        data,
-        out,
-        weights=weights,
-        freeze=freeze,
-        **common,
-        overwrite=overwrite,
-        progress=not quiet,
-        artifact_sizes=sizes,
-    )
+        result = run_compare(
+            data,
+            out,
+            weights=weights,
+            freeze=freeze,
+            **common,
+            overwrite=overwrite,
+            progress=not quiet,
+            artifact_sizes=sizes,
+            workers=workers,
+        )
     if not quiet:
         _print_comparison(result.comparison)
     console.print(f"wrote {result.out_dir / 'comparison.json'} and {result.out_dir / 'comparison.html'}")
+
+
+@contextlib.contextmanager
+def _started_workers(jobs: int) -> Iterator[Any]:
+    """The worker processes of a run with ``jobs`` > 1 (else ``None``), started before this process imports
+    TensorFlow: they import it meanwhile, instead of after it (seconds of a run's start on 2 cores)."""
+    if jobs < 2:
+        yield None
+        return
+    from visioncascade.train.workers import FitWorkers
+
+    with FitWorkers(jobs) as workers:
+        yield workers
 
 
 def _check_before_tensorflow(
