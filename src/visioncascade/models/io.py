@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import keras
@@ -10,6 +13,10 @@ from visioncascade.errors import RunNotFoundError
 from visioncascade.models import layers as _layers  # noqa: F401  (registers the custom layers)
 
 __all__ = ["load_model", "save_model"]
+
+_LOCK = threading.Lock()
+_COPIES: OrderedDict[str, keras.Model] = OrderedDict()  # config (as JSON) -> an uncompiled copy
+_MAX_COPIES = 2
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -23,11 +30,25 @@ def load_model(path: str | Path) -> keras.Model:
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:
-    """Save ``model`` as ``.keras`` without optimizer state (a deployable model, a third of the bytes)."""
+    """Save ``model`` as ``.keras`` without optimizer state (a deployable model, a third of the bytes).
+
+    The file is written from an uncompiled copy of ``model`` (``clone_model`` would copy the optimizer
+    along) holding its weights. Building that copy from the model's config took half of a MobileNetV2
+    save (0.6–0.8 s of 1.4 s on 2 cores), and a fit saves its checkpoint several times, so this process
+    keeps the copies of the last few configs saved and only sets their weights again.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # from_config builds an uncompiled twin (clone_model would copy the optimizer along).
-    clean = keras.Model.from_config(model.get_config())
+    config = model.get_config()
+    key = json.dumps(config, sort_keys=True, default=repr)
+    with _LOCK:
+        clean = _COPIES.pop(key, None)  # ours until put back
+    if clean is None:
+        clean = keras.Model.from_config(config)
     clean.set_weights(model.get_weights())
     clean.save(path)
+    with _LOCK:
+        _COPIES[key] = clean
+        while len(_COPIES) > _MAX_COPIES:
+            _COPIES.popitem(last=False)
     return path
