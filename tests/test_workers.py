@@ -72,8 +72,8 @@ def _workers_with(marker: str) -> list[int]:
     return found
 
 
-def _untimed(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in ("training_seconds", "latency_ms")}
+def _untimed(metrics: dict, *also: str) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("training_seconds", "latency_ms", *also)}
 
 
 def test_workers_give_the_sequential_recipe_result_fold_by_fold(tmp_path: Path):
@@ -180,7 +180,7 @@ def shared_workers() -> Iterator[FitWorkers]:
     """One pool of two workers for the tests of what a pool does (each worker's start imports TensorFlow).
 
     Sharing it is part of what they show: compare runs both arms, and its size parts, in one pool, so a
-    pool must go on working after a task's error, a background call and a failing ``on_result``.
+    pool must go on working after a task's error and a failing ``on_result``.
     """
     with FitWorkers(2) as workers:
         yield workers
@@ -197,27 +197,34 @@ def test_fit_workers_run_tasks_and_raise_their_errors(workers: FitWorkers):
         FitWorkers(1)
 
 
-def _pid_after(seconds: float) -> int:
+def _started(seconds: float, *, stage) -> float:
+    """When the task started (after which it takes ``seconds``)."""
+    started = time.time()
     time.sleep(seconds)
-    return os.getpid()
-
-
-def _fail(text: str) -> None:
-    raise ValueError(text)
+    return started
 
 
 @pytest.mark.xdist_group("fit_workers_pool")
-def test_a_submitted_call_runs_in_a_worker_beside_later_tasks(workers: FitWorkers):
-    """What compare uses for exported sizes: a background call on the next free worker, its result (or its
-    own error) when asked for, while run() goes on with the other workers."""
-    workers.run([(f"warm{i}", _square, (i,), {}) for i in range(2)])  # both workers started
-    background = workers.submit(_pid_after, 3.0)
-    results, _ = workers.run([("t", _square, (3,), {})])
-    assert results == {"t": 9} and not background.done()  # run() did not wait for it
-    worker_pids = {p.pid for p in workers._pool._processes.values()}
-    assert workers.result(background) in worker_pids and os.getpid() not in worker_pids
-    with pytest.raises(ValueError, match="broken export"):
-        workers.result(workers.submit(_fail, "broken export"))
+@pytest.mark.parametrize("ranked", [True, False])
+def test_tasks_that_on_result_adds_start_in_priority_order(workers: FitWorkers, ranked: bool):
+    """What compare uses to run an arm's exports as soon as its model is saved, before the other arm's
+    waiting fits: on_result may add tasks, and waiting tasks start by priority (ties in the order they
+    came). The pool is handed only one task more than it has workers, so the added task still gets
+    ahead of b3; without a priority it waits for all the tasks that came before it."""
+    tasks = [("a0", _started, (0.2,), {}), *[(f"b{i}", _started, (0.5,), {}) for i in range(4)]]
+
+    def on_result(task: str, started: float) -> list | None:
+        return [("a1", _started, (0.0,), {})] if task == "a0" else None
+
+    priority = (lambda task: task[0]) if ranked else None  # "a..." before "b..."
+    results, stopped = workers.run(tasks, on_result=on_result, priority=priority)
+    assert set(results) == {"a0", "a1", "b0", "b1", "b2", "b3"} and stopped is False
+    order = sorted(results, key=results.get)
+    assert order[:2] in (["a0", "b0"], ["b0", "a0"])  # the first two, side by side
+    if ranked:
+        assert order.index("a1") < order.index("b3")
+    else:
+        assert order[-1] == "a1"
     assert workers.run([("after", _square, (4,), {})])[0] == {"after": 16}  # the pool lives on
 
 
@@ -257,7 +264,57 @@ def test_each_result_is_handed_over_while_the_other_tasks_run(workers: FitWorker
     assert workers.run([("after", _square, (6,), {})]) == ({"after": 36}, False)
 
 
-def _blas_threads() -> str | None:
+def _model_bytes(run_dir: Path, workdir: Path) -> dict[str, int]:
+    """A size part: what compare's exports give, without an export (picklable: module level)."""
+    return {"model_keras_bytes": (Path(run_dir) / "model.keras").stat().st_size}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("fit_workers_pool")
+def test_compare_trains_both_arms_in_one_queue_as_train_would(workers: FitWorkers, tmp_path: Path):
+    """With workers, compare puts both arms' fits, and each arm's size parts once its model is saved,
+    into one queue of the pool: each arm is still the run that `train` makes with its settings (the
+    same pool, one thread per fit), and its training seconds are its own span of the comparison."""
+    from visioncascade.experiment import compare
+    from visioncascade.train.config import arm_configs
+
+    options = dict(quick=True, folds=2, epochs=1, average_epochs=0, seed=4, jobs=2)
+    started = time.perf_counter()
+    result = compare(
+        "breastmnist",
+        tmp_path / "cmp",
+        **options,
+        progress=False,
+        artifact_sizes=_model_bytes,
+        workers=workers,
+    )
+    wall = time.perf_counter() - started
+    arms = result.comparison["arms"]
+    assert list(arms) == ["scratch", "transfer"] and not list((tmp_path / "cmp").glob(".sizes-*"))
+    for arm, config in arm_configs(**options).items():
+        alone = train_run(
+            "breastmnist", tmp_path / arm, config, name=f"breastmnist-{arm}", progress=False, workers=workers
+        )
+        ran = json.loads((tmp_path / "cmp" / arm / "metrics.json").read_text())
+        for key in ("test", "test_uncalibrated", "val", "calibration"):
+            # model_bytes varies by a few bytes with what the process built before (Keras numbers the
+            # names of seed generators per process; they are saved with the model).
+            assert _untimed(ran[key], "model_bytes") == _untimed(alone.metrics[key], "model_bytes"), (
+                arm,
+                key,
+            )
+        assert abs(ran["test"]["model_bytes"] - alone.metrics["test"]["model_bytes"]) < 100
+        assert [_untimed(f) for f in ran["cv"]["folds"]] == [
+            _untimed(f) for f in alone.metrics["cv"]["folds"]
+        ]
+        history = [(run / "history.csv").read_text() for run in (tmp_path / "cmp" / arm, tmp_path / arm)]
+        assert history[0] == history[1], arm
+        assert arms[arm]["exported"] == _model_bytes(tmp_path / "cmp" / arm, tmp_path)
+        assert 0 < arms[arm]["training_seconds"] < wall and ran["interrupted"] is False
+        assert arms[arm]["test"]["roc_auc"] == alone.metrics["test"]["roc_auc"]
+
+
+def _blas_threads(*, stage) -> str | None:
     return os.environ.get("OPENBLAS_NUM_THREADS")
 
 
@@ -266,11 +323,11 @@ def test_each_worker_gets_its_share_of_blas_threads(monkeypatch: pytest.MonkeyPa
     cores in the environment; this process's environment stays as it was, and a user's setting wins."""
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     with FitWorkers(2) as workers:
-        assert workers.result(workers.submit(_blas_threads)) == str(workers.threads)
+        assert workers.run([("t", _blas_threads, (), {})])[0] == {"t": str(workers.threads)}
         assert "OPENBLAS_NUM_THREADS" not in os.environ
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     with FitWorkers(2) as workers:
-        assert workers.result(workers.submit(_blas_threads)) == "3"
+        assert workers.run([("t", _blas_threads, (), {})])[0] == {"t": "3"}
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
 
 

@@ -190,7 +190,6 @@ class FitWorkers:
         self.jobs = jobs
         self.threads = max(1, usable_cores() // jobs)
         self._pool: cf.ProcessPoolExecutor | None = None
-        self._submitted: set[cf.Future] = set()  # submit()'s calls, until done
 
     def __enter__(self) -> FitWorkers:
         context = mp.get_context("spawn")
@@ -246,9 +245,9 @@ class FitWorkers:
         as anywhere else. ``on_result`` may return further tasks to run (e.g. exports of a model that a
         task trained): they join the tasks waiting for a worker. With ``priority``, waiting tasks start in
         the order of ``priority(task id)``, lowest first (ties in the order they came); without, in the
-        order they came. The pool holds at most one task more than it has workers, so that a worker that
-        finishes while ``on_result`` runs finds its next task, and the order can still change after that:
-        a call :meth:`submit`-ted meanwhile runs before the tasks not yet handed to the pool.
+        order they came. The pool is handed at most one task more than it has workers, so that a worker
+        that finishes while ``on_result`` runs finds its next task; the order of the others can still
+        change until then.
         """
         pool = self._pool
         if pool is None:
@@ -261,8 +260,7 @@ class FitWorkers:
         pending: set[cf.Future] = set()
 
         def top_up() -> None:
-            self._submitted = {f for f in self._submitted if not f.done()}
-            while waiting and len(pending) + len(self._submitted) <= self.jobs:
+            while waiting and len(pending) <= self.jobs:
                 task, fn, args, kwargs = waiting.pop(0)
                 future = pool.submit(_call, task, fn, args, kwargs)
                 futures[future] = task
@@ -270,11 +268,9 @@ class FitWorkers:
 
         top_up()
         interrupted = False
-        while pending or waiting:
+        while pending:
             try:
-                # Also woken by a submitted call's end: it frees a worker for a waiting task.
-                done, _ = cf.wait(pending | self._submitted, timeout=0.1, return_when=cf.FIRST_COMPLETED)
-                done &= pending
+                done, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 pending.difference_update(done)
                 if not interrupted:
                     top_up()  # before on_result below, which may take seconds
@@ -308,27 +304,6 @@ class FitWorkers:
             if not future.cancelled() and future.result() is not None
         }
         return results, interrupted
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
-        """Start ``fn(*args)`` in a worker in the background and return its future at once.
-
-        It takes the next free worker, ahead of the tasks of any later :meth:`run` (``compare``
-        measures an arm's exported sizes, one format per worker, while it compares the arms' test
-        results). ``fn`` gets no ``stage`` and sends no messages; Ctrl-C in a :meth:`run` does not stop
-        it. Get its result with :meth:`result`; leaving the with-block waits for it (or, after an
-        error, ends it).
-        """
-        if self._pool is None:
-            raise RuntimeError("FitWorkers.submit outside its with-block")
-        future = self._pool.submit(fn, *args)
-        self._submitted.add(future)
-        return future
-
-    def result(self, future: cf.Future) -> Any:
-        """The result of a :meth:`submit`, waiting for it; its error is raised as :meth:`run` raises."""
-        if future.exception() is not None:
-            self._raise(future)
-        return future.result()
 
     def _raise(self, future: cf.Future) -> None:
         error = future.exception()
