@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -63,6 +64,30 @@ def test_temperature_survives_save_and_load(tmp_path: Path):
     save_model(model, tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), after, atol=1e-6)
+
+
+def test_each_save_writes_the_model_as_it_is_then_without_its_optimizer(tmp_path: Path):
+    """save_model reuses its uncompiled copy for a config it has saved before (a fit saves its checkpoint
+    again and again): each file still holds the weights and calibration the model had when saved."""
+    model = create_model("scratch", input_shape=(16, 16, 1), num_classes=2)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    x = np.random.default_rng(3).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    save_model(model, tmp_path / "a.keras")
+    first = keras.ops.convert_to_numpy(model(x))
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    model.get_layer("probabilities").set_temperature(2.0)
+    save_model(model, tmp_path / "b.keras")
+    second = keras.ops.convert_to_numpy(model(x))
+    assert np.abs(first - second).max() > 1e-3
+    for name, expected in (("a", first), ("b", second)):
+        loaded = load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, atol=1e-6)
+        with zipfile.ZipFile(tmp_path / f"{name}.keras") as archive:
+            names = archive.namelist()
+            with archive.open("model.weights.h5") as f, h5py.File(f) as weights:
+                assert "optimizer" not in weights and "model.weights.h5" in names
+    assert model.optimizer is not None  # the model itself stays compiled
 
 
 def test_logit_offsets_are_added_after_the_temperature_and_survive_save_and_load(tmp_path: Path):
