@@ -30,7 +30,8 @@ How the final model is produced
 
 Steps 2 + 4 and each fold of step 6 are independent fits: with ``config.jobs`` > 1 they run side by side
 in worker processes (:mod:`visioncascade.train.workers`), the final model's two fits first; models come
-back as files, and the run is the same as a sequential one with the workers' thread count.
+back as files, and the run is the same as a sequential one with the workers' thread count. ``compare``
+puts both arms' fits (and their exports for the sizes) into one queue of the workers (:class:`_SideBySide`).
 """
 
 from __future__ import annotations
@@ -590,11 +591,14 @@ def _record(arm: _Arm, task: str, outcome: Any) -> None:
 
 
 def _finish(arm: _Arm) -> None:
-    arm.finished = _finish_final(arm.outcomes["final"], **arm.finish_args)
-    calibration = arm.finished.calibration
-    arm.spec = arm.spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
-    arm.spec.save(arm.tmp / "spec.json")
+    """Steps 3 and 4 for the arm's final model, and the run's ``spec.json`` and ``config.yaml``. The arm
+    counts as finished only at the end: Ctrl-C half-way makes it all again (after the pool stopped)."""
+    finished = _finish_final(arm.outcomes["final"], **arm.finish_args)
+    calibration = finished.calibration
+    spec = arm.spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
+    spec.save(arm.tmp / "spec.json")
     (arm.tmp / "config.yaml").write_text(_config_yaml(arm), encoding="utf-8")
+    arm.spec, arm.finished = spec, finished
 
 
 def _config_yaml(arm: _Arm) -> str:
@@ -653,7 +657,9 @@ def _train_run(
                 if any(isinstance(r, FitResult) and r.interrupted for r in arm.outcomes[task]):
                     break  # Ctrl-C in a fit: keep what is done, train nothing more
         else:  # side by side in worker processes; the final model first, it is two fits long
-            _, stopped = workers.run(arm.tasks, display.worker_message, functools.partial(_record, arm))
+            results, stopped = workers.run(arm.tasks, display.worker_message, functools.partial(_record, arm))
+            for task, outcome in results.items():  # any that Ctrl-C kept from on_result
+                arm.outcomes.setdefault(task, outcome)
         if not arm.has_model:
             raise DataError(
                 "training stopped before the first fit finished an epoch, so there is no model to keep"
@@ -1059,9 +1065,15 @@ class _SideBySide:
         order = sorted(self.plans, key=lambda arm: -self.plans[arm].size)  # ties keep the arms' order
         rank = {arm: i for i, arm in enumerate(order)}
         tasks = [(f"{arm}/{task[0]}", *task[1:]) for arm in order for task in self.plans[arm].tasks]
-        _, self.stopped = workers.run(
+        results, self.stopped = workers.run(
             tasks, self._message, self._result, priority=lambda task_id: rank[task_id.partition("/")[0]]
         )
+        for task_id, outcome in results.items():  # any that Ctrl-C kept from _result
+            arm, _, task = task_id.partition("/")
+            if task.startswith("size"):
+                self.sizes[arm].setdefault(int(task.removeprefix("size")), outcome)
+            else:
+                self.plans[arm].outcomes.setdefault(task, outcome)
         self.names: list[str] = []
         for arm, plan in self.plans.items():
             if not plan.has_model:  # Ctrl-C before its first fit finished an epoch: no run to keep
