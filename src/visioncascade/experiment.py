@@ -439,20 +439,14 @@ class _Arm:
     final model as soon as its task is done) and :func:`_write_run` writes the rest of the run folder.
     """
 
-    out: Path  # where the run folder will be (config.yaml's data path is relative to it)
+    out: Path  # where the run folder will be
     tmp: Path  # the run folder being written (made atomic by the caller)
-    data: str | Path | Dataset  # as the caller gave it (config.yaml names it)
     config: TrainConfig
     dataset: Dataset
     spec: ModelSpec
     run_name: str
     notes: list[str]
-    size: int
-    color_mode: str
-    learning_rate: float
-    params: dict[str, Any]
-    weights: dict[int, float] | None
-    augmentation: Augmentation | None
+    config_yaml: str  # the resolved settings, as config.yaml holds them
     minority: int
     y_train: np.ndarray
     y_val: np.ndarray
@@ -555,18 +549,14 @@ def _plan_run(
     return _Arm(
         out=out,
         tmp=tmp,
-        data=data,
         config=config,
         dataset=dataset,
         spec=spec,
         run_name=run_name,
         notes=split_notes + dataset.warnings,
-        size=size,
-        color_mode=color_mode,
-        learning_rate=learning_rate,
-        params=params,
-        weights=weights,
-        augmentation=augmentation,
+        config_yaml=_config_yaml(
+            data, out, run_name, config, size, color_mode, learning_rate, params, weights, augmentation
+        ),
         minority=minority,
         y_train=y_train,
         y_val=y_val,
@@ -597,25 +587,35 @@ def _finish(arm: _Arm) -> None:
     calibration = finished.calibration
     spec = arm.spec.replace(temperature=calibration.temperature, logit_offsets=calibration.offsets)
     spec.save(arm.tmp / "spec.json")
-    (arm.tmp / "config.yaml").write_text(_config_yaml(arm), encoding="utf-8")
+    (arm.tmp / "config.yaml").write_text(arm.config_yaml, encoding="utf-8")
     arm.spec, arm.finished = spec, finished
 
 
-def _config_yaml(arm: _Arm) -> str:
-    source = arm.data.source if isinstance(arm.data, Dataset) else arm.data
-    reference, beside_run = data_reference(source, arm.out)
+def _config_yaml(
+    data: str | Path | Dataset,
+    out: Path,
+    run_name: str,
+    config: TrainConfig,
+    size: int,
+    color_mode: str,
+    learning_rate: float,
+    params: dict[str, Any],
+    weights: dict[int, float] | None,
+    augmentation: Augmentation | None,
+) -> str:
+    reference, beside_run = data_reference(data.source if isinstance(data, Dataset) else data, out)
     config_doc = {
         "data": reference,
         "data_beside_run": beside_run,
-        "name": arm.run_name,
-        "train": arm.config.to_dict(),
+        "name": run_name,
+        "train": config.to_dict(),
         "resolved": {
-            "image_size": arm.size,
-            "color_mode": arm.color_mode,
-            "learning_rate": arm.learning_rate,
-            "arch_params": arm.params,
-            "class_weight": arm.weights,
-            "augmentation": arm.augmentation.to_dict() if arm.augmentation else None,
+            "image_size": size,
+            "color_mode": color_mode,
+            "learning_rate": learning_rate,
+            "arch_params": params,
+            "class_weight": weights,
+            "augmentation": augmentation.to_dict() if augmentation else None,
         },
     }
     return yaml.safe_dump(config_doc, sort_keys=False)
@@ -790,7 +790,6 @@ def _write_run(arm: _Arm, stopped: bool, training_seconds: float, display: Train
         "created_at": _now(),
         "visioncascade_version": __version__,
     }
-    config_yaml = (tmp / "config.yaml").read_text(encoding="utf-8")
     (tmp / "history.csv").write_text(_history_csv({**histories, **averaging}), encoding="utf-8")
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     report_plots = {
@@ -806,7 +805,7 @@ def _write_run(arm: _Arm, stopped: bool, training_seconds: float, display: Train
             "plots": report_plots,
             "dataset": {**metrics["dataset"], "attribution": dataset.attribution},
             "notes": notes,
-            "config_yaml": config_yaml,
+            "config_yaml": arm.config_yaml,
         }
     )
     (tmp / "report.html").write_text(html, encoding="utf-8")
@@ -1062,7 +1061,9 @@ class _SideBySide:
         for arm, plan in self.plans.items():
             for note in plan.notes:
                 display.log(f"[yellow]note:[/] {arm}: {note}")
-        order = sorted(self.plans, key=lambda arm: -self.plans[arm].size)  # ties keep the arms' order
+        order = sorted(
+            self.plans, key=lambda arm: -self.plans[arm].spec.input_size[0]
+        )  # ties keep the arms' order
         rank = {arm: i for i, arm in enumerate(order)}
         tasks = [(f"{arm}/{task[0]}", *task[1:]) for arm in order for task in self.plans[arm].tasks]
         results, self.stopped = workers.run(
@@ -1177,16 +1178,14 @@ def _compare(
         for arm in names:
             run_dir = tmp / arm
             spec = ModelSpec.load(run_dir)
+            arms[arm]["architecture"] = configs[arm].arch
+            arms[arm]["image_size"] = spec.input_size[0]
             x, y = splits.arrays("test", spec.input_size, spec.color_mode)
             if workers is None:
                 test_probabilities[arm] = _predict(load_model(run_dir), x)
             else:  # the saved model's, as its run computed them (the same splits)
                 test_probabilities[arm] = trained.test_probabilities(arm)
             arm_plots[f"{arm}_roc_pr"] = plots.roc_pr_png(y, test_probabilities[arm], spec.labels)
-        for arm in names:
-            run_dir = tmp / arm
-            arms[arm]["architecture"] = configs[arm].arch
-            arms[arm]["image_size"] = ModelSpec.load(run_dir).input_size[0]
             arm_plots[f"{arm}_training"] = plots.training_curves_png(_read_history(run_dir / "history.csv"))
         differences = None
         if len(names) == 2:  # both arms finished: what the test split can and cannot tell apart
