@@ -437,7 +437,7 @@ def export_sizes(
     Exports into ``workdir`` (created if needed; files are left there) — for size comparisons such as
     ``compare``'s transfer/scratch ratio. Returns ``{"coreml_fp16_bytes", "tflite_int8_bytes",
     "onnx_fp32_bytes"}``, or the keys of ``formats`` only (a subset of ``("coreml", "tflite", "onnx")``:
-    ``compare`` measures each in its own worker process).
+    ``compare`` measures Core ML in one worker task and the other two in another).
 
     With ``prove``, each artifact also gets the parity proof that :func:`export_run` would give it (the
     same held-out frames of the run's data, the same limits), under ``"<format>_<precision>_proof"``:
@@ -481,5 +481,6 @@ def export_sizes(
                 "top1_agreement": parity["top1_agreement_decisive"],
                 "images": parity["images"],
             }
-    keras.backend.clear_session()
+    # No keras.backend.clear_session() here: in a worker process (compare's) it would also drop
+    # TensorFlow's kernel cache, and the fits that worker runs next would build their kernels again.
     return sizes
