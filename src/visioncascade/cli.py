@@ -255,9 +255,11 @@ def compare(
             from visioncascade.export import FORMATS
             from visioncascade.export import export_sizes as measure
 
-            # One part per format: with worker processes, compare measures them side by side; with its
-            # parity proof unless --quick (the proofs add 10–20 s to its 1.5 minutes) or --no-prove-exports.
-            sizes = [functools.partial(measure, formats=(fmt,), prove=prove) for fmt in FORMATS]
+            # Two parts of about equal time, each loading the model once: with worker processes, compare
+            # measures them side by side; with the parity proof unless --quick (the proofs add 10–20 s to
+            # its 1.5 minutes) or --no-prove-exports.
+            parts = [("coreml",), tuple(fmt for fmt in FORMATS if fmt != "coreml")]
+            sizes = [functools.partial(measure, formats=formats, prove=prove) for formats in parts]
 
         result = run_compare(
             data,

@@ -987,10 +987,10 @@ def compare(
     exported sizes (and, where a part gives ``"<artifact>_proof"`` records, e.g. ``export_sizes(...,
     prove=True)``, a row per artifact with its max |Δp| against Keras and whether its proof passed);
     this stage does not import the export stage itself. A sequence of such functions (the CLI passes
-    one per format) has its results merged. With worker processes each is a task of the queue, started
-    as soon as the arm's final model is saved, so they must be picklable (module-level functions or
-    partials); Ctrl-C leaves out the sizes of an arm whose parts did not all run. Latencies are
-    measured once the workers are done, never beside a fit or an export.
+    two: Core ML, and TFLite with ONNX) has its results merged. With worker processes each is a task of
+    the queue, started as soon as the arm's final model is saved, so they must be picklable
+    (module-level functions or partials); Ctrl-C leaves out the sizes of an arm whose parts did not all
+    run. Latencies are measured once the workers are done, never beside a fit or an export.
     """
     out = Path(out)
     check_output_dir(out, overwrite)

@@ -257,7 +257,7 @@ def test_export_sizes_gives_bytes_of_three_artifacts(scratch_run, tmp_path):
     assert set(sizes) == {"coreml_fp16_bytes", "tflite_int8_bytes", "onnx_fp32_bytes"}
     assert all(isinstance(v, int) and v > 10_000 for v in sizes.values())
     assert sizes["tflite_int8_bytes"] < sizes["onnx_fp32_bytes"]
-    # One format at a time (compare measures each in its own worker): the same bytes.
+    # Some formats at a time (compare sizes Core ML in one worker task, the others in another): same bytes.
     assert export_sizes(scratch_run.run_dir, tmp_path / "tflite", formats=("tflite",)) == {
         "tflite_int8_bytes": sizes["tflite_int8_bytes"]
     }
