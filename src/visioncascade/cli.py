@@ -244,7 +244,9 @@ def compare(
 
     configs = arm_configs(weights=weights, freeze=freeze, **common)  # compare builds them again
     _check_before_tensorflow(data=data, out=out, overwrite=overwrite)
-    if export_sizes and quiet:  # coremltools draws tqdm bars while converting (set before workers start)
+    if export_sizes:
+        # coremltools draws five tqdm bars per conversion, from the workers: they would cut through the
+        # progress display (set before the workers start; tqdm reads it when first imported).
         os.environ.setdefault("TQDM_DISABLE", "1")
     with _started_workers(max(config.jobs for config in configs.values())) as workers:
         quiet_tensorflow()
