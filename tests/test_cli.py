@@ -158,8 +158,11 @@ def test_train_evaluate_and_export_from_the_command_line(tmp_path: Path):
     assert metrics["n"] == 156 and metrics["minority_label"] == "malignant"
     exported = run_cli("export", str(out), "--to", "coreml", "--parity-images", "4")
     assert exported.returncode == 0, exported.stderr
-    assert (out / "exports" / "manifest.json").is_file()
+    manifest = json.loads((out / "exports" / "manifest.json").read_text())
     assert "passes/s" not in exported.stderr + exported.stdout  # coremltools' progress bars are silenced
+    # Its table names each artifact whole, though a pipe gives it 80 columns.
+    assert [a["file"] for a in manifest["artifacts"]] == ["breastmnist-scratch.mlpackage"]
+    assert "breastmnist-scratch.mlpackage" in exported.stderr
 
 
 @pytest.mark.slow

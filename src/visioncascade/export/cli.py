@@ -34,7 +34,9 @@ def _print_artifacts(title: str, artifacts: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("artifact", "precision", "bytes", "parity", "ok"):
+    # The file names whole, even on an 80-column log (a pipe, CI): the parity column wraps instead.
+    table.add_column("artifact", no_wrap=True, min_width=max((len(e["file"]) for e in artifacts), default=8))
+    for column in ("precision", "bytes", "parity", "ok"):
         table.add_column(column, justify="right" if column == "bytes" else "left")
     for entry in artifacts:
         parity = entry.get("parity", {})
