@@ -452,7 +452,7 @@ class _Arm:
     y_val: np.ndarray
     y_test: np.ndarray
     folds: list[tuple[np.ndarray, np.ndarray]]
-    tasks: list[tuple[str, Callable[..., Any], tuple, dict[str, Any]]]
+    tasks: list[Task]
     finish_args: dict[str, Any]
     leftovers: tuple[Path, ...]
     outcomes: dict[str, Any] = field(default_factory=dict)
@@ -1172,7 +1172,6 @@ def _compare(
         else:
             trained = _SideBySide(dataset, tmp, configs, display, size_parts, workers)
             names = trained.names
-        if workers is not None:
             arms.update(trained.write_runs())
         test_probabilities = {}
         for arm in names:

@@ -253,9 +253,14 @@ class FitWorkers:
         if pool is None:
             raise RuntimeError("FitWorkers.run outside its with-block")
         self._stop.clear()
-        waiting = list(tasks)
-        if priority is not None:
-            waiting.sort(key=lambda task: priority(task[0]))
+        waiting: list[Task] = []
+
+        def wait_for_workers(more: list[Task]) -> None:
+            waiting.extend(more)
+            if priority is not None:
+                waiting.sort(key=lambda task: priority(task[0]))  # stable: ties keep their order
+
+        wait_for_workers(tasks)
         futures: dict[cf.Future, str] = {}
         pending: set[cf.Future] = set()
 
@@ -284,9 +289,7 @@ class FitWorkers:
                     if on_result is not None and future.result() is not None:
                         more = on_result(futures[future], future.result())
                         if more and not interrupted:
-                            waiting.extend(more)
-                            if priority is not None:
-                                waiting.sort(key=lambda task: priority(task[0]))
+                            wait_for_workers(more)
                             top_up()
             except KeyboardInterrupt:
                 if interrupted:
