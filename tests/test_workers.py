@@ -211,7 +211,9 @@ def test_tasks_that_on_result_adds_start_in_priority_order(workers: FitWorkers, 
     waiting fits: on_result may add tasks, and waiting tasks start by priority (ties in the order they
     came). The pool is handed only one task more than it has workers, so the added task still gets
     ahead of b3; without a priority it waits for all the tasks that came before it."""
-    tasks = [("a0", _started, (0.2,), {}), *[(f"b{i}", _started, (0.5,), {}) for i in range(4)]]
+    # b0 ends 1.3 s after a0: a0's on_result runs before it even when this process lags on a busy host
+    # (were both seen done at once, b2 and b3 would be handed to the pool before on_result adds a1).
+    tasks = [("a0", _started, (0.2,), {}), *[(f"b{i}", _started, (1.5,), {}) for i in range(4)]]
 
     def on_result(task: str, started: float) -> list | None:
         return [("a1", _started, (0.0,), {})] if task == "a0" else None
