@@ -58,6 +58,8 @@ def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path):
     assert len(ds.splits["train"]) == 60
     text = " ".join(ds.warnings)
     assert "broken.png" in text and "skipped 1 unreadable" in text and "non-image" in text
+    assert text.count("broken.png") == 1, text  # Pillow's own message names the file again
+    assert "cannot identify image file" in text  # ... and says why: that part is kept
 
 
 def test_too_many_corrupt_images_fail(tmp_path: Path):

@@ -39,7 +39,11 @@ def read_image(path: str | Path) -> np.ndarray:
                 return np.asarray(img.convert("L"), dtype=np.uint8)
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+        # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'").
+        reason = (
+            str(exc).replace(repr(str(path)), "").replace(str(path), "").strip(" :") or type(exc).__name__
+        )
+        raise DataError(f"cannot read image {path}: {reason}") from exc
 
 
 def to_color_mode(image: np.ndarray, color_mode: str) -> np.ndarray:
