@@ -47,10 +47,14 @@ def test_each_resample_gives_what_scikit_learn_gives_on_the_resampled_images(num
         assert whole[key][0] == pytest.approx(compute_metrics(y, p, labels, 0)[key], abs=1e-12)
 
 
-def test_counts_draw_every_image_n_times_in_all_in_bounded_chunks():
-    chunks = _bootstrap_counts(50_000, 250, seed=3)
+def test_counts_keep_each_class_count_in_bounded_chunks():
+    y = np.repeat([0, 1, 2], [40_000, 9_000, 1_000])
+    chunks = _bootstrap_counts(y, 250, seed=3)
     assert sum(len(c) for c in chunks) == 250 and len(chunks) > 1  # 4M cells at most per chunk
-    assert all((c.sum(axis=1) == 50_000).all() for c in chunks)
+    for counts in chunks:
+        for c, size in enumerate((40_000, 9_000, 1_000)):
+            assert (counts[:, y == c].sum(axis=1) == size).all()
+        assert counts.min() == 0 and counts.max() > 1  # with replacement: some drawn twice, some never
 
 
 def test_intervals_hold_the_figure_narrow_with_more_images_and_repeat_for_a_seed():
@@ -67,10 +71,22 @@ def test_intervals_hold_the_figure_narrow_with_more_images_and_repeat_for_a_seed
         assert (big[key][1] - big[key][0]) < 0.4 * (small[key][1] - small[key][0]), key
 
 
-def test_an_auc_without_both_classes_has_no_interval():
-    y, p = _predictions(2, n=40)
-    y[:] = 0
-    y[0] = 1  # one positive image: most resamples lack it
+def test_a_rare_class_keeps_its_images_in_every_resample():
+    # 3 minority images of 40, all found, and 5 false alarms: an unstratified bootstrap drew none of the
+    # 3 in 3% of its resamples and gave minority F1 an interval from 0.0; each resample keeps all 3 here.
+    y = np.zeros(40, dtype=np.int64)
+    y[:3] = 1
+    p = np.where(y[:, None] == 1, [0.1, 0.9], [0.8, 0.2])
+    p[3:8] = [0.4, 0.6]  # five false alarms
+    intervals = bootstrap_intervals(y, p, 1)
+    assert intervals["roc_auc"] == [1.0, 1.0]  # every resample ranks its 3 minority images first
+    low, high = intervals["minority_f1"]
+    assert 0.3 < low < 6 / 11 < high < 0.9  # 2·3 / (2·3 + 5) on the whole set
+
+
+def test_an_auc_for_a_class_without_images_has_no_interval():
+    y, p = _predictions(3, n=40)
+    y[y == 2] = 0  # three classes predicted, two present
     intervals = bootstrap_intervals(y, p, 1)
     assert intervals["roc_auc"] is None and intervals["accuracy"] is not None
 

@@ -1197,7 +1197,10 @@ def _compare(
                 "of": f"{second} - {first}",
                 "split": "test",
                 "images": len(y),
-                "method": f"paired percentile bootstrap over the test images, {BOOTSTRAP_RESAMPLES} resamples",
+                "method": (
+                    "paired percentile bootstrap over the test images, stratified by class, "
+                    f"{BOOTSTRAP_RESAMPLES} resamples"
+                ),
                 "metrics": {
                     key: {"difference": d["difference"], "ci95": d["interval"]} for key, d in paired.items()
                 },

@@ -193,12 +193,25 @@ def _resampled_metrics(
         }
 
 
-def _bootstrap_counts(n: int, resamples: int, seed: int) -> list[np.ndarray]:
-    """``resamples`` rows of draw counts of ``n`` images (with replacement), in chunks of bounded memory."""
+def _bootstrap_counts(y_true: np.ndarray, resamples: int, seed: int) -> list[np.ndarray]:
+    """``resamples`` rows of draw counts of the images, in chunks of bounded memory.
+
+    Stratified by class: each class's images are drawn with replacement as many times as the class has
+    images, so every resample keeps the evaluated images' class counts (as a stratified split does).
+    """
+    y_true = np.asarray(y_true)
+    n = len(y_true)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(resamples, 4_000_000 // max(n, 1)))
     sizes = [chunk] * (resamples // chunk) + ([resamples % chunk] if resamples % chunk else [])
-    return [rng.multinomial(n, np.full(n, 1.0 / n), size=size) for size in sizes]
+    classes = [np.flatnonzero(y_true == c) for c in np.unique(y_true)]
+    chunks = []
+    for size in sizes:
+        counts = np.zeros((size, n), dtype=np.int64)
+        for index in classes:
+            counts[:, index] = rng.multinomial(len(index), np.full(len(index), 1.0 / len(index)), size=size)
+        chunks.append(counts)
+    return chunks
 
 
 def _percentile_interval(samples: np.ndarray, level: float) -> list[float] | None:
@@ -221,7 +234,7 @@ def _bootstrap_samples(
     y_true = np.asarray(y_true, dtype=np.int64)
     chunks = [
         [_resampled_metrics(y_true, np.asarray(p, dtype=np.float64), minority, counts) for p in models]
-        for counts in _bootstrap_counts(len(y_true), resamples, seed)
+        for counts in _bootstrap_counts(y_true, resamples, seed)
     ]
     return [
         {key: np.concatenate([chunk[i][key] for chunk in chunks]) for key in INTERVAL_KEYS}
@@ -240,11 +253,14 @@ def bootstrap_intervals(
 ) -> dict[str, list[float] | None]:
     """Percentile-bootstrap confidence intervals of :data:`INTERVAL_KEYS` over the evaluated images.
 
-    The images are drawn with replacement ``resamples`` times (the model stays fixed): the interval says
-    how much a figure could move on another test set of the same size from the same source -- on a small
-    test split (156 images for BreastMNIST) often more than the difference between two models. Seeded,
-    so the same predictions give the same intervals. ``None`` where a metric is undefined for too many
-    resamples.
+    The images are drawn with replacement ``resamples`` times (the model stays fixed), each class's
+    images as many times as the class has images (a stratified bootstrap, as a stratified test split
+    is drawn; pROC's default for ROC-AUC): the interval says how much a figure could move on another test
+    set of the same size and class counts from the same source -- on a small test split (156 images for
+    BreastMNIST) often more than the difference between two models. Keeping the class counts keeps
+    ROC-AUC and minority-class F1 defined in every resample, also on a tiny test split with a handful of
+    minority images. Seeded, so the same predictions give the same intervals. ``None`` where a metric is
+    undefined for too many resamples (ROC-AUC when a class has no evaluated images).
     """
     (samples,) = _bootstrap_samples(y_true, [probabilities], minority, resamples, level, seed)
     return {key: _percentile_interval(samples[key], level) for key in INTERVAL_KEYS}

@@ -61,8 +61,9 @@ def _with_ci(section: dict[str, Any], key: str) -> str:
 
 
 _CI_NOTE = (
-    f"<p class='muted'>95% CI: percentile bootstrap over the evaluated images ({BOOTSTRAP_RESAMPLES} resamples, "
-    "the model fixed) — how far a figure could move on another test set of this size.</p>"
+    "<p class='muted'>95% CI: percentile bootstrap over the evaluated images, stratified by class "
+    f"({BOOTSTRAP_RESAMPLES} resamples, the model fixed) — how far a figure could move on another test set "
+    "of this size and class balance.</p>"
 )
 
 
