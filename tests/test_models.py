@@ -177,8 +177,14 @@ def test_mobilenet_weight_errors(tmp_path: Path):
 @pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason="../shared/weights is not present on this machine")
 def test_mobilenet_rejects_weights_of_another_width():
     wrong = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"
-    with pytest.raises(ModelError, match=r"does not fit mobilenet_v2 \(alpha=0.35\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"does not fit mobilenet_v2 \(alpha=0.35\).*its name says MobileNetV2 alpha=0.5: add --alpha 0.5",
+    ):
         create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(wrong))
+    v1 = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"  # MobileNet alpha=0.25, not V2
+    with pytest.raises(ModelError, match=r"its name says MobileNet \(v1\) weights, not MobileNetV2"):
+        create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(v1))
     right = create_model(
         "mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(wrong), alpha=0.5
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,23 @@ def resolve_weights(weights: str | None, alpha: float) -> str | None:
             f"weights file {weights!r} does not exist; pass a Keras no-top .h5 file, 'imagenet', 'bundled' or 'none'"
         )
     return str(path)
+
+
+def _weights_hint(path: str, alpha: float) -> str:
+    """What to do about a weights file that does not fit, from the names Keras gives its files."""
+    name = Path(path).name
+    v2 = re.fullmatch(r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_\d+(?:_no_top)?\.h5", name)
+    if v2 and float(v2.group(1)) != alpha:
+        return (
+            f"its name says MobileNetV2 alpha={v2.group(1)}: add --alpha {v2.group(1)}, or pass the Keras "
+            f"no-top .h5 made for alpha={alpha}"
+        )
+    if re.fullmatch(r"mobilenet_\d_\d+_\d+_tf(?:_no_top)?\.h5", name):
+        return (
+            f"its name says MobileNet (v1) weights, not MobileNetV2: pass the Keras no-top .h5 made for "
+            f"MobileNetV2 alpha={alpha}"
+        )
+    return f"pass the Keras no-top .h5 made for MobileNetV2 alpha={alpha}"
 
 
 def _check_params(params: dict[str, Any]) -> None:
@@ -106,7 +124,7 @@ def build_mobilenet_v2(
             "this machine may be offline: pass --weights PATH to a local no-top .h5 (or leave --weights unset "
             "for the bundled alpha=0.35 file)"
             if resolved == "imagenet"
-            else f"pass the Keras no-top .h5 made for MobileNetV2 alpha={alpha}"
+            else _weights_hint(resolved, alpha)
         )
         raise ModelError(f"{where} does not fit mobilenet_v2 (alpha={alpha}): {exc}; {hint}") from exc
     if not 0 <= freeze <= len(base.layers):
