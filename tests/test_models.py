@@ -230,6 +230,29 @@ def test_augmenting_in_the_training_step_gives_the_pipelines_batches():
         make_tf_dataset(x, y, batch_size=8, training=False, augmentation=aug, augment_in_step=True)
 
 
+@pytest.mark.parametrize("augment_in_step", [False, True])
+def test_datasets_run_without_the_autotuner_and_give_the_batches_it_gives(augment_in_step: bool):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (37, 12, 12, 1), dtype=np.uint8)
+    y = np.arange(37) % 3
+    common = dict(batch_size=8, training=True, augmentation=Augmentation(), seed=2)
+    ours = make_tf_dataset(x, y, **common, augment_in_step=augment_in_step)
+    assert ours.options().autotune.enabled is False  # its background thread competes with training
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    # Another dataset of the same settings (each draws its own shuffles and seeds), with the tuner on.
+    tuned = make_tf_dataset(x, y, **common, augment_in_step=augment_in_step).with_options(options)
+    assert tuned.options().autotune.enabled is True
+    for _epoch in range(2):
+        ours_epoch, tuned_epoch = list(ours), list(tuned)
+        assert len(ours_epoch) == len(tuned_epoch) == 5
+        for a, b in zip(ours_epoch, tuned_epoch, strict=True):
+            for u, v in zip(tf.nest.flatten(a), tf.nest.flatten(b), strict=True):
+                np.testing.assert_array_equal(u.numpy(), v.numpy())
+
+
 def test_a_spec_with_bad_logit_offsets_is_refused_naming_the_file(tmp_path: Path):
     spec = ModelSpec(
         name="m",
