@@ -73,7 +73,7 @@ def test_intervals_hold_the_figure_narrow_with_more_images_and_repeat_for_a_seed
 
 def test_a_rare_class_keeps_its_images_in_every_resample():
     # 3 minority images of 40, all found, and 5 false alarms: an unstratified bootstrap drew none of the
-    # 3 in 3% of its resamples and gave minority F1 an interval from 0.0; each resample keeps all 3 here.
+    # 3 in 4% of its resamples and gave minority F1 an interval from 0.0; each resample keeps all 3 here.
     y = np.zeros(40, dtype=np.int64)
     y[:3] = 1
     p = np.where(y[:, None] == 1, [0.1, 0.9], [0.8, 0.2])

@@ -48,7 +48,9 @@ def resolve_weights(weights: str | None, alpha: float) -> str | None:
 def _weights_hint(path: str, alpha: float) -> str:
     """What to do about a weights file that does not fit, from the names Keras gives its files."""
     name = Path(path).name
-    v2 = re.fullmatch(r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_([0-9.]+)_\d+(?:_no_top)?\.h5", name)
+    v2 = re.fullmatch(
+        r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5", name
+    )
     if v2 and float(v2.group(1)) != alpha:
         return (
             f"its name says MobileNetV2 alpha={v2.group(1)}: add --alpha {v2.group(1)}, or pass the Keras "
