@@ -136,10 +136,14 @@ def test_live_page_runs_the_cascade_on_the_camera_and_the_dashboard_charts_it(
     Select(chrome.find_element(By.ID, "window")).select_by_value("300")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-labels rect.bar"))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-confidence path"))
-    models = [o.text for o in Select(chrome.find_element(By.ID, "model")).options]
+    # Each refresh of the page rebuilds the model list and the table, so an element found a moment ago
+    # can be gone (stale) when the test reads it: read both in the page, in one script call each.
+    models = chrome.execute_script("return [...document.getElementById('model').options].map(o => o.text)")
     assert models == ["colour", "domain", "shape"]
-    rows_shown = chrome.find_elements(By.CSS_SELECTOR, "#summary tbody tr")
-    assert sum(int(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows_shown) >= 2 * len(rows)
+    events_per_row = chrome.execute_script(
+        "return [...document.querySelectorAll('#summary tbody tr')].map(r => r.cells[3].textContent)"
+    )
+    assert sum(int(n) for n in events_per_row) >= 2 * len(rows)
     chrome.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     assert _console_errors(chrome) == [] and _outside_requests(chrome, server.base_url) == []
     for name in ("live-page.png", "dashboard.png"):
