@@ -222,7 +222,10 @@ def test_tasks_that_on_result_adds_start_in_priority_order(workers: FitWorkers, 
     results, stopped = workers.run(tasks, on_result=on_result, priority=priority)
     assert set(results) == {"a0", "a1", "b0", "b1", "b2", "b3"} and stopped is False
     order = sorted(results, key=results.get)
-    assert order[:2] in (["a0", "b0"], ["b0", "a0"])  # the first two, side by side
+    # The first two to start: a0 and a b task. Which b task: b0 is handed to the pool first, but on
+    # a loaded host its worker can stall between taking it and reading the clock while the other worker
+    # ends a0 and starts b1 (seen once under pytest -n 4 on 2 cores).
+    assert "a0" in order[:2] and set(order[:2]) - {"a0"} <= {"b0", "b1"}, order
     if ranked:
         assert order.index("a1") < order.index("b3")
     else:
