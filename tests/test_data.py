@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from visioncascade.data import load_dataset, prepare_image, resolve_splits, stratified_folds
+from visioncascade.data import (
+    MAX_SHORT_SIDE,
+    load_cap,
+    load_dataset,
+    prepare_image,
+    read_image,
+    resolve_splits,
+    stratified_folds,
+)
 from visioncascade.errors import DataError
 
 from synthetic import write_shape_folder
@@ -48,6 +58,107 @@ def test_rgba_palette_and_16bit_images_are_converted(tmp_path: Path):
     shapes = sorted(img.shape for img in ds.splits["train"].images)
     assert shapes == [(5, 5), (9, 9), (12, 10, 3), (12, 10, 3)]
     assert ds.native_color_mode == "rgb"
+
+
+def _marked_jpeg(path: Path, orientation: int | None, exif: bytes | None = None) -> np.ndarray:
+    """A 20x30 landscape JPEG whose stored pixels have a white top-left corner; returns those pixels."""
+    stored = np.full((20, 30, 3), 40, np.uint8)
+    stored[:6, :6] = 255
+    img = Image.fromarray(stored)
+    if exif is None:
+        tags = img.getexif()
+        if orientation is not None:
+            tags[0x0112] = orientation
+        exif = tags.tobytes()
+    img.save(path, "JPEG", quality=100, exif=exif)
+    with warnings.catch_warnings():  # Pillow warns about a corrupt EXIF block, as a test here wants
+        warnings.simplefilter("ignore")
+        return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_opencv_and_viewers_do(tmp_path: Path, orientation: int):
+    path = tmp_path / f"phone-{orientation}.jpg"
+    stored = _marked_jpeg(path, orientation)
+    upright = read_image(path)
+    # OpenCV applies the tag too (cv2.imread, and cv2.imdecode for the live page's frames): training,
+    # evaluation and every runtime source must see the same pixels as the live page does.
+    np.testing.assert_array_equal(upright, cv2.imread(str(path))[..., ::-1])
+    if orientation in (5, 6, 7, 8):  # a quarter turn: portrait
+        assert upright.shape == (30, 20, 3)
+    else:
+        assert upright.shape == (20, 30, 3)
+    if orientation == 1:
+        np.testing.assert_array_equal(upright, stored)
+    if orientation == 6:  # "rotate 90 degrees clockwise to display": the white corner is now top-right
+        assert upright[0, -1].min() > 200 and upright[0, 0].max() < 100
+
+
+def test_an_image_past_pillows_pixel_limit_is_an_unreadable_image(tmp_path: Path, monkeypatch):
+    # Pillow refuses images over twice Image.MAX_IMAGE_PIXELS (~179 MP) with DecompressionBombError,
+    # which is no OSError: it must become a DataError, not a traceback. The limit is lowered to test it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("L", (60, 60)).save(tmp_path / "big.png")
+    with pytest.raises(DataError, match=r"cannot read image .*big.png: Image size \(3600 pixels\)"):
+        read_image(tmp_path / "big.png")
+
+
+def test_unreadable_exif_leaves_the_image_as_stored(tmp_path: Path):
+    path = tmp_path / "odd.jpg"
+    stored = _marked_jpeg(path, None, exif=b"Exif\x00\x00MM\x00*garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning for the user either
+        np.testing.assert_array_equal(read_image(path), stored)
+    ds_root = tmp_path / "d"
+    for label in ("a", "b"):
+        (ds_root / label).mkdir(parents=True)
+        for i in range(2):
+            _marked_jpeg(ds_root / label / f"{i}.jpg", 6)
+    ds = load_dataset(ds_root)
+    assert {img.shape for img in ds.splits["train"].images} == {(30, 20, 3)}
+
+
+def _photo(height: int, width: int, seed: int) -> np.ndarray:
+    """Smooth photo-like RGB content (a blurred random field), as a camera gives it."""
+    small = np.random.default_rng(seed).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def test_large_photos_are_kept_reduced_and_give_nearly_the_same_model_input(tmp_path: Path):
+    root = tmp_path / "d"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        Image.fromarray(_photo(1200, 1600, seed=1 if label == "a" else 2)).save(root / label / "big.jpg")
+        Image.fromarray(_photo(40, 50, seed=3)).save(root / label / "small.png")
+    portrait = Image.fromarray(_photo(900, 1800, seed=4))  # stored landscape, shown portrait
+    tags = portrait.getexif()
+    tags[0x0112] = 6
+    portrait.save(root / "b" / "phone.jpg", quality=95, exif=tags.tobytes())
+
+    kept = load_dataset(root)  # MAX_SHORT_SIDE: 512
+    full = load_dataset(root, max_short_side=None)
+    shapes = {img.shape for img in kept.splits["train"].images}
+    assert shapes == {(512, 683, 3), (40, 50, 3), (1024, 512, 3)}  # aspect kept, upright, small as is
+    assert {img.shape for img in full.splits["train"].images} == {
+        (1200, 1600, 3),
+        (40, 50, 3),
+        (1800, 900, 3),
+    }
+    for size in (64, 128):  # what the model is given: within 2 levels of the full photo's input
+        x_kept, y_kept = kept.arrays("train", (size, size), "rgb")
+        x_full, y_full = full.arrays("train", (size, size), "rgb")
+        np.testing.assert_array_equal(y_kept, y_full)
+        diff = np.abs(x_kept.astype(int) - x_full.astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.3, (size, diff.max(), diff.mean())
+    # The fingerprint is of the files, not of the pixels kept: the same whatever the reduction.
+    assert kept.fingerprint() == full.fingerprint() == load_dataset(root, max_short_side=900).fingerprint()
+    Image.fromarray(_photo(40, 50, seed=5)).save(root / "a" / "small.png")
+    assert load_dataset(root).fingerprint() != kept.fingerprint()
+
+
+def test_the_load_cap_leaves_room_for_the_model_input():
+    assert load_cap(None) == load_cap(96) == load_cap([None, 128]) == MAX_SHORT_SIDE == 512
+    assert load_cap(224) == 896 and load_cap((28, 300)) == 1200 and load_cap([None, 160]) == 640
 
 
 def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path):

@@ -58,6 +58,7 @@ from visioncascade._fs import RUN_FILES, atomic_dir, check_output_dir, check_run
 from visioncascade.data import (
     Dataset,
     data_reference,
+    load_cap,
     load_dataset,
     locate_run_data,
     resolve_splits,
@@ -631,7 +632,9 @@ def _train_run(
     callbacks: list[keras.callbacks.Callback] | None,
     workers: FitWorkers | None,
 ) -> RunResult:
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    dataset = (
+        data if isinstance(data, Dataset) else load_dataset(data, max_short_side=load_cap(config.image_size))
+    )
     display = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
     own_display = not isinstance(progress, TrainingProgress)
     with atomic_dir(out, overwrite) as tmp, contextlib.ExitStack() as stack:
@@ -842,7 +845,7 @@ def evaluate_run(
     notes: list[str] = []
     if data is None:
         source, notes = locate_run_data(config["data"], run, config.get("data_beside_run"))
-        dataset = load_dataset(source)
+        dataset = load_dataset(source, max_short_side=load_cap(spec.input_size))
         if dataset.fingerprint() != spec.data_fingerprint:
             notes.append(
                 f"the data at {source} changed since training (fingerprint {dataset.fingerprint()} != "
@@ -851,7 +854,7 @@ def evaluate_run(
         dataset, _ = resolve_splits(dataset, seed=seed)
         split_names = ["test"]
     else:
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, max_short_side=load_cap(spec.input_size))
         split_names = ["test"] if "test" in dataset.splits else sorted(dataset.splits)
         notes.append(f"evaluated on split(s) {split_names} of {dataset.source}")
     mapping = _align_labels(dataset, spec)
@@ -1143,7 +1146,7 @@ def _compare(
     artifact_sizes: SizeFunction | Sequence[SizeFunction] | None,
     workers: FitWorkers | None,
 ) -> CompareResult:
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, max_short_side=load_cap([c.image_size for c in configs.values()]))
     any_config = next(iter(configs.values()))
     arms: dict[str, dict[str, Any]] = {}
     arm_plots: dict[str, str] = {}

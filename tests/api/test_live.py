@@ -120,6 +120,25 @@ def test_bad_frames_and_contexts_answer_errors_and_keep_the_socket(live_server):
         assert json.loads(ws.recv(timeout=30))["type"] == "result"
 
 
+def test_a_phone_jpeg_decodes_upright_as_training_reads_it(tmp_path):
+    """A photo with an EXIF orientation tag: the live page's decoder and ``read_image`` (training,
+    evaluation, image-folder sources) give the same upright pixels, so the models see what they learned."""
+    from PIL import Image
+
+    from visioncascade.api.live import decode_frame
+    from visioncascade.data import read_image
+
+    stored = np.ascontiguousarray(scene(np.random.default_rng(5), 96, "square", "red")[:, :64])  # 96 x 64
+    img = Image.fromarray(stored)
+    tags = img.getexif()
+    tags[0x0112] = 8  # "rotate 90 degrees counter-clockwise to display"
+    path = tmp_path / "phone.jpg"
+    img.save(path, "JPEG", quality=95, exif=tags.tobytes())
+    frame = decode_frame(path.read_bytes())
+    assert frame.shape == (64, 96, 3)
+    np.testing.assert_array_equal(frame[..., ::-1], read_image(path))
+
+
 @pytest.mark.parametrize(
     ("key", "fields", "code", "words"),
     [

@@ -5,26 +5,31 @@
 
 from visioncascade.data.datasets import (
     BUNDLED,
+    MAX_SHORT_SIDE,
     Dataset,
     Split,
     check_source,
     data_reference,
+    load_cap,
     load_dataset,
     locate_run_data,
 )
-from visioncascade.data.images import prepare_image, read_image, to_color_mode
+from visioncascade.data.images import prepare_image, read_image, reduce_image, to_color_mode
 from visioncascade.data.splits import resolve_splits, stratified_folds
 
 __all__ = [
     "BUNDLED",
+    "MAX_SHORT_SIDE",
     "Dataset",
     "Split",
     "check_source",
     "data_reference",
+    "load_cap",
     "load_dataset",
     "locate_run_data",
     "prepare_image",
     "read_image",
+    "reduce_image",
     "resolve_splits",
     "stratified_folds",
     "to_color_mode",

@@ -1,7 +1,8 @@
 """Datasets: class folders, MedMNIST-style ``.npz`` files and bundled samples.
 
-Every loader returns a :class:`Dataset` of uint8 images (at their own size and channel count) and integer
-labels per split. :meth:`Dataset.arrays` turns a split into model-ready ``(N, H, W, C)`` uint8 arrays.
+Every loader returns a :class:`Dataset` of uint8 images (at their own size and channel count, a folder's
+large photos reduced: see :data:`MAX_SHORT_SIDE`) and integer labels per split. :meth:`Dataset.arrays`
+turns a split into model-ready ``(N, H, W, C)`` uint8 arrays.
 """
 
 from __future__ import annotations
@@ -9,18 +10,34 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from visioncascade.data.images import IMAGE_SUFFIXES, prepare_image, read_image
+from visioncascade.data.images import IMAGE_SUFFIXES, _read, prepare_image
 from visioncascade.errors import DataError
 
-__all__ = ["BUNDLED", "Dataset", "Split", "check_source", "data_reference", "load_dataset", "locate_run_data"]
+__all__ = [
+    "BUNDLED",
+    "MAX_SHORT_SIDE",
+    "Dataset",
+    "Split",
+    "check_source",
+    "data_reference",
+    "load_cap",
+    "load_dataset",
+    "locate_run_data",
+]
 
 SPLIT_NAMES = ("train", "val", "test")
+
+#: A folder's images are kept with their shorter side at most this long (reduced on load, aspect kept):
+#: 1 MB a photo instead of 36 MB for a 12-megapixel one. Model inputs above a quarter of it raise the
+#: limit (:func:`load_cap`).
+MAX_SHORT_SIDE = 512
 
 BUNDLED: dict[str, dict] = {
     "breastmnist": {
@@ -56,6 +73,9 @@ class Dataset:
     source: str
     warnings: list[str] = field(default_factory=list)
     attribution: str = ""
+    #: A digest of the files the images were read from (folders), which :meth:`fingerprint` uses instead
+    #: of the pixels: the pixels kept depend on the reduction asked for, the files do not.
+    files_digest: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -83,7 +103,10 @@ class Dataset:
         return {label: int(counts.get(i, 0)) for i, label in enumerate(self.labels)}
 
     def fingerprint(self) -> str:
-        """A SHA-256 prefix over every split's labels and pixels (identifies the training data)."""
+        """A SHA-256 prefix over every split's labels and pixels, or over a folder's class names, file
+        names and file contents (identifies the training data)."""
+        if self.files_digest is not None:
+            return self.files_digest[:16]
         digest = hashlib.sha256()
         digest.update("\n".join(self.labels).encode())
         for name in SPLIT_NAMES:
@@ -144,7 +167,18 @@ def locate_run_data(reference: str, run_dir: Path, beside_run: str | None = None
     )
 
 
-def load_dataset(source: str | Path, *, max_bad_fraction: float = 0.05) -> Dataset:
+def load_cap(image_size: int | Sequence[int | None] | None) -> int:
+    """The ``max_short_side`` to load a folder with for models of ``image_size`` px (one size, or several:
+    an (H, W) pair, or the arms of a comparison; ``None`` for an architecture's default size, all of which
+    are under a quarter of :data:`MAX_SHORT_SIDE`): that limit, or four times the largest size where that
+    is more."""
+    sizes = [image_size] if image_size is None or isinstance(image_size, int) else list(image_size)
+    return max([MAX_SHORT_SIDE] + [4 * int(v) for v in sizes if v is not None])
+
+
+def load_dataset(
+    source: str | Path, *, max_bad_fraction: float = 0.05, max_short_side: int | None = MAX_SHORT_SIDE
+) -> Dataset:
     """Load ``source``: a bundled sample name, a class-folder tree or a MedMNIST-style ``.npz``.
 
     Args:
@@ -152,6 +186,9 @@ def load_dataset(source: str | Path, *, max_bad_fraction: float = 0.05) -> Datas
             or a ``.npz`` with ``train_images``/``train_labels`` and optional ``val_*``/``test_*`` keys (and an
             optional ``label_names`` array).
         max_bad_fraction: Unreadable images are skipped with a warning; more than this fraction fails.
+        max_short_side: A folder's images whose shorter side is longer are reduced to it on load (see
+            :func:`~visioncascade.data.images.reduce_image`; :func:`load_cap` gives the value for a model
+            input size); ``None`` keeps them at full size. A ``.npz`` is kept as it is.
     """
     text = str(source)
     path = check_source(source)
@@ -164,7 +201,7 @@ def load_dataset(source: str | Path, *, max_bad_fraction: float = 0.05) -> Datas
         dataset.attribution = meta["attribution"]
         return dataset
     if path.is_dir():
-        return _load_folder(path, max_bad_fraction)
+        return _load_folder(path, max_bad_fraction, max_short_side)
     return _load_npz(path, name=path.stem)
 
 
@@ -259,7 +296,7 @@ def _class_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _load_folder(path: Path, max_bad_fraction: float) -> Dataset:
+def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None) -> Dataset:
     subdirs = _class_dirs(path)
     if not subdirs:
         raise DataError(
@@ -280,6 +317,7 @@ def _load_folder(path: Path, max_bad_fraction: float) -> Dataset:
     bad: list[str] = []
     total = 0
     splits: dict[str, Split] = {}
+    digest = hashlib.sha256("\n".join(labels).encode())
     for split, root in split_roots.items():
         images: list[np.ndarray] = []
         targets: list[int] = []
@@ -296,10 +334,19 @@ def _load_folder(path: Path, max_bad_fraction: float) -> Dataset:
             for file in (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES):
                 total += 1
                 try:
-                    images.append(read_image(file))
+                    data = file.read_bytes()
+                except OSError as exc:
+                    bad.append(f"cannot read image {file}: {exc.strerror or exc}")
+                    continue
+                try:
+                    images.append(_read(file, data, max_short_side))
                     targets.append(index)
                 except DataError as exc:
                     bad.append(str(exc))
+                    continue
+                name = file.relative_to(path).as_posix().encode()
+                digest.update(b"%d %d %s " % (index, len(data), name))
+                digest.update(data)
         splits[split] = Split(images=images, labels=np.asarray(targets, dtype=np.int64))
     if bad:
         warnings.append(f"skipped {len(bad)} unreadable image(s): " + "; ".join(bad[:5]))
@@ -308,7 +355,14 @@ def _load_folder(path: Path, max_bad_fraction: float) -> Dataset:
                 f"{len(bad)} of {total} images in {path} are unreadable (more than "
                 f"{max_bad_fraction:.0%}); fix or remove them. First: " + "; ".join(bad[:5])
             )
-    dataset = Dataset(name=path.name, labels=labels, splits=splits, source=str(path), warnings=warnings)
+    dataset = Dataset(
+        name=path.name,
+        labels=labels,
+        splits=splits,
+        source=str(path),
+        warnings=warnings,
+        files_digest=digest.hexdigest(),
+    )
     _check_classes(dataset)
     return dataset
 

@@ -6,44 +6,97 @@ evaluation and every runtime backend call it, so they cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import math
+import struct
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visioncascade.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "prepare_image", "read_image", "to_color_mode"]
+__all__ = ["IMAGE_SUFFIXES", "prepare_image", "read_image", "reduce_image", "to_color_mode"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarray:
     """Decode an image file to ``uint8`` HxW (grayscale) or HxWx3 (RGB) pixels.
 
-    Palette, 16-bit and alpha images are converted (alpha is dropped). Raises :class:`DataError` when the
-    file is not a readable image.
+    Palette, 16-bit and alpha images are converted (alpha is dropped). An EXIF orientation tag (phone
+    cameras store portrait photos as rotated landscape pixels plus such a tag) is applied, so the pixels
+    are upright as every image viewer, OpenCV's decoder (the live page's frames) and Apple's Vision
+    framework show them. With ``max_short_side``, an image whose shorter side is longer is reduced to that
+    shorter side, aspect ratio kept (see :func:`reduce_image`; a JPEG is decoded at 1/2, 1/4 or 1/8 scale
+    where that still leaves enough pixels, which is much faster). Raises :class:`DataError` when the file
+    is not a readable image.
     """
-    path = Path(path)
+    return _read(Path(path), None, max_short_side)
+
+
+def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndarray:
+    """:func:`read_image` of ``path``, or of ``data`` (its bytes, already read) when given."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("L", "1", "I;16", "I"):
-                if img.mode in ("I;16", "I"):
-                    arr = np.asarray(img, dtype=np.float64)
-                    top = arr.max() or 1.0
-                    return np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
-                return np.asarray(img.convert("L"), dtype=np.uint8)
-            if img.mode == "LA":
-                return np.asarray(img.convert("L"), dtype=np.uint8)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        with warnings.catch_warnings():
+            # Pillow warns about a corrupt EXIF block ("Corrupt EXIF data"); the pixels are fine.
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
+                if max_short_side is not None and min(img.size) > max_short_side:
+                    scale = max_short_side / min(img.size)
+                    img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
+                img.load()
+                _apply_orientation(img)
+                array = _to_array(img)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'").
         reason = (
             str(exc).replace(repr(str(path)), "").replace(str(path), "").strip(" :") or type(exc).__name__
         )
         raise DataError(f"cannot read image {path}: {reason}") from exc
+    return array if max_short_side is None else reduce_image(array, max_short_side)
+
+
+def reduce_image(image: np.ndarray, max_short_side: int) -> np.ndarray:
+    """``image`` with its shorter side reduced to ``max_short_side`` (area interpolation, aspect ratio
+    kept), or ``image`` itself when that side is not longer.
+
+    Datasets keep their images this way (:func:`~visioncascade.data.load_dataset`), so that a folder of
+    12-megapixel phone photos fits in memory. A model's input is far smaller: after a reduction to at
+    least four times the input size, :func:`prepare_image` gives the input it gives from the full photo
+    to within 2 levels of 255 (0.1 on average; BENCHMARKS.md, "Phone photos").
+    """
+    height, width = image.shape[:2]
+    if min(height, width) <= max_short_side:
+        return image
+    scale = max_short_side / min(height, width)
+    size = (max(max_short_side, round(width * scale)), max(max_short_side, round(height * scale)))
+    reduced = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return reduced.reshape(size[1], size[0], *image.shape[2:])
+
+
+def _to_array(img: Image.Image) -> np.ndarray:
+    if img.mode in ("L", "1", "I;16", "I"):
+        if img.mode in ("I;16", "I"):
+            arr = np.asarray(img, dtype=np.float64)
+            top = arr.max() or 1.0
+            return np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    if img.mode == "LA":
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _apply_orientation(img: Image.Image) -> None:
+    """Turn ``img`` upright in place by its EXIF orientation tag, if it has one other than 1.
+
+    An unreadable EXIF block leaves the pixels as stored, as OpenCV does: the image itself is fine.
+    """
+    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+        ImageOps.exif_transpose(img, in_place=True)
 
 
 def to_color_mode(image: np.ndarray, color_mode: str) -> np.ndarray:
