@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -159,6 +162,50 @@ def test_large_photos_are_kept_reduced_and_give_nearly_the_same_model_input(tmp_
 def test_the_load_cap_leaves_room_for_the_model_input():
     assert load_cap(None) == load_cap(96) == load_cap([None, 128]) == MAX_SHORT_SIDE == 512
     assert load_cap(224) == 896 and load_cap((28, 300)) == 1200 and load_cap([None, 160]) == 640
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_heic_and_avif_photos_are_read_upright(tmp_path: Path):
+    # tests/data/phone*.heic: a 64x48 picture, white top-left and red top-right corners, written by
+    # pillow-heif 1.8.1 (quality 95); phone-portrait.heic with EXIF orientation 6, which it stores as HEIF's
+    # own rotation (irot), as an iPhone does. pi-heif decodes both (libheif applies the rotation).
+    plain = read_image(DATA / "phone.heic")
+    assert plain.shape == (48, 64, 3)
+    np.testing.assert_allclose(plain[0, 0], [255, 255, 255], atol=8)
+    np.testing.assert_allclose(plain[0, -1], [220, 30, 30], atol=12)
+    portrait = read_image(DATA / "phone-portrait.heic")
+    assert portrait.shape == (64, 48, 3)  # turned a quarter clockwise: top-left is now top-right
+    np.testing.assert_allclose(portrait[0, -1], [255, 255, 255], atol=8)
+    np.testing.assert_allclose(portrait[-1, -1], [220, 30, 30], atol=12)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for name in ("phone.heic", "phone-portrait.heic"):
+            shutil.copy(DATA / name, tmp_path / label / name.replace(".heic", ".HEIC"))
+    Image.fromarray(_photo(30, 40, seed=6)).save(tmp_path / "a" / "android.avif", quality=90)  # Pillow's own
+    ds = load_dataset(tmp_path)
+    shapes = sorted(img.shape for img in ds.splits["train"].images)
+    assert shapes == [(30, 40, 3)] + [(48, 64, 3)] * 2 + [(64, 48, 3)] * 2
+    assert not ds.warnings
+
+
+def test_heic_without_pi_heif_says_what_to_install(tmp_path: Path):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        shutil.copy(DATA / "phone.heic", tmp_path / label / "IMG_0001.heic")
+    script = (
+        "import sys; sys.modules['pi_heif'] = None  # as if the [heic] extra were not installed\n"
+        "from visioncascade.data import load_dataset\n"
+        f"load_dataset({str(tmp_path)!r})"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "2 of 2 images" in result.stderr and "are unreadable" in result.stderr
+    assert "HEIC/HEIF images need the optional pi-heif package" in result.stderr
+    assert (
+        "pip install 'visioncascade[heic]'" in result.stderr and "convert the images to JPEG" in result.stderr
+    )
 
 
 def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path):

@@ -7,6 +7,7 @@ evaluation and every runtime backend call it, so they cannot drift apart.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import struct
@@ -21,7 +22,21 @@ from visioncascade.errors import DataError
 
 __all__ = ["IMAGE_SUFFIXES", "prepare_image", "read_image", "reduce_image", "to_color_mode"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+)
+#: An iPhone's own photo format; Pillow reads it with the optional pi-heif plugin (``visioncascade[heic]``).
+HEIF_SUFFIXES = (".heic", ".heif")
 
 
 def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarray:
@@ -40,6 +55,11 @@ def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarra
 
 def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndarray:
     """:func:`read_image` of ``path``, or of ``data`` (its bytes, already read) when given."""
+    if path.suffix.lower() in HEIF_SUFFIXES and not _heif_plugin():
+        raise DataError(
+            f"cannot read image {path}: HEIC/HEIF images need the optional pi-heif package; install it "
+            "with pip install 'visioncascade[heic]', or convert the images to JPEG"
+        )
     try:
         with warnings.catch_warnings():
             # Pillow warns about a corrupt EXIF block ("Corrupt EXIF data"); the pixels are fine.
@@ -76,6 +96,17 @@ def reduce_image(image: np.ndarray, max_short_side: int) -> np.ndarray:
     size = (max(max_short_side, round(width * scale)), max(max_short_side, round(height * scale)))
     reduced = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return reduced.reshape(size[1], size[0], *image.shape[2:])
+
+
+@functools.cache
+def _heif_plugin() -> bool:
+    """Register pi-heif's Pillow plugin, once; ``False`` when pi-heif is not installed."""
+    try:
+        import pi_heif
+    except ImportError:
+        return False
+    pi_heif.register_heif_opener()
+    return True
 
 
 def _to_array(img: Image.Image) -> np.ndarray:
