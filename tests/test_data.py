@@ -280,9 +280,44 @@ def test_missing_splits_are_stratified_holdouts_and_deterministic(shapes_folder:
         )
 
 
-def test_official_splits_are_kept():
+def test_official_splits_are_kept_and_their_one_cross_split_copy_is_noted():
     ds, notes = resolve_splits(load_dataset("breastmnist"))
-    assert notes == [] and len(ds.splits["test"]) == 156
+    assert len(ds.splits["test"]) == 156
+    # BreastMNIST's official test[76] has the very pixels of train[115], under the other label.
+    np.testing.assert_array_equal(ds.splits["test"].images[76], ds.splits["train"].images[115])
+    assert notes == [
+        "1 test image is an exact copy of a training or val image (test[76] = train[115]): the test metrics "
+        "count it as unseen; remove the copies to measure on unseen images",
+        "1 exact copy carries another label than the image copied (test[76] 'normal_benign' = train[115] "
+        "'malignant'): one of each pair is mislabelled, or the classes cannot be told apart",
+    ]
+
+
+def test_copies_across_splits_and_labels_are_noted_by_file_name(tmp_path: Path):
+    root = tmp_path / "d"
+    for split, n, seed in (("train", 12, 1), ("val", 4, 2), ("test", 4, 3)):
+        write_shape_folder(root / split, {"horizontal": n, "vertical": n}, mixed=False, seed=seed)
+    shutil.copy(root / "train" / "horizontal" / "3.png", root / "test" / "horizontal" / "copy.png")
+    shutil.copy(root / "train" / "vertical" / "7.png", root / "val" / "vertical" / "7.png")
+    shutil.copy(root / "train" / "vertical" / "8.png", root / "val" / "vertical" / "8.png")
+    shutil.copy(root / "train" / "horizontal" / "5.png", root / "train" / "vertical" / "also-5.png")
+    _, notes = resolve_splits(load_dataset(root))
+    assert notes == [
+        "2 val images are exact copies of training images (val/vertical/7.png = train/vertical/7.png; "
+        "val/vertical/8.png = train/vertical/8.png): early stopping and calibration fit to them; remove the "
+        "copies to measure on unseen images",
+        "1 test image is an exact copy of a training or val image (test/horizontal/copy.png = "
+        "train/horizontal/3.png): the test metrics count it as unseen; remove the copies to measure on unseen "
+        "images",
+        "1 exact copy carries another label than the image copied (train/vertical/also-5.png 'vertical' = "
+        "train/horizontal/5.png 'horizontal'): one of each pair is mislabelled, or the classes cannot be told "
+        "apart",
+    ]
+
+
+def test_no_copies_no_notes(shapes_folder: Path):
+    _, notes = resolve_splits(load_dataset(shapes_folder), seed=3)
+    assert len(notes) == 2 and all("held out" in n for n in notes)
 
 
 def test_folds_are_stratified_and_refuse_tiny_classes():

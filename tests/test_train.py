@@ -47,6 +47,10 @@ def test_run_folder_is_complete(scratch_run):
     assert {p.name for p in run.iterdir()} >= RUN_FILES
     assert (run / "checkpoints" / "best_val_loss.keras").is_file()
     assert not list(run.parent.glob(f".{run.name}.tmp-*"))  # no temporary left behind
+    # The copy across BreastMNIST's official splits is named in the run's notes, and in its report.
+    notes = json.loads((run / "metrics.json").read_text())["dataset"]["notes"]
+    assert [n for n in notes if "(test[76] = train[115])" in n] and len(notes) == 2
+    assert "(test[76] = train[115])" in (run / "report.html").read_text(encoding="utf-8")
 
 
 def test_metrics_have_the_documented_shape(scratch_run):

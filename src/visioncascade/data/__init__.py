@@ -15,7 +15,7 @@ from visioncascade.data.datasets import (
     locate_run_data,
 )
 from visioncascade.data.images import prepare_image, read_image, reduce_image, to_color_mode
-from visioncascade.data.splits import resolve_splits, stratified_folds
+from visioncascade.data.splits import duplicate_notes, resolve_splits, stratified_folds
 
 __all__ = [
     "BUNDLED",
@@ -24,6 +24,7 @@ __all__ = [
     "Split",
     "check_source",
     "data_reference",
+    "duplicate_notes",
     "load_cap",
     "load_dataset",
     "locate_run_data",

@@ -54,10 +54,19 @@ BUNDLED: dict[str, dict] = {
 
 @dataclass
 class Split:
-    """One split: images (uint8, each HxW or HxWxC, possibly of different sizes) and integer labels."""
+    """One split: images (uint8, each HxW or HxWxC, possibly of different sizes) and integer labels.
+
+    ``names`` says where each image came from (a folder's file paths, relative to the dataset's root), for
+    messages; ``None`` where images have no names (a ``.npz``: they are called ``split[index]``).
+    """
 
     images: list[np.ndarray]
     labels: np.ndarray
+    names: list[str] | None = None
+
+    def name(self, index: int, split: str) -> str:
+        """What to call image ``index`` of this split (named ``split``) in a message."""
+        return self.names[index] if self.names is not None else f"{split}[{index}]"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -321,6 +330,7 @@ def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None
     for split, root in split_roots.items():
         images: list[np.ndarray] = []
         targets: list[int] = []
+        names: list[str] = []
         for index, label in enumerate(labels):
             class_dir = root / label
             if not class_dir.is_dir():
@@ -344,10 +354,11 @@ def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None
                 except DataError as exc:
                     bad.append(str(exc))
                     continue
-                name = file.relative_to(path).as_posix().encode()
-                digest.update(b"%d %d %s " % (index, len(data), name))
+                name = file.relative_to(path).as_posix()
+                names.append(name)
+                digest.update(b"%d %d %s " % (index, len(data), name.encode()))
                 digest.update(data)
-        splits[split] = Split(images=images, labels=np.asarray(targets, dtype=np.int64))
+        splits[split] = Split(images=images, labels=np.asarray(targets, dtype=np.int64), names=names)
     if bad:
         warnings.append(f"skipped {len(bad)} unreadable image(s): " + "; ".join(bad[:5]))
         if total and len(bad) / total > max_bad_fraction:

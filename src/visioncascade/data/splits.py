@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from visioncascade.data.datasets import Dataset, Split
 from visioncascade.errors import DataError
 
-__all__ = ["resolve_splits", "stratified_folds"]
+__all__ = ["duplicate_notes", "resolve_splits", "stratified_folds"]
+
+SPLIT_ORDER = ("train", "val", "test")
 
 
-def _take(split: Split, index: np.ndarray) -> Split:
-    return Split(images=[split.images[i] for i in index], labels=split.labels[index])
+def _take(split: Split, index: np.ndarray, origin: str) -> Split:
+    """The images ``index`` of ``split``, still named as in the data (``origin`` is the split's name)."""
+    names = [split.name(int(i), origin) for i in index]
+    return Split(images=[split.images[i] for i in index], labels=split.labels[index], names=names)
 
 
 def _holdout(dataset: Dataset, split: Split, fraction: float, seed: int, what: str) -> tuple[Split, Split]:
@@ -27,7 +33,7 @@ def _holdout(dataset: Dataset, split: Split, fraction: float, seed: int, what: s
     keep, hold = train_test_split(
         np.arange(len(split)), test_size=n_hold, stratify=split.labels, random_state=seed
     )
-    return _take(split, np.sort(keep)), _take(split, np.sort(hold))
+    return _take(split, np.sort(keep), "train"), _take(split, np.sort(hold), "train")
 
 
 def resolve_splits(
@@ -51,6 +57,7 @@ def resolve_splits(
         notes.append(
             f"no val split: held out a stratified {val_fraction:.0%} of train as val (seed {seed + 1})"
         )
+    notes += duplicate_notes(splits, dataset.labels)
     resolved = Dataset(
         name=dataset.name,
         labels=dataset.labels,
@@ -60,6 +67,63 @@ def resolve_splits(
         attribution=dataset.attribution,
     )
     return resolved, notes
+
+
+def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples: int = 3) -> list[str]:
+    """Notes on exact copies (the same pixels) that sit in two splits or carry two labels.
+
+    A val or test image that is a copy of a training image is not unseen: test metrics count it as if it
+    were, and early stopping and calibration fit to it. A copy with another label is a labelling error, or
+    classes that cannot be told apart. Both are common in collected data (the same photo saved twice,
+    once per folder), and one such pair is in BreastMNIST's official splits.
+    """
+    first: dict[bytes, tuple[str, int]] = {}
+    copies_in: dict[str, list[str]] = {name: [] for name in SPLIT_ORDER}
+    conflicts: list[str] = []
+    for name in SPLIT_ORDER:
+        split = splits.get(name)
+        if split is None:
+            continue
+        for i, image in enumerate(split.images):
+            digest = hashlib.blake2b(str(image.shape).encode(), digest_size=16)
+            digest.update(np.ascontiguousarray(image).tobytes())
+            key = digest.digest()
+            if key not in first:
+                first[key] = (name, i)
+                continue
+            name0, i0 = first[key]
+            this, that = split.name(i, name), splits[name0].name(i0, name0)
+            label, label0 = labels[int(split.labels[i])], labels[int(splits[name0].labels[i0])]
+            if label != label0:
+                conflicts.append(f"{this} {label!r} = {that} {label0!r}")
+            if name0 != name:
+                copies_in[name].append(f"{this} = {that}")
+    notes = []
+    for name, earlier, what in (
+        ("val", "training", "early stopping and calibration fit to {it}"),
+        ("test", "training or val", "the test metrics count {it} as unseen"),
+    ):
+        copies = copies_in[name]
+        if copies:
+            one = len(copies) == 1
+            notes.append(
+                f"{len(copies)} {name} {'image is an exact copy of a' if one else 'images are exact copies of'} "
+                f"{earlier} {'image' if one else 'images'} ({_some(copies, examples)}): "
+                f"{what.format(it='it' if one else 'them')}; remove the copies to measure on unseen images"
+            )
+    if conflicts:
+        one = len(conflicts) == 1
+        notes.append(
+            f"{len(conflicts)} exact {'copy carries' if one else 'copies carry'} another label than the image "
+            f"copied ({_some(conflicts, examples)}): one of each pair is mislabelled, or the classes cannot "
+            "be told apart"
+        )
+    return notes
+
+
+def _some(items: list[str], limit: int) -> str:
+    shown = "; ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}; and {len(items) - limit} more"
 
 
 def stratified_folds(
