@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import matplotlib
 
@@ -23,6 +27,45 @@ __all__ = [
 
 _COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563"]
 
+#: Fonts with Chinese, Japanese and Korean glyphs, tried after DejaVu Sans (matplotlib's own, which has none)
+#: for class names in those scripts; only the ones installed are named, so matplotlib looks for no other.
+_WIDE_FONTS = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Source Han Sans",
+    "Hiragino Sans",
+    "PingFang SC",
+    "Microsoft YaHei",
+    "Malgun Gothic",
+    "Arial Unicode MS",
+)
+
+_F = TypeVar("_F", bound=Callable[..., str])
+
+
+@functools.cache
+def _font_rc() -> dict[str, object]:
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return {
+        "font.family": ["sans-serif"],
+        "font.sans-serif": ["DejaVu Sans", *(name for name in _WIDE_FONTS if name in installed)],
+    }
+
+
+def _plot(func: _F) -> _F:
+    """Draw with the fonts above. Where none has a class name's glyphs, the plot shows boxes for them and
+    the page's tables the name itself: matplotlib's "Glyph … missing" warning is not passed on."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(_font_rc()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from", category=UserWarning)
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 def _png(fig) -> str:
     buffer = io.BytesIO()
@@ -31,6 +74,7 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+@_plot
 def training_curves_png(histories: dict[str, dict[str, list[float]]], best_epoch: int | None = None) -> str:
     """Loss and accuracy per epoch; the first history is drawn bold, the others (folds) thin."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -68,6 +112,7 @@ def training_curves_png(histories: dict[str, dict[str, list[float]]], best_epoch
     return _png(fig)
 
 
+@_plot
 def confusion_matrix_png(matrix: list[list[int]], labels: tuple[str, ...]) -> str:
     """Counts with row-normalised shading (rows = true class)."""
     cm = np.asarray(matrix, dtype=float)
@@ -92,6 +137,7 @@ def confusion_matrix_png(matrix: list[list[int]], labels: tuple[str, ...]) -> st
     return _png(fig)
 
 
+@_plot
 def roc_pr_png(y_true: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...]) -> str:
     """One-vs-rest ROC and precision-recall curves per class (binary: the minority-relevant both)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -114,6 +160,7 @@ def roc_pr_png(y_true: np.ndarray, probabilities: np.ndarray, labels: tuple[str,
     return _png(fig)
 
 
+@_plot
 def reliability_png(y_true: np.ndarray, curves: dict[str, np.ndarray], bins: int = 10) -> str:
     """Reliability diagram of top-class confidence vs accuracy for each named set of probabilities."""
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
