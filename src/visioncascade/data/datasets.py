@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -324,13 +325,9 @@ def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None
         labels = tuple(d.name for d in subdirs)
     warnings: list[str] = []
     bad: list[str] = []
-    total = 0
-    splits: dict[str, Split] = {}
     digest = hashlib.sha256("\n".join(labels).encode())
+    jobs: list[tuple[str, int, Path]] = []  # (split, class index, file), in a fixed order
     for split, root in split_roots.items():
-        images: list[np.ndarray] = []
-        targets: list[int] = []
-        names: list[str] = []
         for index, label in enumerate(labels):
             class_dir = root / label
             if not class_dir.is_dir():
@@ -341,24 +338,32 @@ def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None
                 warnings.append(
                     f"ignored {len(others)} non-image file(s) in {class_dir}, e.g. {others[0].name}"
                 )
-            for file in (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES):
-                total += 1
-                try:
-                    data = file.read_bytes()
-                except OSError as exc:
-                    bad.append(f"cannot read image {file}: {exc.strerror or exc}")
-                    continue
-                try:
-                    images.append(_read(file, data, max_short_side))
-                    targets.append(index)
-                except DataError as exc:
-                    bad.append(str(exc))
-                    continue
-                name = file.relative_to(path).as_posix()
-                names.append(name)
-                digest.update(b"%d %d %s " % (index, len(data), name.encode()))
-                digest.update(data)
-        splits[split] = Split(images=images, labels=np.asarray(targets, dtype=np.int64), names=names)
+            jobs += [(split, index, p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    total = len(jobs)
+    images: dict[str, list[np.ndarray]] = {split: [] for split in split_roots}
+    names: dict[str, list[str]] = {split: [] for split in split_roots}
+    targets: dict[str, list[int]] = {split: [] for split in split_roots}
+    # Decoding releases the GIL (Pillow's decoders, OpenCV's resize): threads use every core. Ctrl-C (or
+    # any error) cancels the files not started yet, rather than waiting for the whole folder.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="decode")
+    try:
+        decoded = pool.map(lambda job: _decode_file(job[2], max_short_side), jobs)
+        for (split, index, file), (image, file_digest, size, error) in zip(jobs, decoded, strict=True):
+            if image is None:
+                bad.append(error)
+                continue
+            name = file.relative_to(path).as_posix()
+            images[split].append(image)
+            names[split].append(name)
+            targets[split].append(index)
+            digest.update(b"%d %d %s " % (index, size, name.encode()))
+            digest.update(file_digest)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    splits = {
+        split: Split(images=images[split], labels=np.asarray(targets[split], np.int64), names=names[split])
+        for split in split_roots
+    }
     if bad:
         warnings.append(f"skipped {len(bad)} unreadable image(s): " + "; ".join(bad[:5]))
         if total and len(bad) / total > max_bad_fraction:
@@ -376,6 +381,19 @@ def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None
     )
     _check_classes(dataset)
     return dataset
+
+
+def _decode_file(file: Path, max_short_side: int | None) -> tuple[np.ndarray | None, bytes, int, str]:
+    """``(image, SHA-256 of the file, its size, "")``, or ``(None, b"", 0, why)`` for an unreadable file."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        return None, b"", 0, f"cannot read image {file}: {exc.strerror or exc}"
+    try:
+        image = _read(file, data, max_short_side)
+    except DataError as exc:
+        return None, b"", 0, str(exc)
+    return image, hashlib.sha256(data).digest(), len(data), ""
 
 
 def _check_classes(dataset: Dataset) -> None:
