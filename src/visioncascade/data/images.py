@@ -11,7 +11,6 @@ import functools
 import io
 import math
 import struct
-import warnings
 from pathlib import Path
 
 import cv2
@@ -61,16 +60,13 @@ def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndar
             "with pip install 'visioncascade[heic]', or convert the images to JPEG"
         )
     try:
-        with warnings.catch_warnings():
-            # Pillow warns about a corrupt EXIF block ("Corrupt EXIF data"); the pixels are fine.
-            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-            with Image.open(path if data is None else io.BytesIO(data)) as img:
-                if max_short_side is not None and min(img.size) > max_short_side:
-                    scale = max_short_side / min(img.size)
-                    img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
-                img.load()
-                _apply_orientation(img)
-                array = _to_array(img)
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
+            if max_short_side is not None and min(img.size) > max_short_side:
+                scale = max_short_side / min(img.size)
+                img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
+            img.load()
+            _apply_orientation(img)
+            array = _to_array(img)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'").
         reason = (
