@@ -49,6 +49,16 @@ def test_folder_with_mixed_sizes_formats_and_channels(shapes_folder: Path):
     assert np.bincount(y).tolist() == [20, 40]
 
 
+def test_reading_a_folder_reports_progress_per_file(tmp_path: Path):
+    root = write_shape_folder(tmp_path / "d", {"horizontal": 6, "vertical": 5}, mixed=False)
+    (root / "vertical" / "broken.png").write_bytes(b"not a png")  # read (and skipped) like the others
+    calls: list[tuple[int, int]] = []
+    ds = load_dataset(root, max_bad_fraction=0.5, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 12) for i in range(1, 13)] and len(ds.splits["train"]) == 11
+    assert load_dataset("breastmnist", progress=lambda *_: calls.append((-1, -1))).num_classes == 2
+    assert calls[-1] == (12, 12)  # a .npz is not read file by file: no calls
+
+
 def test_rgba_palette_and_16bit_images_are_converted(tmp_path: Path):
     root = tmp_path / "d"
     for label in ("a", "b"):
@@ -218,6 +228,7 @@ def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path):
     assert "broken.png" in text and "skipped 1 unreadable" in text and "non-image" in text
     assert text.count("broken.png") == 1, text  # Pillow's own message names the file again
     assert "cannot identify image file" in text  # ... and says why: that part is kept
+    assert "BytesIO" not in text  # nor the in-memory copy of the file's bytes
 
 
 def test_too_many_corrupt_images_fail(tmp_path: Path):

@@ -145,6 +145,15 @@ def resolve_image_size(config: TrainConfig, dataset: Dataset) -> int:
     return arch.default_image_size
 
 
+def _load(data: str | Path, max_short_side: int, progress: bool | TrainingProgress) -> Dataset:
+    """:func:`load_dataset`, with a bar for a folder's files (a thousand photos take a while): on
+    ``progress`` itself where it is a display the caller runs, else on one of its own."""
+    if isinstance(progress, TrainingProgress):
+        return load_dataset(data, max_short_side=max_short_side, progress=progress.reading)
+    with TrainingProgress(enabled=progress) as display:
+        return load_dataset(data, max_short_side=max_short_side, progress=display.reading)
+
+
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Probabilities for a whole split (direct calls: no per-model ``predict`` function to trace)."""
     out = [
@@ -632,9 +641,7 @@ def _train_run(
     callbacks: list[keras.callbacks.Callback] | None,
     workers: FitWorkers | None,
 ) -> RunResult:
-    dataset = (
-        data if isinstance(data, Dataset) else load_dataset(data, max_short_side=load_cap(config.image_size))
-    )
+    dataset = data if isinstance(data, Dataset) else _load(data, load_cap(config.image_size), progress)
     display = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
     own_display = not isinstance(progress, TrainingProgress)
     with atomic_dir(out, overwrite) as tmp, contextlib.ExitStack() as stack:
@@ -1146,7 +1153,7 @@ def _compare(
     artifact_sizes: SizeFunction | Sequence[SizeFunction] | None,
     workers: FitWorkers | None,
 ) -> CompareResult:
-    dataset = load_dataset(data, max_short_side=load_cap([c.image_size for c in configs.values()]))
+    dataset = _load(data, load_cap([c.image_size for c in configs.values()]), progress)
     any_config = next(iter(configs.values()))
     arms: dict[str, dict[str, Any]] = {}
     arm_plots: dict[str, str] = {}

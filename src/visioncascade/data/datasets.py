@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -187,7 +187,11 @@ def load_cap(image_size: int | Sequence[int | None] | None) -> int:
 
 
 def load_dataset(
-    source: str | Path, *, max_bad_fraction: float = 0.05, max_short_side: int | None = MAX_SHORT_SIDE
+    source: str | Path,
+    *,
+    max_bad_fraction: float = 0.05,
+    max_short_side: int | None = MAX_SHORT_SIDE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Dataset:
     """Load ``source``: a bundled sample name, a class-folder tree or a MedMNIST-style ``.npz``.
 
@@ -199,6 +203,7 @@ def load_dataset(
         max_short_side: A folder's images whose shorter side is longer are reduced to it on load (see
             :func:`~visioncascade.data.images.reduce_image`; :func:`load_cap` gives the value for a model
             input size); ``None`` keeps them at full size. A ``.npz`` is kept as it is.
+        progress: Called with (files read, image files in all) as a folder is read, for a progress bar.
     """
     text = str(source)
     path = check_source(source)
@@ -211,7 +216,7 @@ def load_dataset(
         dataset.attribution = meta["attribution"]
         return dataset
     if path.is_dir():
-        return _load_folder(path, max_bad_fraction, max_short_side)
+        return _load_folder(path, max_bad_fraction, max_short_side, progress)
     return _load_npz(path, name=path.stem)
 
 
@@ -306,7 +311,12 @@ def _class_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None) -> Dataset:
+def _load_folder(
+    path: Path,
+    max_bad_fraction: float,
+    max_short_side: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> Dataset:
     subdirs = _class_dirs(path)
     if not subdirs:
         raise DataError(
@@ -348,7 +358,11 @@ def _load_folder(path: Path, max_bad_fraction: float, max_short_side: int | None
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="decode")
     try:
         decoded = pool.map(lambda job: _decode_file(job[2], max_short_side), jobs)
-        for (split, index, file), (image, file_digest, size, error) in zip(jobs, decoded, strict=True):
+        for done, ((split, index, file), (image, file_digest, size, error)) in enumerate(
+            zip(jobs, decoded, strict=True), start=1
+        ):
+            if progress is not None:
+                progress(done, total)
             if image is None:
                 bad.append(error)
                 continue

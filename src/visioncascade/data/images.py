@@ -59,8 +59,9 @@ def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndar
             f"cannot read image {path}: HEIC/HEIF images need the optional pi-heif package; install it "
             "with pip install 'visioncascade[heic]', or convert the images to JPEG"
         )
+    source = path if data is None else io.BytesIO(data)
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
+        with Image.open(source) as img:
             if max_short_side is not None and min(img.size) > max_short_side:
                 scale = max_short_side / min(img.size)
                 img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
@@ -68,10 +69,12 @@ def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndar
             _apply_orientation(img)
             array = _to_array(img)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
-        # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'").
-        reason = (
-            str(exc).replace(repr(str(path)), "").replace(str(path), "").strip(" :") or type(exc).__name__
-        )
+        # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'"), or the
+        # in-memory copy of its bytes ("... <_io.BytesIO object at 0x...>").
+        reason = str(exc)
+        for named in (repr(str(path)), str(path), repr(source)):
+            reason = reason.replace(named, "")
+        reason = reason.strip(" :") or type(exc).__name__
         raise DataError(f"cannot read image {path}: {reason}") from exc
     return array if max_short_side is None else reduce_image(array, max_short_side)
 

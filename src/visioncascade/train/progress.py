@@ -26,6 +26,7 @@ class TrainingProgress:
         self._stage_task = None
         self._epoch_task = None
         self._worker_tasks: dict[str, Any] = {}
+        self._read_task = None
 
     def __enter__(self) -> TrainingProgress:
         if self.enabled:
@@ -44,6 +45,14 @@ class TrainingProgress:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+    def reading(self, done: int, total: int) -> None:
+        """Show how many of a folder's ``total`` image files are read (``load_dataset``'s ``progress``)."""
+        if self._progress is None:
+            return
+        if self._read_task is None:
+            self._read_task = self._progress.add_task("reading images", total=total, info="")
+        self._progress.update(self._read_task, completed=done)
 
     def stages(self, title: str, total: int) -> None:
         """Start (or restart) the stage bar."""
