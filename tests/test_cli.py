@@ -97,6 +97,8 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
         ),
         (["compare", "breastmnist", "--freeze", "-2", "--out", "x"], "--freeze must be 0 or more"),
         (["compare", "no/such.npz", "--out", "x"], "no dataset at 'no/such.npz'"),
+        # Square brackets in a message are printed as they are, not taken for Rich markup.
+        (["train", "photos[old]/x.npz", "--out", "x"], "no dataset at 'photos[old]/x.npz'"),
         (
             ["compare", "breastmnist", "--no-export-sizes", "--prove-exports", "--out", "x"],
             "--prove-exports proves the artifacts that --export-sizes measures; drop --no-export-sizes",

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
 from visioncascade.errors import ConfigError, VisionCascadeError
@@ -174,7 +175,7 @@ def evaluate(
         out_console.print_json(json.dumps(result.metrics))
     else:
         _print_metrics_table(result.metrics, title=f"{run} on {result.data_name}")
-        console.print(f"wrote {result.json_path} and {result.html_path}")
+        console.print(escape(f"wrote {result.json_path} and {result.html_path}"))
 
 
 @app.command()
@@ -276,7 +277,9 @@ def compare(
         )
     if not quiet:
         _print_comparison(result.comparison)
-    console.print(f"wrote {result.out_dir / 'comparison.json'} and {result.out_dir / 'comparison.html'}")
+    console.print(
+        escape(f"wrote {result.out_dir / 'comparison.json'} and {result.out_dir / 'comparison.html'}")
+    )
 
 
 @contextlib.contextmanager
@@ -496,7 +499,7 @@ def predict(
             labels = ", ".join(
                 f"{s['stage']}: {s['top_label']} {s['top_probability']:.3f}" for s in item["stages"]
             )
-            out_console.print(f"{item['image']}: {item['decision']} ({labels})")
+            out_console.print(escape(f"{item['image']}: {item['decision']} ({labels})"))
 
 
 @app.command()
@@ -551,7 +554,7 @@ def _print_demo_summary(result: Any) -> None:
     console.print(f"events: {e['produced']} produced, {e['posted']} posted, {e['stored']} stored in SQLite")
     for rule, output in summary["outputs_by_rule"].items():
         console.print(f"API answer ({rule}): {json.dumps(output)}")
-    console.print(f"{summary['seconds']:.0f} s; open {result.out_dir / 'summary.html'}")
+    console.print(escape(f"{summary['seconds']:.0f} s; open {result.out_dir / 'summary.html'}"))
     out = result.out_dir
     console.print(
         "point a camera at it: visioncascade serve "
@@ -623,7 +626,7 @@ def _print_summary(metrics: dict, run_dir: Path, quiet: bool) -> None:
                 f"CV ({len(cv['folds'])} folds): minority_f1 {mean['minority_f1']:.3f} ± {std['minority_f1']:.3f}, "
                 f"roc_auc {mean['roc_auc']:.3f} ± {std['roc_auc']:.3f}"
             )
-    console.print(f"wrote run to {run_dir}")
+    console.print(escape(f"wrote run to {run_dir}"))
 
 
 def _print_comparison(comparison: dict) -> None:
@@ -673,7 +676,7 @@ def main() -> None:
     try:
         app()
     except VisionCascadeError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")

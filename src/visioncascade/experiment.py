@@ -651,7 +651,7 @@ def _train_run(
             stack.enter_context(display)
         display.stages(f"{arm.run_name}", total=arm.stage_count)
         for note in arm.notes:
-            display.log(f"[yellow]note:[/] {note}")
+            display.note(note)
         stopped = False
         if workers is None:  # one fit after the other, in this process
 
@@ -1070,7 +1070,7 @@ class _SideBySide:
         )
         for arm, plan in self.plans.items():
             for note in plan.notes:
-                display.log(f"[yellow]note:[/] {arm}: {note}")
+                display.note(f"{arm}: {note}")
         order = sorted(
             self.plans, key=lambda arm: -self.plans[arm].spec.input_size[0]
         )  # ties keep the arms' order

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
 from visioncascade.export import DEFAULT_INT8_MODE
@@ -110,7 +111,9 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(result.manifest))
         else:
             _print_artifacts(f"exports of {run}", result.artifacts)
-        _console.print(f"wrote {result.out_dir} (manifest.json); every artifact passed the parity proof")
+        _console.print(
+            escape(f"wrote {result.out_dir} (manifest.json); every artifact passed the parity proof")
+        )
 
     @app.command()
     def validate(
@@ -130,4 +133,4 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(report))
         else:
             _print_artifacts(f"validation of {exports}", report["artifacts"])
-        _console.print(f"{len(report['artifacts'])} artifacts in {exports} passed the parity proof")
+        _console.print(escape(f"{len(report['artifacts'])} artifacts in {exports} passed the parity proof"))

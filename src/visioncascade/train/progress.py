@@ -6,6 +6,7 @@ from typing import Any
 
 import keras
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from visioncascade.train.callbacks import RichEpochProgress, epoch_info
@@ -114,9 +115,13 @@ class TrainingProgress:
             progress.remove_task(self._worker_tasks.pop(task))
 
     def log(self, message: str) -> None:
-        """Print a line above the bars."""
+        """Print a line (Rich markup) above the bars."""
         if self.enabled:
             self._console.print(message)
+
+    def note(self, text: str) -> None:
+        """Print ``note: text`` above the bars; ``text`` is shown as it is (``[...]`` in it is no markup)."""
+        self.log(f"[yellow]note:[/] {escape(text)}")
 
 
 class _StageDone(keras.callbacks.Callback):
