@@ -216,6 +216,8 @@ def test_heic_without_pi_heif_says_what_to_install(tmp_path: Path):
     assert (
         "pip install 'visioncascade[heic]'" in result.stderr and "convert the images to JPEG" in result.stderr
     )
+    # One reason for both files, said once.
+    assert result.stderr.count("HEIC/HEIF images need") == 1 and "(1 more like it, e.g. " in result.stderr
 
 
 def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path):

@@ -334,7 +334,7 @@ def _load_folder(
         split_roots = {"train": path}
         labels = tuple(d.name for d in subdirs)
     warnings: list[str] = []
-    bad: list[str] = []
+    bad: list[tuple[Path, str]] = []  # (file, why)
     digest = hashlib.sha256("\n".join(labels).encode())
     jobs: list[tuple[str, int, Path]] = []  # (split, class index, file), in a fixed order
     for split, root in split_roots.items():
@@ -364,7 +364,7 @@ def _load_folder(
             if progress is not None:
                 progress(done, total)
             if image is None:
-                bad.append(error)
+                bad.append((file, error))
                 continue
             name = file.relative_to(path).as_posix()
             images[split].append(image)
@@ -379,11 +379,11 @@ def _load_folder(
         for split in split_roots
     }
     if bad:
-        warnings.append(f"skipped {len(bad)} unreadable image(s): " + "; ".join(bad[:5]))
+        warnings.append(f"skipped {len(bad)} unreadable image(s): " + _unreadable(bad))
         if total and len(bad) / total > max_bad_fraction:
             raise DataError(
                 f"{len(bad)} of {total} images in {path} are unreadable (more than "
-                f"{max_bad_fraction:.0%}); fix or remove them. First: " + "; ".join(bad[:5])
+                f"{max_bad_fraction:.0%}); fix or remove them. " + _unreadable(bad)
             )
     dataset = Dataset(
         name=path.name,
@@ -395,6 +395,20 @@ def _load_folder(
     )
     _check_classes(dataset)
     return dataset
+
+
+def _unreadable(bad: list[tuple[Path, str]], limit: int = 5) -> str:
+    """The unreadable files, grouped by why: ``cannot read image a.png: why; 7 more like it (b.heic...)``."""
+    groups: dict[str, list[Path]] = {}
+    for file, message in bad:
+        groups.setdefault(message.removeprefix(f"cannot read image {file}: "), []).append(file)
+    parts = []
+    for reason, files in list(groups.items())[:limit]:
+        more = f" ({len(files) - 1} more like it, e.g. {files[1]})" if len(files) > 1 else ""
+        parts.append(f"cannot read image {files[0]}: {reason}{more}")
+    if len(groups) > limit:
+        parts.append(f"and {sum(len(f) for f in list(groups.values())[limit:])} more")
+    return "; ".join(parts)
 
 
 def _decode_file(file: Path, max_short_side: int | None) -> tuple[np.ndarray | None, bytes, int, str]:
