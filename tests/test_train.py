@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from visioncascade import ModelSpec
-from visioncascade.data import load_dataset
+from visioncascade.data import load_dataset, resolve_splits
 from visioncascade.errors import DataError, RunExistsError
 from visioncascade.evaluate.metrics import compute_metrics
 from visioncascade.experiment import evaluate_run, train_run
@@ -135,6 +136,14 @@ def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
         assert result.metrics["ci95"][key] == pytest.approx(interval, abs=1e-6)
     html = result.html_path.read_text()
     assert result.json_path.is_file() and "<img" in html and "95% CI" in html
+    # BreastMNIST's test[76] is train[115]'s copy: the evaluation says so, as the training did.
+    assert [n for n in result.metrics["data"]["notes"] if "(test[76] = train[115])" in n]
+    # The same data passed as "other data": its test[76] is found among the run's training images.
+    other = evaluate_run(scratch_run.run_dir, data="breastmnist", out=tmp_path / "other").metrics
+    assert other["data"]["notes"][1] == (
+        "1 of the 156 images evaluated are exact copies of images the run was trained or validated on "
+        "(test[76] = train[115]): these figures count them as unseen"
+    )
 
 
 def test_evaluate_other_data_needs_the_same_labels(scratch_run, tmp_path: Path):
@@ -390,6 +399,29 @@ def test_evaluate_finds_relative_folder_data_from_anywhere(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path.parent)
     result = evaluate_run(tmp_path / "run")
     assert result.metrics["n"] == 12 and not result.metrics["data"]["notes"]
+
+
+def test_evaluate_on_other_data_names_copies_of_training_images(tmp_path: Path):
+    shapes = write_shape_folder(tmp_path / "shapes", {"horizontal": 20, "vertical": 40}, seed=4, mixed=False)
+    config = TrainConfig.build(folds=0, epochs=2, patience=2, image_size=16, average_epochs=2)
+    train_run(shapes, tmp_path / "run", config, progress=False)
+    trained, _ = resolve_splits(load_dataset(shapes), seed=config.seed)
+    seen, unseen = trained.splits["train"].names[:2], trained.splits["test"].names[:1]
+    other = write_shape_folder(tmp_path / "other", {"horizontal": 3, "vertical": 3}, seed=9, mixed=False)
+    for name in [*seen, *unseen]:
+        shutil.copy(shapes / name, other / name.replace("/", "/copy-"))
+    result = evaluate_run(tmp_path / "run", data=other, out=tmp_path / "ev")
+    notes = result.metrics["data"]["notes"]
+    assert result.metrics["n"] == 9 and len(notes) == 2
+    assert notes[1].startswith("2 of the 9 images evaluated are exact copies of images the run was trained")
+    for name in seen:
+        assert f"{name.replace('/', '/copy-')} = {name}" in notes[1]
+    assert f"{unseen[0].replace('/', '/copy-')} = " not in notes[1]  # a test image of the run is unseen by it
+    shutil.rmtree(
+        shapes
+    )  # the training data gone: evaluating other data still works, and says what it skipped
+    notes = evaluate_run(tmp_path / "run", data=other, out=tmp_path / "ev2").metrics["data"]["notes"]
+    assert notes[1].startswith("did not look for copies of the training images in it: run ")
 
 
 def test_evaluate_finds_data_that_moved_with_the_run_and_says_when_it_is_gone(tmp_path: Path):

@@ -57,7 +57,9 @@ from visioncascade import __version__
 from visioncascade._fs import RUN_FILES, atomic_dir, check_output_dir, check_run_dir
 from visioncascade.data import (
     Dataset,
+    copies_of,
     data_reference,
+    duplicate_notes,
     load_cap,
     load_dataset,
     locate_run_data,
@@ -65,7 +67,7 @@ from visioncascade.data import (
     stratified_folds,
 )
 from visioncascade.data.pipeline import Augmentation
-from visioncascade.errors import ConfigError, DataError
+from visioncascade.errors import ConfigError, DataError, VisionCascadeError
 from visioncascade.evaluate import plots
 from visioncascade.evaluate.metrics import (
     BOOTSTRAP_RESAMPLES,
@@ -840,6 +842,31 @@ def _align_labels(dataset: Dataset, spec: ModelSpec) -> np.ndarray:
     return np.array([spec.labels.index(label) for label in dataset.labels], dtype=np.int64)
 
 
+def _training_copies(
+    run: Path, config: dict[str, Any], spec: ModelSpec, seed: int, dataset: Dataset, split_names: list[str]
+) -> list[str]:
+    """A note on images of ``dataset`` (other data a run is evaluated on) that are exact copies of images
+    the run was trained or validated on, or on why that could not be looked at."""
+    if not config.get("data"):
+        return ["did not look for copies of the training images in it: the run's config.yaml names no data"]
+    try:
+        source, _ = locate_run_data(config["data"], run, config.get("data_beside_run"))
+        trained_on = load_dataset(source, max_short_side=load_cap(spec.input_size))
+        trained_on, _ = resolve_splits(trained_on, seed=seed, check_copies=False)
+    except VisionCascadeError as exc:
+        return [f"did not look for copies of the training images in it: {exc}"]
+    reference = {name: trained_on.splits[name] for name in ("train", "val")}
+    copies = [c for name in split_names for c in copies_of(dataset.splits[name], name, reference)]
+    if not copies:
+        return []
+    shown = "; ".join(copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")
+    total = sum(len(dataset.splits[name]) for name in split_names)
+    return [
+        f"{len(copies)} of the {total} images evaluated are exact copies of images the run was trained or "
+        f"validated on ({shown}): these figures count them as unseen"
+    ]
+
+
 def evaluate_run(
     run: str | Path, data: str | Path | None = None, out: str | Path | None = None
 ) -> EvalResult:
@@ -858,12 +885,14 @@ def evaluate_run(
                 f"the data at {source} changed since training (fingerprint {dataset.fingerprint()} != "
                 f"{spec.data_fingerprint}); its test split may overlap the training data"
             )
-        dataset, _ = resolve_splits(dataset, seed=seed)
+        dataset, _ = resolve_splits(dataset, seed=seed, check_copies=False)
+        notes += duplicate_notes(dataset.splits, dataset.labels)
         split_names = ["test"]
     else:
         dataset = load_dataset(data, max_short_side=load_cap(spec.input_size))
         split_names = ["test"] if "test" in dataset.splits else sorted(dataset.splits)
         notes.append(f"evaluated on split(s) {split_names} of {dataset.source}")
+        notes += _training_copies(run, config, spec, seed, dataset, split_names)
     mapping = _align_labels(dataset, spec)
     xs, ys = zip(*(dataset.arrays(s, spec.input_size, spec.color_mode) for s in split_names), strict=True)
     x, y = np.concatenate(xs), mapping[np.concatenate(ys)]

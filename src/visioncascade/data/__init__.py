@@ -15,7 +15,7 @@ from visioncascade.data.datasets import (
     locate_run_data,
 )
 from visioncascade.data.images import prepare_image, read_image, reduce_image, to_color_mode
-from visioncascade.data.splits import duplicate_notes, resolve_splits, stratified_folds
+from visioncascade.data.splits import copies_of, duplicate_notes, resolve_splits, stratified_folds
 
 __all__ = [
     "BUNDLED",
@@ -23,6 +23,7 @@ __all__ = [
     "Dataset",
     "Split",
     "check_source",
+    "copies_of",
     "data_reference",
     "duplicate_notes",
     "load_cap",

@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from visioncascade.data.datasets import Dataset, Split
 from visioncascade.errors import DataError
 
-__all__ = ["duplicate_notes", "resolve_splits", "stratified_folds"]
+__all__ = ["copies_of", "duplicate_notes", "resolve_splits", "stratified_folds"]
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -37,7 +37,11 @@ def _holdout(dataset: Dataset, split: Split, fraction: float, seed: int, what: s
 
 
 def resolve_splits(
-    dataset: Dataset, seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1
+    dataset: Dataset,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    check_copies: bool = True,
 ) -> tuple[Dataset, list[str]]:
     """Return a dataset with ``train``, ``val`` and ``test`` splits, and notes on what was made up.
 
@@ -57,7 +61,8 @@ def resolve_splits(
         notes.append(
             f"no val split: held out a stratified {val_fraction:.0%} of train as val (seed {seed + 1})"
         )
-    notes += duplicate_notes(splits, dataset.labels)
+    if check_copies:
+        notes += duplicate_notes(splits, dataset.labels)
     resolved = Dataset(
         name=dataset.name,
         labels=dataset.labels,
@@ -85,9 +90,7 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
         if split is None:
             continue
         for i, image in enumerate(split.images):
-            digest = hashlib.blake2b(str(image.shape).encode(), digest_size=16)
-            digest.update(np.ascontiguousarray(image).tobytes())
-            key = digest.digest()
+            key = _pixels_key(image)
             if key not in first:
                 first[key] = (name, i)
                 continue
@@ -119,6 +122,27 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
             "be told apart"
         )
     return notes
+
+
+def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[str]:
+    """``"image = reference image"`` for each image of ``split`` (called ``name``) that has the very pixels of
+    an image of ``reference``'s splits (a run's training data, for data it is evaluated on)."""
+    known: dict[bytes, str] = {}
+    for ref_name, ref_split in reference.items():
+        for i, image in enumerate(ref_split.images):
+            known.setdefault(_pixels_key(image), ref_split.name(i, ref_name))
+    found = []
+    for i, image in enumerate(split.images):
+        key = _pixels_key(image)
+        if key in known:
+            found.append(f"{split.name(i, name)} = {known[key]}")
+    return found
+
+
+def _pixels_key(image: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(str(image.shape).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.digest()
 
 
 def _some(items: list[str], limit: int) -> str:
