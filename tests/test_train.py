@@ -141,8 +141,8 @@ def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
     # The same data passed as "other data": its test[76] is found among the run's training images.
     other = evaluate_run(scratch_run.run_dir, data="breastmnist", out=tmp_path / "other").metrics
     assert other["data"]["notes"][1] == (
-        "1 of the 156 images evaluated are exact copies of images the run was trained or validated on "
-        "(test[76] = train[115]): these figures count them as unseen"
+        "1 of the 156 images evaluated is an exact copy of an image the run was trained or validated on "
+        "(test[76] = train[115]): these figures count it as unseen"
     )
 
 

@@ -861,9 +861,12 @@ def _training_copies(
         return []
     shown = "; ".join(copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")
     total = sum(len(dataset.splits[name]) for name in split_names)
+    copy, it = (
+        ("is an exact copy of an image", "it") if len(copies) == 1 else ("are exact copies of images", "them")
+    )
     return [
-        f"{len(copies)} of the {total} images evaluated are exact copies of images the run was trained or "
-        f"validated on ({shown}): these figures count them as unseen"
+        f"{len(copies)} of the {total} images evaluated {copy} the run was trained or validated on "
+        f"({shown}): these figures count {it} as unseen"
     ]
 
 
