@@ -13,6 +13,10 @@ A variant is ``NAME`` or ``NAME:key=value,key=value`` with keys of :meth:`TrainC
 (values are read as YAML: ``0.1``, ``none``, ``false``, ``{filters: [8, 16, 32]}``). Prints a Markdown
 table (per seed ACC / AUC, the mean and the standard deviation) and writes every figure to ``--out`` as JSON.
 
+``--unseen`` also gives each seed's test figures without the test images that are exact copies of a
+training or val image (BreastMNIST's test[76] is train[115], under the other label): the same models,
+scored on the unseen test images only. It needs data with its own test split.
+
 ``--members M`` turns each seed's figure into that of an ensemble: M models trained independently (member
 ``j`` with seed ``seed + 1000 * j``, the same settings otherwise), their test probabilities averaged. It
 needs data with its own test split (the members must share it), e.g. ``breastmnist``:
@@ -76,13 +80,16 @@ def main() -> None:
     parser.add_argument("--variant", type=_variant, action="append", help="NAME[:key=value,...]")
     parser.add_argument("--data", default="breastmnist")
     parser.add_argument("--members", type=int, default=1, help="models averaged per seed (default 1)")
+    parser.add_argument(
+        "--unseen", action="store_true", help="also score without test copies of training images"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-seeds.json"))
     args = parser.parse_args()
     variants = args.variant or [("default", {})]
     if args.members < 1:
         raise SystemExit(f"--members must be at least 1, got {args.members}")
 
-    from visioncascade.data import load_dataset
+    from visioncascade.data import copies_of, load_dataset
     from visioncascade.errors import ConfigError
     from visioncascade.evaluate import compute_metrics
     from visioncascade.experiment import train_run
@@ -90,8 +97,14 @@ def main() -> None:
     from visioncascade.train import TrainConfig
 
     dataset = load_dataset(args.data)
-    if args.members > 1 and "test" not in dataset.splits:
-        raise SystemExit(f"--members {args.members} needs data with its own test split; {args.data} has none")
+    if (args.members > 1 or args.unseen) and "test" not in dataset.splits:
+        raise SystemExit(f"--members and --unseen need data with its own test split; {args.data} has none")
+    unseen = np.ones(len(dataset.splits.get("test", [])), dtype=bool)
+    if args.unseen:
+        reference = {name: dataset.splits[name] for name in ("train", "val") if name in dataset.splits}
+        copies = copies_of(dataset.splits["test"], "test", reference)
+        unseen[[index for index, _ in copies]] = False
+        print(f"--unseen: {len(copies)} test image(s) left out: {'; '.join(c for _, c in copies) or 'none'}")
 
     results: dict[str, list[dict]] = {}
     for name, changes in variants:  # bad settings fail before any training
@@ -108,17 +121,21 @@ def main() -> None:
                 config = TrainConfig.build(**{"folds": 0, "jobs": 1, **changes, "seed": seed + 1000 * member})
                 with tempfile.TemporaryDirectory() as folder:
                     run = train_run(args.data, Path(folder) / "run", config, progress=False)
-                    if args.members > 1:
+                    if args.members > 1 or args.unseen:
                         x, y = dataset.arrays("test", run.spec.input_size, run.spec.color_mode)
                         model = load_model(run.run_dir)
                         probabilities.append(np.asarray(model(x.astype(np.float32), training=False)))
                 member_figures.append([run.metrics["test"]["accuracy"], run.metrics["test"]["roc_auc"]])
             test = run.metrics["test"]
+            labels = run.spec.labels
+            minority = labels.index(test["minority_label"])
             if args.members > 1:
-                labels = run.spec.labels
-                test = compute_metrics(
-                    y, sum(probabilities) / args.members, labels, labels.index(test["minority_label"])
-                )
+                test = compute_metrics(y, sum(probabilities) / args.members, labels, minority)
+            figures_unseen = {}
+            if args.unseen:
+                p_unseen = (sum(probabilities) / args.members)[unseen]
+                scored = compute_metrics(y[unseen], p_unseen, labels, minority)
+                figures_unseen = {key: scored[key] for key in ("accuracy", "roc_auc", "minority_f1", "n")}
             rows.append(
                 {
                     "seed": seed,
@@ -126,10 +143,16 @@ def main() -> None:
                     "roc_auc": test["roc_auc"],
                     "minority_f1": test["minority_f1"],
                     "members": member_figures,
+                    "unseen": figures_unseen,
                     "seconds": time.perf_counter() - start,
                 }
             )
-            print(f"{name} seed {seed}: {test['accuracy']:.3f} / {test['roc_auc']:.3f}", flush=True)
+            extra = (
+                f" (unseen {figures_unseen['accuracy']:.3f} / {figures_unseen['roc_auc']:.3f})"
+                if args.unseen
+                else ""
+            )
+            print(f"{name} seed {seed}: {test['accuracy']:.3f} / {test['roc_auc']:.3f}{extra}", flush=True)
 
     print(f"\nmachine: {os.cpu_count()} cores; load {os.getloadavg()}; members per seed: {args.members}")
     print("| variant | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | std |")
@@ -141,6 +164,14 @@ def main() -> None:
         std = f"{statistics.stdev(acc):.3f} / {statistics.stdev(auc):.3f}" if len(rows) > 1 else "—"
         cells = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(acc, auc, strict=True))
         print(f"| {name} | {cells} | {statistics.mean(acc):.3f} / {statistics.mean(auc):.3f} | {std} |")
+        if args.unseen:
+            acc_u = [row["unseen"]["accuracy"] for row in rows]
+            auc_u = [row["unseen"]["roc_auc"] for row in rows]
+            cells_u = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(acc_u, auc_u, strict=True))
+            print(
+                f"| {name}, unseen test images only | {cells_u} | "
+                f"{statistics.mean(acc_u):.3f} / {statistics.mean(auc_u):.3f} | — |"
+            )
         summary[name] = {
             "seeds": rows,
             "accuracy_mean": statistics.mean(acc),

@@ -856,7 +856,7 @@ def _training_copies(
     except VisionCascadeError as exc:
         return [f"did not look for copies of the training images in it: {exc}"]
     reference = {name: trained_on.splits[name] for name in ("train", "val")}
-    copies = [c for name in split_names for c in copies_of(dataset.splits[name], name, reference)]
+    copies = [c for name in split_names for _, c in copies_of(dataset.splits[name], name, reference)]
     if not copies:
         return []
     shown = "; ".join(copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")

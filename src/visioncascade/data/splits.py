@@ -124,9 +124,9 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
     return notes
 
 
-def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[str]:
-    """``"image = reference image"`` for each image of ``split`` (called ``name``) that has the very pixels of
-    an image of ``reference``'s splits (a run's training data, for data it is evaluated on)."""
+def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[tuple[int, str]]:
+    """``(index, "image = reference image")`` for each image of ``split`` (called ``name``) that has the very
+    pixels of an image of ``reference``'s splits (a run's training data, for data it is evaluated on)."""
     known: dict[bytes, str] = {}
     for ref_name, ref_split in reference.items():
         for i, image in enumerate(ref_split.images):
@@ -135,7 +135,7 @@ def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[str]
     for i, image in enumerate(split.images):
         key = _pixels_key(image)
         if key in known:
-            found.append(f"{split.name(i, name)} = {known[key]}")
+            found.append((i, f"{split.name(i, name)} = {known[key]}"))
     return found
 
 
