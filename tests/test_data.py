@@ -15,6 +15,7 @@ from PIL import Image
 
 from visioncascade.data import (
     MAX_SHORT_SIDE,
+    duplicate_notes,
     load_cap,
     load_dataset,
     prepare_image,
@@ -295,10 +296,10 @@ def test_missing_splits_are_stratified_holdouts_and_deterministic(shapes_folder:
 
 def test_official_splits_are_kept_and_their_one_cross_split_copy_is_noted():
     ds, notes = resolve_splits(load_dataset("breastmnist"))
-    assert len(ds.splits["test"]) == 156
+    assert len(ds.splits["test"]) == 156 and notes == []
     # BreastMNIST's official test[76] has the very pixels of train[115], under the other label.
     np.testing.assert_array_equal(ds.splits["test"].images[76], ds.splits["train"].images[115])
-    assert notes == [
+    assert duplicate_notes(ds.splits, ds.labels) == [
         "1 test image is an exact copy of a training or val image (test[76] = train[115]): the test metrics "
         "count it as unseen; remove the copies to measure on unseen images",
         "1 exact copy carries another label than the image copied (test[76] 'normal_benign' = train[115] "
@@ -314,8 +315,9 @@ def test_copies_across_splits_and_labels_are_noted_by_file_name(tmp_path: Path):
     shutil.copy(root / "train" / "vertical" / "7.png", root / "val" / "vertical" / "7.png")
     shutil.copy(root / "train" / "vertical" / "8.png", root / "val" / "vertical" / "8.png")
     shutil.copy(root / "train" / "horizontal" / "5.png", root / "train" / "vertical" / "also-5.png")
-    _, notes = resolve_splits(load_dataset(root))
-    assert notes == [
+    ds, notes = resolve_splits(load_dataset(root))
+    assert notes == []  # every split is given: nothing held out
+    assert duplicate_notes(ds.splits, ds.labels) == [
         "2 val images are exact copies of training images (val/vertical/7.png = train/vertical/7.png; "
         "val/vertical/8.png = train/vertical/8.png): early stopping and calibration fit to them; remove the "
         "copies to measure on unseen images",
@@ -329,8 +331,8 @@ def test_copies_across_splits_and_labels_are_noted_by_file_name(tmp_path: Path):
 
 
 def test_no_copies_no_notes(shapes_folder: Path):
-    _, notes = resolve_splits(load_dataset(shapes_folder), seed=3)
-    assert len(notes) == 2 and all("held out" in n for n in notes)
+    ds, _ = resolve_splits(load_dataset(shapes_folder), seed=3)
+    assert duplicate_notes(ds.splits, ds.labels) == []
 
 
 def test_folds_are_stratified_and_refuse_tiny_classes():

@@ -57,9 +57,9 @@ from visioncascade import __version__
 from visioncascade._fs import RUN_FILES, atomic_dir, check_output_dir, check_run_dir
 from visioncascade.data import (
     Dataset,
-    copies_of,
     data_reference,
     duplicate_notes,
+    evaluated_copy_notes,
     load_cap,
     load_dataset,
     locate_run_data,
@@ -488,6 +488,7 @@ def _plan_run(
     """Make the splits, folds and spec, and lay out the fits of a run for ``out``, written to ``tmp``."""
     fingerprint = dataset.fingerprint()  # of the data as given, before any hold-out is made
     dataset, split_notes = resolve_splits(dataset, seed=config.seed)
+    split_notes += duplicate_notes(dataset.splits, dataset.labels)
     arch = get_architecture(config.arch)
     params = resolve_params(config.arch, config.arch_params)
     color_mode = dataset.native_color_mode if config.color_mode == "auto" else config.color_mode
@@ -852,22 +853,11 @@ def _training_copies(
     try:
         source, _ = locate_run_data(config["data"], run, config.get("data_beside_run"))
         trained_on = load_dataset(source, max_short_side=load_cap(spec.input_size))
-        trained_on, _ = resolve_splits(trained_on, seed=seed, check_copies=False)
+        trained_on, _ = resolve_splits(trained_on, seed=seed)
     except VisionCascadeError as exc:
         return [f"did not look for copies of the training images in it: {exc}"]
     reference = {name: trained_on.splits[name] for name in ("train", "val")}
-    copies = [c for name in split_names for _, c in copies_of(dataset.splits[name], name, reference)]
-    if not copies:
-        return []
-    shown = "; ".join(copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")
-    total = sum(len(dataset.splits[name]) for name in split_names)
-    copy, it = (
-        ("is an exact copy of an image", "it") if len(copies) == 1 else ("are exact copies of images", "them")
-    )
-    return [
-        f"{len(copies)} of the {total} images evaluated {copy} the run was trained or validated on "
-        f"({shown}): these figures count {it} as unseen"
-    ]
+    return evaluated_copy_notes(dataset.splits, split_names, reference)
 
 
 def evaluate_run(
@@ -888,7 +878,7 @@ def evaluate_run(
                 f"the data at {source} changed since training (fingerprint {dataset.fingerprint()} != "
                 f"{spec.data_fingerprint}); its test split may overlap the training data"
             )
-        dataset, _ = resolve_splits(dataset, seed=seed, check_copies=False)
+        dataset, _ = resolve_splits(dataset, seed=seed)
         notes += duplicate_notes(dataset.splits, dataset.labels)
         split_names = ["test"]
     else:

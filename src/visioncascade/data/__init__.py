@@ -15,7 +15,13 @@ from visioncascade.data.datasets import (
     locate_run_data,
 )
 from visioncascade.data.images import prepare_image, read_image, reduce_image, to_color_mode
-from visioncascade.data.splits import copies_of, duplicate_notes, resolve_splits, stratified_folds
+from visioncascade.data.splits import (
+    copies_of,
+    duplicate_notes,
+    evaluated_copy_notes,
+    resolve_splits,
+    stratified_folds,
+)
 
 __all__ = [
     "BUNDLED",
@@ -26,6 +32,7 @@ __all__ = [
     "copies_of",
     "data_reference",
     "duplicate_notes",
+    "evaluated_copy_notes",
     "load_cap",
     "load_dataset",
     "locate_run_data",

@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from visioncascade.data.datasets import Dataset, Split
 from visioncascade.errors import DataError
 
-__all__ = ["copies_of", "duplicate_notes", "resolve_splits", "stratified_folds"]
+__all__ = ["copies_of", "duplicate_notes", "evaluated_copy_notes", "resolve_splits", "stratified_folds"]
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -37,11 +37,7 @@ def _holdout(dataset: Dataset, split: Split, fraction: float, seed: int, what: s
 
 
 def resolve_splits(
-    dataset: Dataset,
-    seed: int = 0,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.1,
-    check_copies: bool = True,
+    dataset: Dataset, seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1
 ) -> tuple[Dataset, list[str]]:
     """Return a dataset with ``train``, ``val`` and ``test`` splits, and notes on what was made up.
 
@@ -61,8 +57,6 @@ def resolve_splits(
         notes.append(
             f"no val split: held out a stratified {val_fraction:.0%} of train as val (seed {seed + 1})"
         )
-    if check_copies:
-        notes += duplicate_notes(splits, dataset.labels)
     resolved = Dataset(
         name=dataset.name,
         labels=dataset.labels,
@@ -137,6 +131,24 @@ def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[tupl
         if key in known:
             found.append((i, f"{split.name(i, name)} = {known[key]}"))
     return found
+
+
+def evaluated_copy_notes(
+    splits: dict[str, Split], names: list[str], reference: dict[str, Split]
+) -> list[str]:
+    """The note on evaluated images (``splits[name]`` for ``names``) that are exact copies of ``reference``'s
+    (the images a run was trained or validated on), if any."""
+    copies = [c for name in names for _, c in copies_of(splits[name], name, reference)]
+    if not copies:
+        return []
+    total = sum(len(splits[name]) for name in names)
+    copy, it = (
+        ("is an exact copy of an image", "it") if len(copies) == 1 else ("are exact copies of images", "them")
+    )
+    return [
+        f"{len(copies)} of the {total} images evaluated {copy} the run was trained or validated on "
+        f"({_some(copies, 3)}): these figures count {it} as unseen"
+    ]
 
 
 def _pixels_key(image: np.ndarray) -> bytes:
