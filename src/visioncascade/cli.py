@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
-from visioncascade.errors import ConfigError, VisionCascadeError
+from visioncascade.errors import ConfigError, DataError, VisionCascadeError
 
 app = typer.Typer(
     name="visioncascade",
@@ -390,7 +390,7 @@ def watch(
     cascade = Cascade.from_file(cascade_file)
     for ctx in context:
         cascade.config.specialist_for(ctx)  # unknown contexts fail before the first frame
-    frames = open_source(source, realtime=realtime, max_frames=max_frames)
+    frames = open_source(source, realtime=realtime, max_frames=max_frames, max_short_side=cascade.frame_cap)
     sender = _make_sender(cascade.config, post)
     on_result = None
     if show:
@@ -437,6 +437,12 @@ def watch(
                 else ""
             )
         )
+        if frames.unreadable:
+            console.print(
+                f"[yellow]warning:[/] skipped {len(frames.unreadable)} unreadable image(s): "
+                + escape(frames.unreadable_summary),
+                highlight=False,
+            )
         if sender is not None and summary["events"]["pending"]:
             console.print(
                 f"[yellow]warning:[/] {summary['events']['pending']} event(s) were not delivered: the API at "
@@ -473,16 +479,26 @@ def predict(
     post: Annotated[bool, typer.Option("--post/--no-post", help="Send events to the cascade's API.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Run a cascade on single images (for scripts)."""
+    """Run a cascade on single images (for scripts).
+
+    An image that cannot be read gets an ``error`` in its place and the others are still run (exit code 2
+    at the end, as ``grep`` does with a missing file).
+    """
     quiet_tensorflow()
     from visioncascade.data.images import read_image
     from visioncascade.runtime import Cascade
 
     cascade = Cascade.from_file(cascade_file)
+    cascade.config.specialist_for(context)  # an unknown context fails before any image is read
     sender = _make_sender(cascade.config, post)
     results = []
     for image in images:
-        result = cascade.run(read_image(image), context)
+        try:
+            frame = read_image(image, cascade.frame_cap)
+        except DataError as exc:
+            results.append({"image": str(image), "error": str(exc)})
+            continue
+        result = cascade.run(frame, context)
         if sender is not None and result.event is not None:
             sender.offer(result.event)
         results.append({"image": str(image), **result.to_dict()})
@@ -496,10 +512,15 @@ def predict(
         out_console.print_json(json.dumps({"context": context, "results": results}, default=str))
     else:
         for item in results:
+            if "error" in item:
+                console.print(f"[bold red]error:[/] {escape(item['error'])}", highlight=False)
+                continue
             labels = ", ".join(
                 f"{s['stage']}: {s['top_label']} {s['top_probability']:.3f}" for s in item["stages"]
             )
             out_console.print(escape(f"{item['image']}: {item['decision']} ({labels})"))
+    if any("error" in item for item in results):
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -215,6 +215,84 @@ def test_folder_source_and_bad_sources(tmp_path: Path):
         open_source(tmp_path / "notes.txt")
 
 
+def _photo(path: Path, width: int, height: int, seed: int = 0, orientation: int | None = None) -> None:
+    """A JPEG of a vertical bar scaled to ``width`` x ``height``, optionally with an EXIF orientation."""
+    from PIL import Image
+
+    image = Image.fromarray(cv2.resize(bar("vertical", seed=seed), (width, height)))
+    tags = image.getexif()
+    if orientation is not None:
+        tags[0x0112] = orientation
+    image.save(path, quality=92, exif=tags.tobytes())
+
+
+def test_a_folder_skips_what_it_cannot_read_and_decodes_photos_reduced(tmp_path: Path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _photo(folder / "a.jpg", 1200, 900)
+    _photo(folder / "b.jpg", 1200, 900, seed=1, orientation=6)  # a portrait photo as a phone stores it
+    (folder / "c.jpg").write_bytes(b"not a jpeg")
+    (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07")  # macOS's AppleDouble companion: not an image
+    _photo(folder / "d.jpg", 400, 300, seed=2)
+    source = open_source(folder, max_short_side=120)
+    frames = list(source)
+    assert [f.index for f in frames] == [0, 1, 3]  # c.jpg (index 2) skipped; ._a.jpg never listed
+    assert [f.image.shape for f in frames] == [(120, 160, 3), (160, 120, 3), (120, 160, 3)]
+    assert [(file.name, why) for file, why in source.unreadable] == [
+        ("c.jpg", f"cannot read image {folder / 'c.jpg'}: cannot identify image file")
+    ]
+    assert source.unreadable_summary == f"cannot read image {folder / 'c.jpg'}: cannot identify image file"
+    full = list(open_source(folder))
+    assert full[0].image.shape == (900, 1200, 3) and full[1].image.shape == (1200, 900, 3)
+
+
+@pytest.mark.timeout(60)
+def test_a_live_source_whose_reader_fails_raises_instead_of_hanging():
+    from visioncascade.runtime import FrameSource
+    from visioncascade.runtime.sources import Frame
+
+    calls = iter(range(3))
+
+    def read():
+        if next(calls) == 2:
+            raise OSError("device unplugged")
+        return Frame(bar("vertical"), "rgb", 0)
+
+    source = FrameSource("flaky", read, live=True)
+    with pytest.raises(OSError, match="device unplugged"):
+        for _ in source:
+            time.sleep(0.01)
+    source.close()
+
+
+def test_watch_saves_every_frame_of_a_folder_of_mixed_orientations(tmp_path: Path, cascade_file: Path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        _photo(folder / f"{i}.jpg", 320, 240, seed=i, orientation=6 if i % 2 else None)
+    cascade = Cascade.from_file(cascade_file)
+    source = open_source(folder, max_short_side=cascade.frame_cap)
+    stats = watch(cascade, source, ContextSchedule(["hiking"]), save=tmp_path / "o.mp4")
+    assert stats.summary(source)["frames"] == 6
+    video = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6  # portrait frames fitted, not dropped by OpenCV
+    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (320, 240)
+    ok, first = video.read()
+    ok2, second = video.read()
+    assert ok and ok2
+    # The portrait frame is centred between black bars (below the annotation's lines at the top).
+    assert second[60:, :40].max() < 30 and second[60:, -40:].max() < 30
+    assert first[60:, :40].max() > 30
+
+
+def test_frame_cap_covers_every_model_before_it_is_loaded(cascade_file: Path):
+    from visioncascade.data import load_cap
+
+    cascade = Cascade.from_file(cascade_file)
+    assert cascade.frame_cap == load_cap(24) == 512
+    assert cascade.loaded_specialists == 0
+
+
 def test_missing_camera_and_stream_fail_clearly():
     from visioncascade.errors import DataError
 

@@ -63,3 +63,48 @@ def test_predict_json_and_errors(tmp_path: Path, cascade_runs):
     assert bad.returncode == 2 and "unknown context 'office'" in bad.stderr
     missing = run_cli("watch", str(tmp_path / "nope.yaml"), "--context", "x")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_predict_runs_the_readable_images_and_names_the_others(tmp_path: Path, cascade_runs):
+    cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}})
+    cv2.imwrite(str(tmp_path / "h.png"), cv2.cvtColor(bar("horizontal"), cv2.COLOR_RGB2BGR))
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    args = [str(tmp_path / n) for n in ("broken.jpg", "h.png", "gone.jpg")]
+    result = run_cli("predict", str(cascade), *args, "--context", "hiking", "--json")
+    assert result.returncode == 2, result.stderr
+    broken, good, gone = json.loads(result.stdout)["results"]
+    assert good["decision"] == "event" and good["stages"][1]["top_label"] == "horizontal"
+    assert broken == {"image": args[0], "error": f"cannot read image {args[0]}: cannot identify image file"}
+    assert gone == {"image": args[2], "error": f"cannot read image {args[2]}: No such file or directory"}
+    text = run_cli("predict", str(cascade), *args, "--context", "hiking")
+    assert text.returncode == 2
+    lines = text.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{args[1]}: event (domain: object ")
+    assert f"error: cannot read image {args[2]}: No such file or directory" in text.stderr
+
+
+def test_watch_a_folder_of_photos(tmp_path: Path, cascade_runs):
+    from PIL import Image
+
+    cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}})
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, kind in enumerate(["horizontal", "vertical", "horizontal"]):
+        Image.fromarray(cv2.resize(bar(kind, seed=i), (1200, 900))).save(folder / f"{i}.jpg", quality=92)
+    (folder / "3.jpg").write_bytes(b"truncated")
+    result = run_cli(
+        "watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post",
+        "--save", str(tmp_path / "out.mp4"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "3 frames (0 dropped)" in result.stderr
+    assert f"warning: skipped 1 unreadable image(s): cannot read image {folder / '3.jpg'}" in result.stderr
+    video = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    # Decoded as training keeps photos (shorter side load_cap(24) = 512, so 683 x 512), not at 1200 x 900;
+    # MPEG-4 part 2 codes an even width.
+    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (682, 512)
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    summary = json.loads(
+        run_cli("watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post", "--json").stdout
+    )
+    assert summary["frames"] == 3 and summary["unreadable"] == 1

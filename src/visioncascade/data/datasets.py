@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visioncascade.data.images import IMAGE_SUFFIXES, _read, prepare_image
+from visioncascade.data.images import IMAGE_SUFFIXES, _read, _unreadable, prepare_image
 from visioncascade.errors import DataError
 
 __all__ = [
@@ -395,20 +395,6 @@ def _load_folder(
     )
     _check_classes(dataset)
     return dataset
-
-
-def _unreadable(bad: list[tuple[Path, str]], limit: int = 5) -> str:
-    """The unreadable files, grouped by why: ``cannot read image a.png: why; 7 more like it (b.heic...)``."""
-    groups: dict[str, list[Path]] = {}
-    for file, message in bad:
-        groups.setdefault(message.removeprefix(f"cannot read image {file}: "), []).append(file)
-    parts = []
-    for reason, files in list(groups.items())[:limit]:
-        more = f" ({len(files) - 1} more like it, e.g. {files[1]})" if len(files) > 1 else ""
-        parts.append(f"cannot read image {files[0]}: {reason}{more}")
-    if len(groups) > limit:
-        parts.append(f"and {sum(len(f) for f in list(groups.values())[limit:])} more")
-    return "; ".join(parts)
 
 
 def _decode_file(file: Path, max_short_side: int | None) -> tuple[np.ndarray | None, bytes, int, str]:

@@ -71,7 +71,7 @@ def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndar
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'"), or the
         # in-memory copy of its bytes ("... <_io.BytesIO object at 0x...>").
-        reason = str(exc)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)  # "[Errno 2] ..."
         for named in (repr(str(path)), str(path), repr(source)):
             reason = reason.replace(named, "")
         reason = reason.strip(" :") or type(exc).__name__
@@ -95,6 +95,20 @@ def reduce_image(image: np.ndarray, max_short_side: int) -> np.ndarray:
     size = (max(max_short_side, round(width * scale)), max(max_short_side, round(height * scale)))
     reduced = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return reduced.reshape(size[1], size[0], *image.shape[2:])
+
+
+def _unreadable(bad: list[tuple[Path, str]], limit: int = 5) -> str:
+    """The unreadable files, grouped by why: ``cannot read image a.png: why; 7 more like it (b.heic...)``."""
+    groups: dict[str, list[Path]] = {}
+    for file, message in bad:
+        groups.setdefault(message.removeprefix(f"cannot read image {file}: "), []).append(file)
+    parts = []
+    for reason, files in list(groups.items())[:limit]:
+        more = f" ({len(files) - 1} more like it, e.g. {files[1]})" if len(files) > 1 else ""
+        parts.append(f"cannot read image {files[0]}: {reason}{more}")
+    if len(groups) > limit:
+        parts.append(f"and {sum(len(f) for f in list(groups.values())[limit:])} more")
+    return "; ".join(parts)
 
 
 @functools.cache

@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from visioncascade.data.datasets import load_cap
 from visioncascade.data.images import prepare_image
+from visioncascade.errors import VisionCascadeError
 from visioncascade.runtime.config import CascadeConfig, StageConfig, load_cascade_config
-from visioncascade.runtime.predictors import Predictor, load_predictor
+from visioncascade.runtime.predictors import Predictor, find_spec, load_predictor
 
 __all__ = ["Cascade", "CascadeResult", "Decision", "StageResult"]
 
@@ -110,6 +112,24 @@ class Cascade:
         """Load the specialists of ``contexts`` (all when None) now instead of on their first frame."""
         for context in contexts or list(self.config.specialists):
             self.specialist(context)
+
+    @property
+    def frame_cap(self) -> int:
+        """The shorter side to decode image files at for this cascade (``read_image(path, frame_cap)``).
+
+        :func:`~visioncascade.data.load_cap` of every model's input size: training keeps a folder's photos
+        reduced the same way, so a photo gives the cascade the input it gave training, and a 12-megapixel
+        photo decodes in a fraction of the time and memory. A specialist whose spec cannot be found yet is
+        left out (it fails with that error when its context first comes).
+        """
+        sizes = [self.domain.spec.input_size]
+        for stage in self.config.specialists.values():
+            loaded = self._specialists.get(stage.model)
+            try:
+                sizes.append(loaded.spec.input_size if loaded else find_spec(stage.model).input_size)
+            except VisionCascadeError:
+                continue
+        return load_cap([side for size in sizes for side in size])
 
     @property
     def loaded_specialists(self) -> int:

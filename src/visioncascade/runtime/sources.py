@@ -3,6 +3,10 @@
 Live sources (cameras, streams, and video files played in ``realtime``) are read by a background thread
 into a one-frame slot: when inference falls behind, older frames are *dropped* (and counted) instead of
 queued, so results stay live. Offline sources (folders, video files by default) yield every frame.
+
+A folder's images are read with :func:`~visioncascade.data.read_image` (upright by their EXIF orientation;
+reduced to ``max_short_side`` when given, as training keeps photos). An image that cannot be read is
+skipped and listed in :attr:`FrameSource.unreadable`; it does not end the run.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from visioncascade.data.images import IMAGE_SUFFIXES, read_image
+from visioncascade.data.images import IMAGE_SUFFIXES, _unreadable, read_image
 from visioncascade.errors import ConfigError, DataError
 
 __all__ = ["Frame", "FrameSource", "open_source"]
@@ -36,7 +40,11 @@ class Frame:
 
 
 class FrameSource:
-    """Iterate to get :class:`Frame` objects; ``dropped`` counts frames skipped because inference lagged."""
+    """Iterate to get :class:`Frame` objects; ``dropped`` counts frames skipped because inference lagged.
+
+    ``unreadable`` lists ``(file, why)`` for each image of a folder that could not be read (and was skipped).
+    An error raised while reading (in the reader thread of a live source, too) ends the iteration with it.
+    """
 
     def __init__(
         self,
@@ -52,6 +60,7 @@ class FrameSource:
         self.fps = fps
         self.dropped = 0
         self.read_frames = 0
+        self.unreadable: list[tuple[Path, str]] = []
         self._read = read
         self._release = release
         self._pace = pace
@@ -60,28 +69,38 @@ class FrameSource:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def unreadable_summary(self) -> str:
+        """The unreadable images grouped by why (``""`` when there were none)."""
+        return _unreadable(self.unreadable) if self.unreadable else ""
 
     def _reader(self) -> None:
         interval = 1.0 / self.fps if self._pace and self.fps else 0.0
         next_due = time.perf_counter()
-        while not self._stop.is_set():
-            frame = self._read()
-            if frame is None:
-                break
+        try:
+            while not self._stop.is_set():
+                frame = self._read()
+                if frame is None:
+                    break
+                with self._cond:
+                    self.read_frames += 1
+                    if self._slot is not None:
+                        self.dropped += 1
+                    self._slot = frame
+                    self._cond.notify()
+                if interval:
+                    next_due += interval
+                    delay = next_due - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+        except BaseException as exc:  # handed to the consumer: a dead reader must not leave it waiting
+            self._error = exc
+        finally:
             with self._cond:
-                self.read_frames += 1
-                if self._slot is not None:
-                    self.dropped += 1
-                self._slot = frame
+                self._done = True
                 self._cond.notify()
-            if interval:
-                next_due += interval
-                delay = next_due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-        with self._cond:
-            self._done = True
-            self._cond.notify()
 
     def __iter__(self) -> Iterator[Frame]:
         if not self.live:
@@ -98,6 +117,8 @@ class FrameSource:
                 while self._slot is None and not self._done:
                     self._cond.wait(timeout=0.5)
                 if self._slot is None and self._done:
+                    if self._error is not None:
+                        raise self._error
                     return
                 frame, self._slot = self._slot, None
             yield frame
@@ -135,12 +156,17 @@ def _capture_reader(capture: cv2.VideoCapture) -> Callable[[], Frame | None]:
 
 
 def open_source(
-    source: str | int | Path, realtime: bool | None = None, max_frames: int | None = None
+    source: str | int | Path,
+    realtime: bool | None = None,
+    max_frames: int | None = None,
+    max_short_side: int | None = None,
 ) -> FrameSource:
     """Open ``source``: a camera index (``0``), a video file, a folder of images or an rtsp/http(s) URL.
 
     ``realtime`` plays a video file at its own frame rate and drops frames inference cannot keep up with (the
     default for cameras and streams); otherwise every frame is processed. ``max_frames`` stops early.
+    ``max_short_side`` reduces a folder's images on decoding (pass :attr:`Cascade.frame_cap
+    <visioncascade.runtime.Cascade.frame_cap>`); camera and video frames are passed on as captured.
     """
     text = str(source)
     if isinstance(source, int) or text.isdigit():
@@ -152,14 +178,21 @@ def open_source(
     else:
         path = Path(text).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
             if not files:
                 raise DataError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             iterator = iter(enumerate(files))
 
             def read_folder() -> Frame | None:
                 for index, file in iterator:
-                    return Frame(read_image(file), "rgb", index)
+                    try:
+                        return Frame(read_image(file, max_short_side), "rgb", index)
+                    except DataError as exc:
+                        src.unreadable.append((file, str(exc)))
                 return None
 
             src = FrameSource(str(path), read_folder, live=bool(realtime), fps=30.0, pace=bool(realtime))

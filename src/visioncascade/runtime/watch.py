@@ -15,7 +15,7 @@ from visioncascade.runtime.cascade import Cascade, CascadeResult
 from visioncascade.runtime.sender import EventSender
 from visioncascade.runtime.sources import Frame, FrameSource
 
-__all__ = ["ContextSchedule", "WatchStats", "annotate", "watch"]
+__all__ = ["ContextSchedule", "WatchStats", "annotate", "fit_frame", "watch"]
 
 
 class ContextSchedule:
@@ -83,6 +83,7 @@ class WatchStats:
         out: dict[str, Any] = {
             "frames": self.frames,
             "dropped": source.dropped if source is not None else 0,
+            "unreadable": len(source.unreadable) if source is not None else 0,
             "fps": self.fps,
             "seconds": self.seconds,
             "latency_ms": {stage: _percentiles(values) for stage, values in self.latency.items()},
@@ -126,6 +127,24 @@ def annotate(image: np.ndarray, channel_order: str, result: CascadeResult, fps: 
     return frame
 
 
+def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (HxW or HxWxC) scaled to fit ``size`` = (width, height), aspect ratio kept, centred on black.
+
+    A video has one frame size; a folder of photos does not (portrait and landscape, other cameras).
+    """
+    height, width = image.shape[:2]
+    if (width, height) == size:
+        return image
+    scale = min(size[0] / width, size[1] / height)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, new, interpolation=interpolation).reshape(new[1], new[0], *image.shape[2:])
+    canvas = np.zeros((size[1], size[0], *image.shape[2:]), image.dtype)
+    top, left = (size[1] - new[1]) // 2, (size[0] - new[0]) // 2
+    canvas[top : top + new[1], left : left + new[0]] = resized
+    return canvas
+
+
 def watch(
     cascade: Cascade,
     source: FrameSource,
@@ -138,10 +157,12 @@ def watch(
 ) -> WatchStats:
     """Run ``cascade`` on every frame ``source`` yields (live sources drop frames when inference lags).
 
-    Events go to ``sender`` (non-blocking). ``save`` writes an annotated MP4. Ctrl-C ends the loop cleanly.
+    Events go to ``sender`` (non-blocking). ``save`` writes an annotated MP4 the size of the first frame
+    (later frames of another size are fitted into it, see :func:`fit_frame`). Ctrl-C ends the loop cleanly.
     """
     stats = WatchStats()
     writer: cv2.VideoWriter | None = None
+    video_size: tuple[int, int] = (0, 0)
     try:
         for frame in source:
             if should_stop is not None and should_stop():
@@ -152,14 +173,13 @@ def watch(
                 domain, special = result.labels
                 sender.offer(result.event, key=(result.context, domain, special))
             if save is not None:
-                drawn = annotate(frame.image, frame.channel_order, result, stats.fps)
                 if writer is None:
                     save.parent.mkdir(parents=True, exist_ok=True)
                     fps = source.fps or 30.0
-                    writer = cv2.VideoWriter(
-                        str(save), cv2.VideoWriter_fourcc(*"mp4v"), fps, (drawn.shape[1], drawn.shape[0])
-                    )
-                writer.write(drawn)
+                    video_size = (frame.image.shape[1], frame.image.shape[0])
+                    writer = cv2.VideoWriter(str(save), cv2.VideoWriter_fourcc(*"mp4v"), fps, video_size)
+                image = fit_frame(frame.image, video_size)
+                writer.write(annotate(image, frame.channel_order, result, stats.fps))
             if on_result is not None:
                 on_result(frame, result, stats)
     except KeyboardInterrupt:
