@@ -379,7 +379,6 @@ def watch(
     ] = False,
 ) -> None:
     """Run a cascade on live frames: fps, per-stage latency, labels and API answers; a summary at the end."""
-    quiet_tensorflow()
     from rich.live import Live
 
     from visioncascade.runtime import Cascade, ContextSchedule, open_source
@@ -484,7 +483,6 @@ def predict(
     An image that cannot be read gets an ``error`` in its place and the others are still run (exit code 2
     at the end, as ``grep`` does with a missing file).
     """
-    quiet_tensorflow()
     from visioncascade.data.images import read_image
     from visioncascade.runtime import Cascade
 

@@ -96,3 +96,24 @@ def test_a_missing_runtime_package_says_which_extra_to_install(exported, monkeyp
         ConfigError, match=r"needs the Python package .*pip install 'visioncascade\[export\]'"
     ):
         load_predictor(artifact)
+
+
+@pytest.mark.parametrize(("backend", "suffix"), [("onnx", "onnx"), ("litert", "tflite")])
+def test_exported_cascades_run_without_tensorflow(tmp_path: Path, exported, backend: str, suffix: str):
+    """A cascade of exported models, its predictors and the API's app start without importing TensorFlow
+    (seconds and hundreds of MB per process: every `predict`, `watch` and `serve` worker would pay it)."""
+    import subprocess
+
+    cascade = _cascade_file(tmp_path, exported, backend, suffix)
+    script = (
+        "import sys\n"
+        "from visioncascade.runtime import Cascade\n"
+        "from visioncascade.api.app import create_app\n"
+        f"result = Cascade.from_file({str(cascade)!r}).run(__import__('numpy').zeros((32, 32, 3), 'uint8'), 'hiking')\n"
+        "print(result.decision, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    decision, imported = done.stdout.split(" ", 1)
+    assert decision in ("no_domain", "filtered", "no_specialist", "event")
+    assert imported.strip() == "[]"

@@ -105,6 +105,8 @@ def test_watch_a_folder_of_photos(tmp_path: Path, cascade_runs):
     assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (682, 512)
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     summary = json.loads(
-        run_cli("watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post", "--json").stdout
+        run_cli(
+            "watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post", "--json"
+        ).stdout
     )
     assert summary["frames"] == 3 and summary["unreadable"] == 1

@@ -14,13 +14,12 @@ import warnings
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from visioncascade.errors import ExportError
 from visioncascade.export._common import check_precision, converter_error
 from visioncascade.spec import ModelSpec
 
-__all__ = ["ONNX_OPSET", "OnnxRunner", "export_onnx"]
+__all__ = ["ONNX_OPSET", "export_onnx"]
 
 ONNX_OPSET = 17
 
@@ -84,26 +83,3 @@ def _rename_io(model) -> None:
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = "batch"
-
-
-class OnnxRunner:
-    """Runs a ``.onnx`` file with onnxruntime on the CPU (1 intra-op thread by default)."""
-
-    def __init__(self, path: str | Path, intra_op_threads: int = 1):
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # No busy-waiting threads: a cascade runs several sessions side by side on few cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, K)`` for ``(N, H, W, C)`` images of raw 0..255 pixels."""
-        out = self.session.run(["probabilities"], {"image": np.asarray(images, dtype=np.float32)})[0]
-        return np.asarray(out, dtype=np.float64)

@@ -214,11 +214,11 @@ def artifact_predictor(path: Path, fmt: str) -> tuple[Callable[[np.ndarray], np.
     """
     path = Path(path)
     if fmt == "tflite":
-        from visioncascade.export._tflite import LiteRTRunner
+        from visioncascade.export._runners import LiteRTRunner
 
         return LiteRTRunner(path).predict, "ai_edge_litert"
     if fmt == "onnx":
-        from visioncascade.export._onnx import OnnxRunner
+        from visioncascade.export._runners import OnnxRunner
 
         return OnnxRunner(path).predict, "onnxruntime"
     if fmt == "coreml":

@@ -32,7 +32,7 @@ from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES
 from visioncascade.export._common import check_precision, converter_error
 from visioncascade.spec import ModelSpec
 
-__all__ = ["LiteRTRunner", "export_tflite"]
+__all__ = ["export_tflite"]
 
 
 def export_tflite(
@@ -128,34 +128,3 @@ def _representative(images: np.ndarray) -> Callable[[], Iterable[list[np.ndarray
             yield [image[None]]
 
     return gen
-
-
-class LiteRTRunner:
-    """Runs a ``.tflite`` file with LiteRT (``ai_edge_litert``), one image at a time as an app does."""
-
-    def __init__(self, path: str | Path, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from visioncascade._tf import silenced_stderr
-
-        self.path = Path(path)
-        with silenced_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-
-    @property
-    def input_details(self) -> dict:
-        """LiteRT's description of the input tensor (name, shape signature, dtype)."""
-        return self._input
-
-    def predict_one(self, image: np.ndarray) -> np.ndarray:
-        """Probabilities ``(K,)`` for one ``(H, W, C)`` image of raw 0..255 pixels."""
-        self.interpreter.set_tensor(self._input["index"], np.asarray(image, dtype=np.float32)[None])
-        self.interpreter.invoke()
-        return np.array(self.interpreter.get_tensor(self._output["index"])[0], dtype=np.float64)
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, K)`` for ``(N, H, W, C)`` images, run at batch 1."""
-        return np.stack([self.predict_one(image) for image in images])

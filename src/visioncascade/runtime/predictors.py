@@ -142,6 +142,9 @@ class KerasPredictor(_Base):
     backend = "keras"
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None):
+        from visioncascade._tf import quiet_tensorflow
+
+        quiet_tensorflow()  # only this backend needs TensorFlow; onnx and litert start without it
         from visioncascade.models import load_model
 
         path = Path(path)
