@@ -9,7 +9,10 @@ folder, then alternates the two commits (each commit's src/ taken with ``git arc
 interpreter's packages), each run a fresh process under ``/usr/bin/time``:
 
 * ``visioncascade watch CASCADE --source PHOTOS --context shapes --no-post --json`` (frames, fps),
-* ``visioncascade predict CASCADE PHOTOS/*.jpg --context shapes --json``.
+* ``visioncascade predict CASCADE PHOTOS/*.jpg --context shapes --json``,
+* ``visioncascade predict CASCADE PHOTOS/IMG_0000.jpg --context shapes`` (one photo: a script's call),
+* ``visioncascade serve --cascade CASCADE`` (SQLite): seconds until it answers ``GET /`` and its resident
+  memory then.
 
 Prints each run's wall seconds, the fps ``watch`` reports and peak resident memory, the medians, and
 whether both commits gave every photo the same decision and labels.
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -65,6 +69,37 @@ def timed(args: list[str], src: Path) -> tuple[float, float, str]:
         raise SystemExit(f"{args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     peak_kb = int(done.stderr.strip().splitlines()[-1])
     return seconds, peak_kb / 1024, done.stdout
+
+
+def serve(cascade: Path, src: Path, port: int = 8765) -> tuple[float, float]:
+    """``(seconds until GET / answers, resident MB then)`` of ``visioncascade serve --cascade CASCADE``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    db = cascade.parent / "bench-serve.db"
+    db.unlink(missing_ok=True)
+    args = ["serve", "--db", f"sqlite:///{db}", "--rules", str(cascade.parent / "rules.yaml")]
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "visioncascade.cli", *args, "--cascade", str(cascade), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - started > 120:
+                    raise SystemExit("serve did not start") from None
+                time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        return seconds, rss_kb / 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def main() -> None:
@@ -115,14 +150,21 @@ def main() -> None:
                 seconds, peak, out = timed(["predict", cascade, *files, "--context", "shapes", "--json"], src)
                 row.setdefault("predict s", []).append(seconds)
                 row.setdefault("predict MB", []).append(peak)
+                seconds, peak, _ = timed(["predict", cascade, files[0], "--context", "shapes"], src)
+                row.setdefault("predict-1 s", []).append(seconds)
+                row.setdefault("predict-1 MB", []).append(peak)
+                seconds, rss = serve(Path(cascade), src)
+                row.setdefault("serve up s", []).append(seconds)
+                row.setdefault("serve MB", []).append(rss)
                 answers[rev] = [
                     (r["decision"], [(s["stage"], s["top_label"]) for s in r["stages"]])
                     for r in json.loads(out)["results"]
                 ]
                 print(
                     f"run {run + 1} {rev}: watch {row['watch s'][-1]:.1f} s ({summary['frames']} frames, "
-                    f"{summary['fps']:.1f} fps, {row['watch MB'][-1]:.0f} MB), predict {seconds:.1f} s "
-                    f"({peak:.0f} MB)",
+                    f"{summary['fps']:.1f} fps, {row['watch MB'][-1]:.0f} MB), predict {row['predict s'][-1]:.1f} s "
+                    f"({row['predict MB'][-1]:.0f} MB), one photo {row['predict-1 s'][-1]:.1f} s, serve up in "
+                    f"{seconds:.1f} s ({rss:.0f} MB)",
                     flush=True,
                 )
         print("\nmedians:")
