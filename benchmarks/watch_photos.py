@@ -157,7 +157,11 @@ def main() -> None:
                 row.setdefault("serve up s", []).append(seconds)
                 row.setdefault("serve MB", []).append(rss)
                 answers[rev] = [
-                    (r["decision"], [(s["stage"], s["top_label"]) for s in r["stages"]])
+                    (
+                        r["decision"],
+                        [(s["stage"], s["top_label"]) for s in r["stages"]],
+                        [s["probabilities"] for s in r["stages"]],
+                    )
                     for r in json.loads(out)["results"]
                 ]
                 print(
@@ -172,9 +176,17 @@ def main() -> None:
             print(
                 f"  {rev}: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in results[rev].items())
             )
-        same = answers[args.revs[0]] == answers[args.revs[1]]
-        differ = sum(a != b for a, b in zip(answers[args.revs[0]], answers[args.revs[1]], strict=True))
-        print(f"same decision and labels for every photo: {same} ({differ} of {len(files)} differ)")
+        base, new = (answers[rev] for rev in args.revs)
+        differ = sum(a[:2] != b[:2] for a, b in zip(base, new, strict=True))
+        gap = max(
+            float(np.abs(np.subtract(pa, pb)).max())
+            for a, b in zip(base, new, strict=True)
+            for pa, pb in zip(a[2], b[2], strict=False)
+        )
+        print(
+            f"same decision and labels for every photo: {differ == 0} ({differ} of {len(files)} differ); "
+            f"largest probability difference between the commits {gap:.4f}"
+        )
 
 
 if __name__ == "__main__":
