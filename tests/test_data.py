@@ -50,6 +50,24 @@ def test_folder_with_mixed_sizes_formats_and_channels(shapes_folder: Path):
     assert np.bincount(y).tolist() == [20, 40]
 
 
+def test_an_archive_unzipped_from_a_mac_loads_as_its_classes(tmp_path: Path):
+    """Zipping class folders on a Mac adds ``__MACOSX/<class>/._<name>`` (not images) beside them; other
+    tools leave hidden folders (``.thumbnails``) inside a class. None of them is a class or an image."""
+    root = write_shape_folder(tmp_path / "d", {"horizontal": 6, "vertical": 5}, mixed=False)
+    for label in ("horizontal", "vertical"):
+        for image in (root / label).iterdir():
+            apple = root / "__MACOSX" / label / f"._{image.name}"
+            apple.parent.mkdir(parents=True, exist_ok=True)
+            apple.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (root / "vertical" / ".thumbnails").mkdir()
+    (root / "vertical" / ".thumbnails" / "small.png").write_bytes(b"\x89PNG broken")
+    (root / "horizontal" / "__MACOSX").mkdir()
+    (root / "horizontal" / "__MACOSX" / "._x.png").write_bytes(b"\x00\x05")
+    ds = load_dataset(root, max_bad_fraction=0.0)
+    assert ds.labels == ("horizontal", "vertical")
+    assert ds.class_counts() == {"horizontal": 6, "vertical": 5} and ds.warnings == []
+
+
 def test_reading_a_folder_reports_progress_per_file(tmp_path: Path):
     root = write_shape_folder(tmp_path / "d", {"horizontal": 6, "vertical": 5}, mixed=False)
     (root / "vertical" / "broken.png").write_bytes(b"not a png")  # read (and skipped) like the others

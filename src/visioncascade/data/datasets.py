@@ -307,8 +307,14 @@ def _to_uint8(images: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f"{where}: unsupported pixel dtype {images.dtype}")
 
 
+def _hidden(name: str) -> bool:
+    """Hidden files and folders, and ``__MACOSX`` (the metadata folder of an archive made on a Mac, whose
+    ``._name.jpg`` files are not images)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def _class_dirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in path.iterdir() if p.is_dir() and not _hidden(p.name))
 
 
 def _load_folder(
@@ -342,7 +348,11 @@ def _load_folder(
             class_dir = root / label
             if not class_dir.is_dir():
                 continue
-            files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+            files = sorted(
+                p
+                for p in class_dir.rglob("*")
+                if p.is_file() and not any(_hidden(part) for part in p.relative_to(class_dir).parts)
+            )
             others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
             if others:
                 warnings.append(
