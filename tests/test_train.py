@@ -417,11 +417,13 @@ def test_evaluate_on_other_data_names_copies_of_training_images(tmp_path: Path):
     for name in seen:
         assert f"{name.replace('/', '/copy-')} = {name}" in notes[1]
     assert f"{unseen[0].replace('/', '/copy-')} = " not in notes[1]  # a test image of the run is unseen by it
-    shutil.rmtree(
-        shapes
-    )  # the training data gone: evaluating other data still works, and says what it skipped
+    # The training data gone: evaluating other data still works, and says what it skipped and why.
+    shutil.rmtree(shapes)
     notes = evaluate_run(tmp_path / "run", data=other, out=tmp_path / "ev2").metrics["data"]["notes"]
-    assert notes[1].startswith("did not look for copies of the training images in it: run ")
+    assert notes[1] == (
+        "did not look for copies of the training images in it: the run's training data is no longer at "
+        f"{shapes.resolve()}"
+    )
 
 
 def test_evaluate_finds_data_that_moved_with_the_run_and_says_when_it_is_gone(tmp_path: Path):

@@ -852,6 +852,12 @@ def _training_copies(
         return ["did not look for copies of the training images in it: the run's config.yaml names no data"]
     try:
         source, _ = locate_run_data(config["data"], run, config.get("data_beside_run"))
+    except DataError:  # its advice ("pass --data with where that data is now") is for a plain evaluate
+        return [
+            "did not look for copies of the training images in it: the run's training data is no longer "
+            f"at {config['data']}"
+        ]
+    try:
         trained_on = load_dataset(source, max_short_side=load_cap(spec.input_size))
         trained_on, _ = resolve_splits(trained_on, seed=seed)
     except VisionCascadeError as exc:
