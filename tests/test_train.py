@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from visioncascade import ModelSpec
 from visioncascade.data import load_dataset, resolve_splits
@@ -48,10 +49,13 @@ def test_run_folder_is_complete(scratch_run):
     assert {p.name for p in run.iterdir()} >= RUN_FILES
     assert (run / "checkpoints" / "best_val_loss.keras").is_file()
     assert not list(run.parent.glob(f".{run.name}.tmp-*"))  # no temporary left behind
-    # The copy across BreastMNIST's official splits is named in the run's notes, and in its report.
+    # The copy across BreastMNIST's official splits is named in the run's notes, and in its report, and
+    # so are its near copies.
     notes = json.loads((run / "metrics.json").read_text())["dataset"]["notes"]
-    assert [n for n in notes if "(test[76] = train[115])" in n] and len(notes) == 2
-    assert "(test[76] = train[115])" in (run / "report.html").read_text(encoding="utf-8")
+    assert [n for n in notes if "(test[76] = train[115])" in n] and len(notes) == 4
+    assert notes[3].startswith("59 test images look nearly the same as training or val images (test[2] ≈ ")
+    report = (run / "report.html").read_text(encoding="utf-8")
+    assert "(test[76] = train[115])" in report and "59 test images look nearly the same" in report
 
 
 def test_metrics_have_the_documented_shape(scratch_run):
@@ -144,6 +148,11 @@ def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
         "1 of the 156 images evaluated is an exact copy of an image the run was trained or validated on "
         "(test[76] = train[115]): these figures count it as unseen"
     )
+    assert other["data"]["notes"][2].startswith(
+        "59 of the 156 images evaluated look nearly the same as images the run was trained or validated on "
+        "(test[2] ≈ train[146]; test[7] ≈ train[481]; test[8] ≈ train[42]; and 56 more; "
+    )
+    assert len(other["data"]["notes"]) == 3
 
 
 def test_evaluate_other_data_needs_the_same_labels(scratch_run, tmp_path: Path):
@@ -410,10 +419,17 @@ def test_evaluate_on_other_data_names_copies_of_training_images(tmp_path: Path):
     other = write_shape_folder(tmp_path / "other", {"horizontal": 3, "vertical": 3}, seed=9, mixed=False)
     for name in [*seen, *unseen]:
         shutil.copy(shapes / name, other / name.replace("/", "/copy-"))
+    retouched = trained.splits["val"].names[0]  # brightened: a near copy of an image the run validated on
+    pixels = np.asarray(Image.open(shapes / retouched), np.int16) + 5
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(other / retouched.replace("/", "/bright-"))
     result = evaluate_run(tmp_path / "run", data=other, out=tmp_path / "ev")
     notes = result.metrics["data"]["notes"]
-    assert result.metrics["n"] == 9 and len(notes) == 2
-    assert notes[1].startswith("2 of the 9 images evaluated are exact copies of images the run was trained")
+    assert result.metrics["n"] == 10 and len(notes) == 3
+    assert notes[1].startswith("2 of the 10 images evaluated are exact copies of images the run was trained")
+    assert notes[2].startswith(
+        "1 of the 10 images evaluated looks nearly the same as images the run was trained or validated on "
+        f"({retouched.replace('/', '/bright-')} ≈ {retouched}; "
+    )
     for name in seen:
         assert f"{name.replace('/', '/copy-')} = {name}" in notes[1]
     assert f"{unseen[0].replace('/', '/copy-')} = " not in notes[1]  # a test image of the run is unseen by it

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from visioncascade.data.datasets import Dataset, Split
 from visioncascade.errors import DataError
 
-__all__ = ["copies_of", "duplicate_notes", "evaluated_copy_notes", "resolve_splits", "stratified_folds"]
+__all__ = [
+    "NEAR_COPY_RMS",
+    "NEAR_COPY_SIZE",
+    "copies_of",
+    "duplicate_notes",
+    "evaluated_copy_notes",
+    "near_copies_of",
+    "resolve_splits",
+    "stratified_folds",
+]
 
 SPLIT_ORDER = ("train", "val", "test")
+
+#: Near copies are images whose ``NEAR_COPY_SIZE`` px square thumbnails (area-averaged, colour kept) differ
+#: by at most ``NEAR_COPY_RMS`` levels of 255, root mean square. A photo saved again (another JPEG quality,
+#: resized, lightly retouched) stays far under it; distinct images sit far over it: the nearest of the test
+#: suite's synthetic shapes (noise backgrounds) are 16 apart. In BreastMNIST the distances of test images to
+#: their nearest training or val image fall in two groups, 0-10 (the same ultrasound twice) and over 16.
+NEAR_COPY_SIZE = 32
+NEAR_COPY_RMS = 8.0
 
 
 def _take(split: Split, index: np.ndarray, origin: str) -> Split:
@@ -115,7 +133,119 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
             f"copied ({_some(conflicts, examples)}): one of each pair is mislabelled, or the classes cannot "
             "be told apart"
         )
+    for name, earlier, whose, what in (
+        ("val", ("train",), "training", "early stopping and calibration fit to {it}"),
+        ("test", ("train", "val"), "training or val", "the test metrics count {it} as unseen"),
+    ):
+        if name not in splits:
+            continue
+        reference = {ref: splits[ref] for ref in earlier if ref in splits}
+        near = near_copies_of(splits[name], name, reference, labels)
+        if near:
+            who = f"{len(near)} {name} image" + ("" if len(near) == 1 else "s")
+            notes.append(_near_note(near, who, f"{whose} images", what, examples))
     return notes
+
+
+def _near_note(near: list[tuple[int, str, bool]], who: str, whose: str, what: str, examples: int) -> str:
+    """``who`` looks nearly the same as ``whose`` (examples; how near); ``what`` (``{it}``: it or them)."""
+    one = len(near) == 1
+    it = "it" if one else "them"
+    relabelled = sum(other for _, _, other in near)
+    return (
+        f"{who} {'looks' if one else 'look'} nearly the same as {whose} "
+        f"({_some([pair for _, pair, _ in near], examples)}; {NEAR_COPY_SIZE}x{NEAR_COPY_SIZE} px thumbnails "
+        f"within {NEAR_COPY_RMS:g} of 255, root mean square): a copy saved again, resized or retouched, or the "
+        f"same scene twice; {what.format(it=it)}"
+        + (f"; {_carry(relabelled, one)} another label than the look-alike" if relabelled else "")
+    )
+
+
+def _carry(count: int, one: bool) -> str:
+    return "it carries" if one else f"{count} of them {'carries' if count == 1 else 'carry'}"
+
+
+def near_copies_of(
+    split: Split, name: str, reference: dict[str, Split], labels: tuple[str, ...] | None = None
+) -> list[tuple[int, str, bool]]:
+    """``(index, "image ≈ reference image", other label)`` for each image of ``split`` (called ``name``)
+    that is a near copy (see :data:`NEAR_COPY_RMS`), but not an exact copy, of an image of ``reference``'s
+    splits: the nearest such image. ``other label`` says whether the two carry different labels (always
+    ``False`` without ``labels``, as for data a run is evaluated on, whose labels may be named otherwise).
+    """
+    ref_names = [(ref_name, i) for ref_name, ref_split in reference.items() for i in range(len(ref_split))]
+    if not len(split) or not ref_names:
+        return []
+    exact = {_pixels_key(image) for ref_split in reference.values() for image in ref_split.images}
+    channels = 3 if any(_is_colour(s) for s in (split, *reference.values())) else 1
+    query = _thumbnails(split.images, channels)
+    ref = _thumbnails([image for ref_split in reference.values() for image in ref_split.images], channels)
+    found = []
+    for i, j in _nearest_within(query, ref, NEAR_COPY_RMS):
+        if _pixels_key(split.images[i]) in exact:
+            continue  # an exact copy: noted as such
+        ref_name, ref_index = ref_names[j]
+        ref_split = reference[ref_name]
+        other = labels is not None and int(split.labels[i]) != int(ref_split.labels[ref_index])
+        found.append((i, f"{split.name(i, name)} ≈ {ref_split.name(ref_index, ref_name)}", other))
+    return found
+
+
+def _is_colour(split: Split) -> bool:
+    return any(image.ndim == 3 and image.shape[-1] in (3, 4) for image in split.images)
+
+
+def _thumbnails(images: list[np.ndarray], channels: int) -> np.ndarray:
+    """``(N, NEAR_COPY_SIZE, NEAR_COPY_SIZE, channels)`` float32 thumbnails: area-averaged when shrinking."""
+    size = NEAR_COPY_SIZE
+    out = np.empty((len(images), size, size, channels), np.float32)
+    for k, image in enumerate(images):
+        image = image if image.ndim == 3 else image[..., None]
+        image = image[..., :3] if channels == 3 else image[..., :1]
+        if image.shape[-1] != channels:
+            image = np.repeat(image, channels, axis=-1)
+        shrink = min(image.shape[:2]) >= size
+        thumb = cv2.resize(
+            np.ascontiguousarray(image),
+            (size, size),
+            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+        )
+        out[k] = thumb.reshape(size, size, channels)
+    return out
+
+
+def _nearest_within(query: np.ndarray, reference: np.ndarray, limit: float) -> list[tuple[int, int]]:
+    """``(i, j)``: each query thumbnail's nearest reference thumbnail, where their RMS difference <= ``limit``.
+
+    A coarse pass first: the RMS difference of the 16x16 grey averages is never more than that of the full
+    thumbnails (averaging never adds to a mean square), so pairs over ``limit`` there are dropped exactly,
+    at an eighth of the work or less; survivors are measured in full.
+    """
+
+    def coarse(x: np.ndarray) -> np.ndarray:
+        n, size, _, c = x.shape
+        x = x.reshape(n, size // 2, 2, size // 2, 2, c).mean(axis=(2, 4)).mean(axis=-1)
+        return x.reshape(n, -1)
+
+    def rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        squares = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+        return np.sqrt(np.maximum(squares, 0.0) / a.shape[1])
+
+    small_q, small_r = coarse(query), coarse(reference)
+    flat_q, flat_r = query.reshape(len(query), -1), reference.reshape(len(reference), -1)
+    pairs = []
+    for start in range(0, len(query), 256):
+        block = rms(small_q[start : start + 256], small_r)
+        for offset, row in enumerate(block):
+            candidates = np.flatnonzero(row <= limit + 0.5)  # + float32 round-off of the expanded square
+            if candidates.size == 0:
+                continue
+            i = start + offset
+            full = np.sqrt(np.square(flat_r[candidates] - flat_q[i]).mean(axis=1))
+            best = int(np.argmin(full))
+            if full[best] <= limit:
+                pairs.append((i, int(candidates[best])))
+    return pairs
 
 
 def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[tuple[int, str]]:
@@ -136,19 +266,33 @@ def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[tupl
 def evaluated_copy_notes(
     splits: dict[str, Split], names: list[str], reference: dict[str, Split]
 ) -> list[str]:
-    """The note on evaluated images (``splits[name]`` for ``names``) that are exact copies of ``reference``'s
-    (the images a run was trained or validated on), if any."""
+    """The notes on evaluated images (``splits[name]`` for ``names``) that are exact or near copies of
+    ``reference``'s (the images a run was trained or validated on), if any."""
     copies = [c for name in names for _, c in copies_of(splits[name], name, reference)]
-    if not copies:
-        return []
+    near = [c for name in names for c in near_copies_of(splits[name], name, reference)]
     total = sum(len(splits[name]) for name in names)
-    copy, it = (
-        ("is an exact copy of an image", "it") if len(copies) == 1 else ("are exact copies of images", "them")
-    )
-    return [
-        f"{len(copies)} of the {total} images evaluated {copy} the run was trained or validated on "
-        f"({_some(copies, 3)}): these figures count {it} as unseen"
-    ]
+    notes = []
+    if copies:
+        copy, it = (
+            ("is an exact copy of an image", "it")
+            if len(copies) == 1
+            else ("are exact copies of images", "them")
+        )
+        notes.append(
+            f"{len(copies)} of the {total} images evaluated {copy} the run was trained or validated on "
+            f"({_some(copies, 3)}): these figures count {it} as unseen"
+        )
+    if near:
+        notes.append(
+            _near_note(
+                near,
+                f"{len(near)} of the {total} images evaluated",
+                "images the run was trained or validated on",
+                "these figures count {it} as unseen",
+                3,
+            )
+        )
+    return notes
 
 
 def _pixels_key(image: np.ndarray) -> bytes:
