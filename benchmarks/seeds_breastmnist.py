@@ -15,7 +15,9 @@ table (per seed ACC / AUC, the mean and the standard deviation) and writes every
 
 ``--unseen`` also gives each seed's test figures without the test images that are exact copies of a
 training or val image (BreastMNIST's test[76] is train[115], under the other label): the same models,
-scored on the unseen test images only. It needs data with its own test split.
+scored on the unseen test images only; and scored apart on the test images with a look-alike among the
+training or val images (an exact or near copy, ``near_copies_of``: 60 of BreastMNIST's 156) and on those
+without one. It needs data with its own test split.
 
 ``--members M`` turns each seed's figure into that of an ensemble: M models trained independently (member
 ``j`` with seed ``seed + 1000 * j``, the same settings otherwise), their test probabilities averaged. It
@@ -89,7 +91,7 @@ def main() -> None:
     if args.members < 1:
         raise SystemExit(f"--members must be at least 1, got {args.members}")
 
-    from visioncascade.data import copies_of, load_dataset
+    from visioncascade.data import copies_of, load_dataset, near_copies_of
     from visioncascade.errors import ConfigError
     from visioncascade.evaluate import compute_metrics
     from visioncascade.experiment import train_run
@@ -100,11 +102,17 @@ def main() -> None:
     if (args.members > 1 or args.unseen) and "test" not in dataset.splits:
         raise SystemExit(f"--members and --unseen need data with its own test split; {args.data} has none")
     unseen = np.ones(len(dataset.splits.get("test", [])), dtype=bool)
+    apart = unseen.copy()  # no exact or near copy among the training and val images
     if args.unseen:
         reference = {name: dataset.splits[name] for name in ("train", "val") if name in dataset.splits}
         copies = copies_of(dataset.splits["test"], "test", reference)
         unseen[[index for index, _ in copies]] = False
         print(f"--unseen: {len(copies)} test image(s) left out: {'; '.join(c for _, c in copies) or 'none'}")
+        near = near_copies_of(dataset.splits["test"], "test", reference)
+        apart[:] = unseen
+        apart[[index for index, _, _ in near]] = False
+        print(f"--unseen: {int((~apart).sum())} test image(s) with a look-alike, {int(apart.sum())} without")
+    subsets = {"unseen": unseen, "apart": apart, "alike": ~apart}
 
     results: dict[str, list[dict]] = {}
     for name, changes in variants:  # bad settings fail before any training
@@ -131,11 +139,15 @@ def main() -> None:
             minority = labels.index(test["minority_label"])
             if args.members > 1:
                 test = compute_metrics(y, sum(probabilities) / args.members, labels, minority)
-            figures_unseen = {}
+            figures_unseen: dict[str, dict] = {}
             if args.unseen:
-                p_unseen = (sum(probabilities) / args.members)[unseen]
-                scored = compute_metrics(y[unseen], p_unseen, labels, minority)
-                figures_unseen = {key: scored[key] for key in ("accuracy", "roc_auc", "minority_f1", "n")}
+                for subset, mask in subsets.items():
+                    scored = compute_metrics(
+                        y[mask], (sum(probabilities) / args.members)[mask], labels, minority
+                    )
+                    figures_unseen[subset] = {
+                        k: scored[k] for k in ("accuracy", "roc_auc", "minority_f1", "n")
+                    }
             rows.append(
                 {
                     "seed": seed,
@@ -148,7 +160,11 @@ def main() -> None:
                 }
             )
             extra = (
-                f" (unseen {figures_unseen['accuracy']:.3f} / {figures_unseen['roc_auc']:.3f})"
+                " ("
+                + ", ".join(
+                    f"{k} {v['accuracy']:.3f} / {v['roc_auc']:.3f}" for k, v in figures_unseen.items()
+                )
+                + ")"
                 if args.unseen
                 else ""
             )
@@ -164,12 +180,18 @@ def main() -> None:
         std = f"{statistics.stdev(acc):.3f} / {statistics.stdev(auc):.3f}" if len(rows) > 1 else "—"
         cells = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(acc, auc, strict=True))
         print(f"| {name} | {cells} | {statistics.mean(acc):.3f} / {statistics.mean(auc):.3f} | {std} |")
-        if args.unseen:
-            acc_u = [row["unseen"]["accuracy"] for row in rows]
-            auc_u = [row["unseen"]["roc_auc"] for row in rows]
+        for subset, what in (
+            ("unseen", "unseen test images only"),
+            ("apart", "test images without a look-alike"),
+            ("alike", "test images with a look-alike"),
+        ):
+            if not args.unseen:
+                break
+            acc_u = [row["unseen"][subset]["accuracy"] for row in rows]
+            auc_u = [row["unseen"][subset]["roc_auc"] for row in rows]
             cells_u = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(acc_u, auc_u, strict=True))
             print(
-                f"| {name}, unseen test images only | {cells_u} | "
+                f"| {name}, {what} ({rows[0]['unseen'][subset]['n']}) | {cells_u} | "
                 f"{statistics.mean(acc_u):.3f} / {statistics.mean(auc_u):.3f} | — |"
             )
         summary[name] = {

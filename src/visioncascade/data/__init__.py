@@ -16,9 +16,12 @@ from visioncascade.data.datasets import (
 )
 from visioncascade.data.images import prepare_image, read_image, reduce_image, to_color_mode
 from visioncascade.data.splits import (
+    NEAR_COPY_RMS,
+    NEAR_COPY_SIZE,
     copies_of,
     duplicate_notes,
     evaluated_copy_notes,
+    near_copies_of,
     resolve_splits,
     stratified_folds,
 )
@@ -26,6 +29,8 @@ from visioncascade.data.splits import (
 __all__ = [
     "BUNDLED",
     "MAX_SHORT_SIDE",
+    "NEAR_COPY_RMS",
+    "NEAR_COPY_SIZE",
     "Dataset",
     "Split",
     "check_source",
@@ -36,6 +41,7 @@ __all__ = [
     "load_cap",
     "load_dataset",
     "locate_run_data",
+    "near_copies_of",
     "prepare_image",
     "read_image",
     "reduce_image",

@@ -26,9 +26,9 @@ SPLIT_ORDER = ("train", "val", "test")
 
 #: Near copies are images whose ``NEAR_COPY_SIZE`` px square thumbnails (area-averaged, colour kept) differ
 #: by at most ``NEAR_COPY_RMS`` levels of 255, root mean square. A photo saved again (another JPEG quality,
-#: resized, lightly retouched) stays far under it; distinct images sit far over it: the nearest of the test
-#: suite's synthetic shapes (noise backgrounds) are 16 apart. In BreastMNIST the distances of test images to
-#: their nearest training or val image fall in two groups, 0-10 (the same ultrasound twice) and over 16.
+#: resized, lightly retouched) stays far under it; distinct images sit far over it: the nearest two of the
+#: test suite's 40-px synthetic shapes (on noise) are 16 apart. In BreastMNIST the distances of test images
+#: to their nearest training or val image fall in two groups, 0-10 (the same scan twice) and over 16.
 NEAR_COPY_SIZE = 32
 NEAR_COPY_RMS = 8.0
 
@@ -219,7 +219,7 @@ def _nearest_within(query: np.ndarray, reference: np.ndarray, limit: float) -> l
 
     A coarse pass first: the RMS difference of the 16x16 grey averages is never more than that of the full
     thumbnails (averaging never adds to a mean square), so pairs over ``limit`` there are dropped exactly,
-    at an eighth of the work or less; survivors are measured in full.
+    at a quarter of the work or less; survivors are measured in full.
     """
 
     def coarse(x: np.ndarray) -> np.ndarray:
