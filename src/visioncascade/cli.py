@@ -423,6 +423,12 @@ def watch(
         if live is not None:
             live.stop()
     summary = stats.summary(frames, sender)
+    if frames.unreadable:  # on stderr with --json too: which files, not only how many
+        console.print(
+            f"[yellow]warning:[/] skipped {len(frames.unreadable)} unreadable image(s): "
+            + escape(frames.unreadable_summary),
+            highlight=False,
+        )
     if as_json:
         out_console.print_json(json.dumps(summary, default=str))
     else:
@@ -436,12 +442,6 @@ def watch(
                 else ""
             )
         )
-        if frames.unreadable:
-            console.print(
-                f"[yellow]warning:[/] skipped {len(frames.unreadable)} unreadable image(s): "
-                + escape(frames.unreadable_summary),
-                highlight=False,
-            )
         if sender is not None and summary["events"]["pending"]:
             console.print(
                 f"[yellow]warning:[/] {summary['events']['pending']} event(s) were not delivered: the API at "
@@ -489,10 +489,11 @@ def predict(
     cascade = Cascade.from_file(cascade_file)
     cascade.config.specialist_for(context)  # an unknown context fails before any image is read
     sender = _make_sender(cascade.config, post)
+    cap = cascade.frame_cap
     results = []
     for image in images:
         try:
-            frame = read_image(image, cascade.frame_cap)
+            frame = read_image(image, cap)
         except DataError as exc:
             results.append({"image": str(image), "error": str(exc)})
             continue

@@ -104,9 +104,9 @@ def test_watch_a_folder_of_photos(tmp_path: Path, cascade_runs):
     # MPEG-4 part 2 codes an even width.
     assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (682, 512)
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
-    summary = json.loads(
-        run_cli(
-            "watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post", "--json"
-        ).stdout
+    as_json = run_cli(
+        "watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post", "--json"
     )
+    summary = json.loads(as_json.stdout)
     assert summary["frames"] == 3 and summary["unreadable"] == 1
+    assert f"warning: skipped 1 unreadable image(s): cannot read image {folder / '3.jpg'}" in as_json.stderr
