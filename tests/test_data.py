@@ -68,6 +68,25 @@ def test_an_archive_unzipped_from_a_mac_loads_as_its_classes(tmp_path: Path):
     assert ds.class_counts() == {"horizontal": 6, "vertical": 5} and ds.warnings == []
 
 
+def test_read_images_decodes_ahead_in_order_with_errors_in_place(tmp_path: Path):
+    from visioncascade.data import read_images
+
+    root = write_shape_folder(tmp_path / "d", {"horizontal": 9}, mixed=True, size=80)
+    files = sorted((root / "horizontal").iterdir())
+    (root / "broken.png").write_bytes(b"not a png")
+    paths = [*files[:4], root / "broken.png", tmp_path / "gone.jpg", *files[4:]]
+    got = list(read_images(paths, max_short_side=50, workers=3))
+    assert [path for path, _, _ in got] == paths
+    for path, image, why in got:
+        if path.name in ("broken.png", "gone.jpg"):
+            assert image is None and why.startswith(f"cannot read image {path}: ")
+        else:
+            assert why == "" and np.array_equal(image, read_image(path, 50))
+    first = read_images(paths, workers=2)
+    assert next(first)[0] == paths[0]
+    first.close()  # stops early: the decodes not started are cancelled, nothing raises
+
+
 def test_reading_a_folder_reports_progress_per_file(tmp_path: Path):
     root = write_shape_folder(tmp_path / "d", {"horizontal": 6, "vertical": 5}, mixed=False)
     (root / "vertical" / "broken.png").write_bytes(b"not a png")  # read (and skipped) like the others

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
-from visioncascade.errors import ConfigError, DataError, VisionCascadeError
+from visioncascade.errors import ConfigError, VisionCascadeError
 
 app = typer.Typer(
     name="visioncascade",
@@ -483,19 +483,16 @@ def predict(
     An image that cannot be read gets an ``error`` in its place and the others are still run (exit code 2
     at the end, as ``grep`` does with a missing file).
     """
-    from visioncascade.data.images import read_image
+    from visioncascade.data.images import read_images
     from visioncascade.runtime import Cascade
 
     cascade = Cascade.from_file(cascade_file)
     cascade.config.specialist_for(context)  # an unknown context fails before any image is read
     sender = _make_sender(cascade.config, post)
-    cap = cascade.frame_cap
     results = []
-    for image in images:
-        try:
-            frame = read_image(image, cap)
-        except DataError as exc:
-            results.append({"image": str(image), "error": str(exc)})
+    for image, frame, why in read_images(images, cascade.frame_cap):  # the next decode while this one runs
+        if frame is None:
+            results.append({"image": str(image), "error": why})
             continue
         result = cascade.run(frame, context)
         if sender is not None and result.event is not None:

@@ -14,7 +14,7 @@ from visioncascade.data.datasets import (
     load_dataset,
     locate_run_data,
 )
-from visioncascade.data.images import prepare_image, read_image, reduce_image, to_color_mode
+from visioncascade.data.images import prepare_image, read_image, read_images, reduce_image, to_color_mode
 from visioncascade.data.splits import (
     NEAR_COPY_RMS,
     NEAR_COPY_SIZE,
@@ -44,6 +44,7 @@ __all__ = [
     "near_copies_of",
     "prepare_image",
     "read_image",
+    "read_images",
     "reduce_image",
     "resolve_splits",
     "stratified_folds",

@@ -10,7 +10,11 @@ import contextlib
 import functools
 import io
 import math
+import os
 import struct
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -19,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visioncascade.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "prepare_image", "read_image", "reduce_image", "to_color_mode"]
+__all__ = ["IMAGE_SUFFIXES", "prepare_image", "read_image", "read_images", "reduce_image", "to_color_mode"]
 
 IMAGE_SUFFIXES = (
     ".png",
@@ -50,6 +54,43 @@ def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarra
     is not a readable image.
     """
     return _read(Path(path), None, max_short_side)
+
+
+def read_images(
+    paths: Iterable[str | Path], max_short_side: int | None = None, workers: int | None = None
+) -> Iterator[tuple[Path, np.ndarray | None, str]]:
+    """``(path, image, "")`` for each of ``paths`` in order, or ``(path, None, why)`` for one that cannot be
+    read, each as :func:`read_image` reads it.
+
+    The next images are decoded by ``workers`` threads (default: one per core, at most 4) while the caller
+    works on this one; decoders release the GIL, so a folder of photos decodes on every core. At most twice
+    ``workers`` images are decoded ahead. Closing the iterator early cancels the decodes not yet started.
+    """
+    workers = workers or min(4, os.cpu_count() or 1)
+    upcoming = iter(paths)
+    pending: deque[tuple[Path, Future[np.ndarray]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+
+    def fill() -> None:
+        while len(pending) < 2 * workers:
+            path = next(upcoming, None)
+            if path is None:
+                return
+            pending.append((Path(path), pool.submit(read_image, path, max_short_side)))
+
+    try:
+        fill()
+        while pending:
+            path, future = pending.popleft()
+            fill()
+            try:
+                image = future.result()
+            except DataError as exc:
+                yield path, None, str(exc)
+                continue
+            yield path, image, ""
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndarray:

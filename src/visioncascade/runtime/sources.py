@@ -11,6 +11,7 @@ skipped and listed in :attr:`FrameSource.unreadable`; it does not end the run.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from visioncascade.data.images import IMAGE_SUFFIXES, _unreadable, read_image
+from visioncascade.data.images import IMAGE_SUFFIXES, _unreadable, read_images
 from visioncascade.errors import ConfigError, DataError
 
 __all__ = ["Frame", "FrameSource", "open_source"]
@@ -185,17 +186,29 @@ def open_source(
             )
             if not files:
                 raise DataError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            iterator = iter(enumerate(files))
+            decoded = read_images(files, max_short_side)  # the next photos decode while this one runs
+            index = iter(range(len(files)))
 
             def read_folder() -> Frame | None:
-                for index, file in iterator:
-                    try:
-                        return Frame(read_image(file, max_short_side), "rgb", index)
-                    except DataError as exc:
-                        src.unreadable.append((file, str(exc)))
+                for file, image, why in decoded:
+                    number = next(index)
+                    if image is not None:
+                        return Frame(image, "rgb", number)
+                    src.unreadable.append((file, why))
                 return None
 
-            src = FrameSource(str(path), read_folder, live=bool(realtime), fps=30.0, pace=bool(realtime))
+            def stop_decoding() -> None:
+                with contextlib.suppress(ValueError):  # "generator already executing": a reader still in it
+                    decoded.close()
+
+            src = FrameSource(
+                str(path),
+                read_folder,
+                live=bool(realtime),
+                fps=30.0,
+                pace=bool(realtime),
+                release=stop_decoding,
+            )
         elif path.is_file():
             if path.suffix.lower() not in VIDEO_SUFFIXES:
                 raise DataError(
