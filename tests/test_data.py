@@ -417,7 +417,8 @@ def test_near_copies_are_found_at_scale_as_a_direct_search_finds_them():
         0, rng.uniform(1, 12, (300, 1, 1, 1)), (300, 32, 32, 3)
     )
     query = query.astype(np.float32)
-    direct = np.sqrt(np.square(query.reshape(300, 1, -1) - reference.reshape(1, 700, -1)).mean(-1))
+    flat = reference.reshape(700, -1)
+    direct = np.stack([np.sqrt(np.square(flat - q.ravel()).mean(axis=1)) for q in query])
     want = [(i, int(row.argmin())) for i, row in enumerate(direct) if row.min() <= NEAR_COPY_RMS]
     assert 50 < len(want) < 250  # both sides of the limit are exercised
     assert _nearest_within(query, reference, NEAR_COPY_RMS) == want
