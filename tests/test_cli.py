@@ -178,6 +178,11 @@ def test_compare_writes_both_arms_and_ratios_with_the_shared_settings(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "scratch vs transfer on breastmnist" in result.stderr and "Core ML fp16 bytes" in result.stderr
     assert "passes/s" not in result.stdout + result.stderr  # coremltools' progress bars are silenced
+    # Notes on the data both arms share are said once, not once per arm.
+    said = " ".join(result.stderr.split())
+    assert (
+        said.count("(test[76] = train[115])") == 1 and said.count("59 test images look nearly the same") == 1
+    )
     assert "Warning" not in result.stderr, result.stderr  # and the converters' warnings, in any worker
     comparison = json.loads((out / "comparison.json").read_text())
     assert comparison["dataset"]["name"] == "breastmnist"

@@ -1096,9 +1096,14 @@ class _SideBySide:
             f"{dataset.name}: {' and '.join(self.plans)}",
             total=sum(plan.stage_count for plan in self.plans.values()),
         )
+        first = next(iter(self.plans.values()))
+        shared = [note for note in first.notes if all(note in plan.notes for plan in self.plans.values())]
+        for note in shared:  # on the data both arms share (held-out splits, copies): said once
+            display.note(note)
         for arm, plan in self.plans.items():
             for note in plan.notes:
-                display.note(f"{arm}: {note}")
+                if note not in shared:
+                    display.note(f"{arm}: {note}")
         order = sorted(
             self.plans, key=lambda arm: -self.plans[arm].spec.input_size[0]
         )  # ties keep the arms' order
