@@ -353,6 +353,10 @@ def test_official_splits_are_kept_and_their_one_cross_split_copy_is_noted():
         "train[481]; test[8] ≈ train[42]; and 56 more; 32x32 px thumbnails within 8 of 255, root mean square): "
         "a copy saved again, resized or retouched, or the same scene twice; the test metrics count them as "
         "unseen; 4 of them carry another label than the look-alike",
+        "2 pairs of training images look nearly the same but carry different labels (train[292] "
+        "'normal_benign' ≈ train[492] 'malignant'; train[325] 'normal_benign' ≈ train[492] 'malignant'; 32x32 "
+        "px thumbnails within 8 of 255, root mean square): one of each pair is mislabelled, or the classes "
+        "cannot be told apart",
     ]
 
 
@@ -395,6 +399,7 @@ def test_near_copies_a_photo_saved_again_resized_or_retouched_are_noted(tmp_path
     brighter = np.clip(np.asarray(Image.open(root / "train" / "dog" / "5.png"), np.int16) + 6, 0, 255)
     Image.fromarray(brighter.astype(np.uint8)).save(root / "test" / "cat" / "retouched.png")  # relabelled
     shutil.copy(root / "train" / "dog" / "7.png", root / "val" / "dog" / "copy.png")  # exact: noted once
+    original.save(root / "train" / "dog" / "cat-3.jpg", quality=70)  # a training look-alike, other label
     ds, _ = resolve_splits(load_dataset(root))
     assert duplicate_notes(ds.splits, ds.labels) == [
         "1 val image is an exact copy of a training image (val/dog/copy.png = train/dog/7.png): early "
@@ -403,12 +408,15 @@ def test_near_copies_a_photo_saved_again_resized_or_retouched_are_noted(tmp_path
         "test/cat/retouched.png ≈ train/dog/5.png; test/cat/small.png ≈ train/cat/3.png; 32x32 px thumbnails "
         "within 8 of 255, root mean square): a copy saved again, resized or retouched, or the same scene "
         "twice; the test metrics count them as unseen; 1 of them carries another label than the look-alike",
+        "2 training images look nearly the same but carry different labels (train/cat/3.png 'cat' ≈ "
+        "train/dog/cat-3.jpg 'dog'; 32x32 px thumbnails within 8 of 255, root mean square): one of each pair is "
+        "mislabelled, or the classes cannot be told apart",
     ]
 
 
 def test_near_copies_are_found_at_scale_as_a_direct_search_finds_them():
     """The coarse pass drops no pair a direct search keeps (its bound is exact), on many images."""
-    from visioncascade.data.splits import NEAR_COPY_RMS, _nearest_within
+    from visioncascade.data.splits import NEAR_COPY_RMS, _nearest_within, _pairs_within
 
     rng = np.random.default_rng(0)
     reference = rng.integers(0, 256, (700, 32, 32, 3)).astype(np.float32)
@@ -422,6 +430,16 @@ def test_near_copies_are_found_at_scale_as_a_direct_search_finds_them():
     want = [(i, int(row.argmin())) for i, row in enumerate(direct) if row.min() <= NEAR_COPY_RMS]
     assert 50 < len(want) < 250  # both sides of the limit are exercised
     assert _nearest_within(query, reference, NEAR_COPY_RMS) == want
+    pairs = np.concatenate([reference[:300], query])  # and every near pair among many, as directly found
+    flat = pairs.reshape(len(pairs), -1)
+    want_pairs = [
+        (i, int(j))
+        for i in range(len(pairs))
+        for j in np.flatnonzero(np.sqrt(np.square(flat[i + 1 :] - flat[i]).mean(axis=1)) <= NEAR_COPY_RMS)
+        + i
+        + 1
+    ]
+    assert len(want_pairs) > 50 and _pairs_within(pairs, NEAR_COPY_RMS) == want_pairs
 
 
 def test_no_copies_no_notes(shapes_folder: Path):

@@ -52,7 +52,7 @@ def test_run_folder_is_complete(scratch_run):
     # The copy across BreastMNIST's official splits is named in the run's notes, and in its report, and
     # so are its near copies.
     notes = json.loads((run / "metrics.json").read_text())["dataset"]["notes"]
-    assert [n for n in notes if "(test[76] = train[115])" in n] and len(notes) == 4
+    assert [n for n in notes if "(test[76] = train[115])" in n] and len(notes) == 5
     assert notes[3].startswith("59 test images look nearly the same as training or val images (test[2] ≈ ")
     report = (run / "report.html").read_text(encoding="utf-8")
     assert "(test[76] = train[115])" in report and "59 test images look nearly the same" in report

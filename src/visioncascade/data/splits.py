@@ -87,12 +87,13 @@ def resolve_splits(
 
 
 def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples: int = 3) -> list[str]:
-    """Notes on exact copies (the same pixels) that sit in two splits or carry two labels.
+    """Notes on exact copies (the same pixels) and near copies (see :data:`NEAR_COPY_RMS`) that sit in two
+    splits or carry two labels.
 
     A val or test image that is a copy of a training image is not unseen: test metrics count it as if it
     were, and early stopping and calibration fit to it. A copy with another label is a labelling error, or
     classes that cannot be told apart. Both are common in collected data (the same photo saved twice,
-    once per folder), and one such pair is in BreastMNIST's official splits.
+    once per folder), and BreastMNIST's official splits hold both kinds.
     """
     first: dict[bytes, tuple[str, int]] = {}
     copies_in: dict[str, list[str]] = {name: [] for name in SPLIT_ORDER}
@@ -144,7 +145,51 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
         if near:
             who = f"{len(near)} {name} image" + ("" if len(near) == 1 else "s")
             notes.append(_near_note(near, who, f"{whose} images", what, examples))
+    relabelled = _relabelled_near_copies(splits.get("train"), labels)
+    if relabelled:
+        one = len(relabelled) == 1
+        notes.append(
+            f"{'2 training images' if one else f'{len(relabelled)} pairs of training images'} look nearly the "
+            f"same but carry different labels ({_some(relabelled, examples)}; {NEAR_COPY_SIZE}x{NEAR_COPY_SIZE} px "
+            f"thumbnails within {NEAR_COPY_RMS:g} of 255, root mean square): one of each pair is mislabelled, or "
+            "the classes cannot be told apart"
+        )
     return notes
+
+
+def _relabelled_near_copies(split: Split | None, labels: tuple[str, ...]) -> list[str]:
+    """``"a 'label' ≈ b 'other label'"`` for each pair of training images that are near copies but not exact
+    copies (those are noted as such) and carry different labels."""
+    if split is None or len(split) < 2:
+        return []
+    thumbs = _thumbnails(split.images, 3 if _is_colour(split) else 1)
+    found = []
+    for i, j in _pairs_within(thumbs, NEAR_COPY_RMS):
+        if split.labels[i] != split.labels[j] and _pixels_key(split.images[i]) != _pixels_key(
+            split.images[j]
+        ):
+            found.append(
+                f"{split.name(i, 'train')} {labels[int(split.labels[i])]!r} ≈ "
+                f"{split.name(j, 'train')} {labels[int(split.labels[j])]!r}"
+            )
+    return found
+
+
+def _pairs_within(thumbs: np.ndarray, limit: float) -> list[tuple[int, int]]:
+    """Every ``(i, j)``, ``i < j``, of ``thumbs`` whose RMS difference is at most ``limit`` (the coarse pass of
+    :func:`_nearest_within` first)."""
+    small = _coarse(thumbs)
+    flat = thumbs.reshape(len(thumbs), -1)
+    pairs = []
+    for start in range(0, len(thumbs), 256):
+        block = _rms(small[start : start + 256], small)
+        for offset, row in enumerate(block):
+            i = start + offset
+            candidates = np.flatnonzero(row[i + 1 :] <= limit + 0.5) + i + 1
+            if candidates.size:
+                full = np.sqrt(np.square(flat[candidates] - flat[i]).mean(axis=1))
+                pairs += [(i, int(j)) for j in candidates[full <= limit]]
+    return pairs
 
 
 def _near_note(near: list[tuple[int, str, bool]], who: str, whose: str, what: str, examples: int) -> str:
@@ -214,6 +259,18 @@ def _thumbnails(images: list[np.ndarray], channels: int) -> np.ndarray:
     return out
 
 
+def _coarse(thumbs: np.ndarray) -> np.ndarray:
+    """``(N, 256)``: each thumbnail's 16x16 grey average (2x2 blocks, then the channels)."""
+    n, size, _, c = thumbs.shape
+    return thumbs.reshape(n, size // 2, 2, size // 2, 2, c).mean(axis=(2, 4)).mean(axis=-1).reshape(n, -1)
+
+
+def _rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """RMS differences of every row of ``a`` with every row of ``b`` (float32: good to ~0.01 here)."""
+    squares = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(squares, 0.0) / a.shape[1])
+
+
 def _nearest_within(query: np.ndarray, reference: np.ndarray, limit: float) -> list[tuple[int, int]]:
     """``(i, j)``: each query thumbnail's nearest reference thumbnail, where their RMS difference <= ``limit``.
 
@@ -222,20 +279,11 @@ def _nearest_within(query: np.ndarray, reference: np.ndarray, limit: float) -> l
     at a quarter of the work or less; survivors are measured in full.
     """
 
-    def coarse(x: np.ndarray) -> np.ndarray:
-        n, size, _, c = x.shape
-        x = x.reshape(n, size // 2, 2, size // 2, 2, c).mean(axis=(2, 4)).mean(axis=-1)
-        return x.reshape(n, -1)
-
-    def rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        squares = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-        return np.sqrt(np.maximum(squares, 0.0) / a.shape[1])
-
-    small_q, small_r = coarse(query), coarse(reference)
+    small_q, small_r = _coarse(query), _coarse(reference)
     flat_q, flat_r = query.reshape(len(query), -1), reference.reshape(len(reference), -1)
     pairs = []
     for start in range(0, len(query), 256):
-        block = rms(small_q[start : start + 256], small_r)
+        block = _rms(small_q[start : start + 256], small_r)
         for offset, row in enumerate(block):
             candidates = np.flatnonzero(row <= limit + 0.5)  # + float32 round-off of the expanded square
             if candidates.size == 0:
