@@ -187,7 +187,7 @@ def _pairs_within(thumbs: np.ndarray, limit: float) -> list[tuple[int, int]]:
             i = start + offset
             candidates = np.flatnonzero(row[i + 1 :] <= limit + 0.5) + i + 1
             if candidates.size:
-                full = np.sqrt(np.square(flat[candidates] - flat[i]).mean(axis=1))
+                full = np.sqrt(np.square(flat[candidates] - flat[i].astype(np.float32)).mean(axis=1))
                 pairs += [(i, int(j)) for j in candidates[full <= limit]]
     return pairs
 
@@ -241,9 +241,9 @@ def _is_colour(split: Split) -> bool:
 
 
 def _thumbnails(images: list[np.ndarray], channels: int) -> np.ndarray:
-    """``(N, NEAR_COPY_SIZE, NEAR_COPY_SIZE, channels)`` float32 thumbnails: area-averaged when shrinking."""
+    """``(N, NEAR_COPY_SIZE, NEAR_COPY_SIZE, channels)`` uint8 thumbnails: area-averaged when shrinking."""
     size = NEAR_COPY_SIZE
-    out = np.empty((len(images), size, size, channels), np.float32)
+    out = np.empty((len(images), size, size, channels), np.uint8)
     for k, image in enumerate(images):
         image = image if image.ndim == 3 else image[..., None]
         image = image[..., :3] if channels == 3 else image[..., :1]
@@ -262,7 +262,11 @@ def _thumbnails(images: list[np.ndarray], channels: int) -> np.ndarray:
 def _coarse(thumbs: np.ndarray) -> np.ndarray:
     """``(N, 256)``: each thumbnail's 16x16 grey average (2x2 blocks, then the channels)."""
     n, size, _, c = thumbs.shape
-    return thumbs.reshape(n, size // 2, 2, size // 2, 2, c).mean(axis=(2, 4)).mean(axis=-1).reshape(n, -1)
+    out = np.empty((n, (size // 2) ** 2), np.float32)
+    for start in range(0, n, 4096):  # in chunks: no float copy of every thumbnail at once
+        blocks = thumbs[start : start + 4096].reshape(-1, size // 2, 2, size // 2, 2, c).astype(np.float32)
+        out[start : start + 4096] = blocks.mean(axis=(2, 4)).mean(axis=-1).reshape(len(blocks), -1)
+    return out
 
 
 def _rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -289,7 +293,7 @@ def _nearest_within(query: np.ndarray, reference: np.ndarray, limit: float) -> l
             if candidates.size == 0:
                 continue
             i = start + offset
-            full = np.sqrt(np.square(flat_r[candidates] - flat_q[i]).mean(axis=1))
+            full = np.sqrt(np.square(flat_r[candidates] - flat_q[i].astype(np.float32)).mean(axis=1))
             best = int(np.argmin(full))
             if full[best] <= limit:
                 pairs.append((i, int(candidates[best])))
