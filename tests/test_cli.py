@@ -213,6 +213,15 @@ def test_compare_writes_both_arms_and_ratios_with_the_shared_settings(tmp_path: 
             proof = arm["exported"][f"{key}_proof"]
             assert proof["limit"] == limit and proof["images"] == 468 and proof["max_abs_diff"] >= 0
         assert arm["exported"]["onnx_fp32_proof"]["passed"]
+    # BreastMNIST's test split has look-alikes among the training images: the figures without them, per arm.
+    keys = [row["key"] for row in comparison["rows"]]
+    at = keys.index("test.log_loss") + 1
+    assert keys[at : at + 3] == [
+        f"test.without_look_alikes.{k}" for k in ("minority_f1", "roc_auc", "accuracy")
+    ]
+    assert comparison["rows"][at + 1]["values"] == [
+        arm["test"]["without_look_alikes"]["roc_auc"] for arm in (scratch, transfer)
+    ]
     proof_rows = [row for row in comparison["rows"] if "passed" in row]
     assert [row["key"] for row in proof_rows] == [
         f"exported.{key}_proof.max_abs_diff" for key in ("coreml_fp16", "tflite_int8", "onnx_fp32")

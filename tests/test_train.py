@@ -56,6 +56,10 @@ def test_run_folder_is_complete(scratch_run):
     assert notes[3].startswith("59 test images look nearly the same as training or val images (test[2] ≈ ")
     report = (run / "report.html").read_text(encoding="utf-8")
     assert "(test[76] = train[115])" in report and "59 test images look nearly the same" in report
+    # And the test figures without those 60 look-alikes, in metrics.json and the report.
+    unseen = json.loads((run / "metrics.json").read_text())["test"]["without_look_alikes"]
+    assert unseen["n"] == 96 and unseen["left_out"] == 60 and 0 <= unseen["accuracy"] <= 1
+    assert "Without the 60 test images that have a look-alike" in report
 
 
 def test_metrics_have_the_documented_shape(scratch_run):
@@ -138,6 +142,7 @@ def test_evaluate_reproduces_the_test_metrics(scratch_run, tmp_path: Path):
         assert result.metrics[key] == pytest.approx(stored[key], abs=1e-6)
     for key, interval in stored["ci95"].items():
         assert result.metrics["ci95"][key] == pytest.approx(interval, abs=1e-6)
+    assert result.metrics["without_look_alikes"] == pytest.approx(stored["without_look_alikes"], abs=1e-6)
     html = result.html_path.read_text()
     assert result.json_path.is_file() and "<img" in html and "95% CI" in html
     # BreastMNIST's test[76] is train[115]'s copy: the evaluation says so, as the training did.
@@ -426,6 +431,8 @@ def test_evaluate_on_other_data_names_copies_of_training_images(tmp_path: Path):
     notes = result.metrics["data"]["notes"]
     assert result.metrics["n"] == 10 and len(notes) == 3
     assert notes[1].startswith("2 of the 10 images evaluated are exact copies of images the run was trained")
+    apart = result.metrics["without_look_alikes"]
+    assert apart["n"] == 7 and apart["left_out"] == 3  # the two copies and the brightened one
     assert notes[2].startswith(
         "1 of the 10 images evaluated looks nearly the same as images the run was trained or validated on "
         f"({retouched.replace('/', '/bright-')} ≈ {retouched}; "

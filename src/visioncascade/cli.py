@@ -175,6 +175,7 @@ def evaluate(
         out_console.print_json(json.dumps(result.metrics))
     else:
         _print_metrics_table(result.metrics, title=f"{run} on {result.data_name}")
+        _print_without_look_alikes(result.metrics.get("without_look_alikes"), "images evaluated")
         console.print(escape(f"wrote {result.json_path} and {result.html_path}"))
 
 
@@ -629,6 +630,13 @@ def _print_metrics_table(metrics: dict, title: str) -> None:
     console.print(table)
 
 
+def _print_without_look_alikes(figures: dict | None, images: str) -> None:
+    if figures:
+        from visioncascade.evaluate.report import without_look_alikes_text
+
+        console.print(escape(without_look_alikes_text(figures, images)), highlight=False)
+
+
 def _fmt_interval(interval: list[float] | None) -> str:
     return "" if not interval else f"{interval[0]:.3f} to {interval[1]:.3f}"
 
@@ -636,6 +644,7 @@ def _fmt_interval(interval: list[float] | None) -> str:
 def _print_summary(metrics: dict, run_dir: Path, quiet: bool) -> None:
     if not quiet:
         _print_metrics_table(metrics["test"], title=f"test split — {run_dir}")
+        _print_without_look_alikes(metrics["test"].get("without_look_alikes"), "test images")
         cv = metrics.get("cv") or {}
         if cv.get("folds"):
             mean, std = cv["mean"], cv["std"]

@@ -57,12 +57,14 @@ from visioncascade import __version__
 from visioncascade._fs import RUN_FILES, atomic_dir, check_output_dir, check_run_dir
 from visioncascade.data import (
     Dataset,
+    Split,
     data_reference,
     duplicate_notes,
     evaluated_copy_notes,
     load_cap,
     load_dataset,
     locate_run_data,
+    look_alikes,
     resolve_splits,
     stratified_folds,
 )
@@ -467,6 +469,7 @@ class _Arm:
     tasks: list[Task]
     finish_args: dict[str, Any]
     leftovers: tuple[Path, ...]
+    test_look_alikes: np.ndarray  # test images with an exact or near copy among the train and val images
     outcomes: dict[str, Any] = field(default_factory=dict)
     finished: _Finished | None = None
 
@@ -489,6 +492,7 @@ def _plan_run(
     fingerprint = dataset.fingerprint()  # of the data as given, before any hold-out is made
     dataset, split_notes = resolve_splits(dataset, seed=config.seed)
     split_notes += duplicate_notes(dataset.splits, dataset.labels)
+    test_look_alikes = look_alikes(dataset.splits["test"], "test", _trained_on(dataset))
     arch = get_architecture(config.arch)
     params = resolve_params(config.arch, config.arch_params)
     color_mode = dataset.native_color_mode if config.color_mode == "auto" else config.color_mode
@@ -574,6 +578,7 @@ def _plan_run(
         y_train=y_train,
         y_val=y_val,
         y_test=y_test,
+        test_look_alikes=test_look_alikes,
         folds=folds,
         tasks=[final_task, *fold_tasks],
         finish_args=finish_args,
@@ -740,6 +745,9 @@ def _write_run(arm: _Arm, stopped: bool, training_seconds: float, display: Train
     }
     test = compute_metrics(y_test, p_test, dataset.labels, minority)
     test["ci95"] = bootstrap_intervals(y_test, p_test, minority)
+    unseen = without_look_alikes(y_test, p_test, dataset.labels, minority, arm.test_look_alikes)
+    if unseen is not None:
+        test["without_look_alikes"] = unseen
     test.update(
         parameters=model_info["parameters"],
         model_bytes=model_info["file_bytes"],
@@ -843,27 +851,54 @@ def _align_labels(dataset: Dataset, spec: ModelSpec) -> np.ndarray:
     return np.array([spec.labels.index(label) for label in dataset.labels], dtype=np.int64)
 
 
+def _trained_on(dataset: Dataset) -> dict[str, Split]:
+    """The splits a run is trained and validated on (early stopping, calibration): ``train`` and ``val``."""
+    return {name: dataset.splits[name] for name in ("train", "val") if name in dataset.splits}
+
+
+def without_look_alikes(
+    y: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...], minority: int, look_alike: np.ndarray
+) -> dict[str, Any] | None:
+    """Headline metrics on the images that have no exact or near copy among those trained on (``look_alike``
+    False), with ``n`` and ``left_out``; ``None`` when there is nothing to leave out, or nothing left."""
+    keep = ~look_alike
+    if not look_alike.any() or not keep.any():
+        return None
+    scored = compute_metrics(y[keep], probabilities[keep], labels, minority)
+    return {
+        "n": int(keep.sum()),
+        "left_out": int(look_alike.sum()),
+        **{
+            key: scored[key]
+            for key in ("accuracy", "balanced_accuracy", "roc_auc", "minority_f1", "log_loss")
+        },
+    }
+
+
 def _training_copies(
     run: Path, config: dict[str, Any], spec: ModelSpec, seed: int, dataset: Dataset, split_names: list[str]
-) -> list[str]:
-    """A note on images of ``dataset`` (other data a run is evaluated on) that are exact copies of images
-    the run was trained or validated on, or on why that could not be looked at."""
+) -> tuple[list[str], dict[str, Split] | None]:
+    """Notes on images of ``dataset`` (other data a run is evaluated on) that are exact or near copies of
+    images the run was trained or validated on, or on why that could not be looked at; and those images
+    (``None`` when they could not be found)."""
     if not config.get("data"):
-        return ["did not look for copies of the training images in it: the run's config.yaml names no data"]
+        return [
+            "did not look for copies of the training images in it: the run's config.yaml names no data"
+        ], None
     try:
         source, _ = locate_run_data(config["data"], run, config.get("data_beside_run"))
     except DataError:  # its advice ("pass --data with where that data is now") is for a plain evaluate
         return [
             "did not look for copies of the training images in it: the run's training data is no longer "
             f"at {config['data']}"
-        ]
+        ], None
     try:
         trained_on = load_dataset(source, max_short_side=load_cap(spec.input_size))
         trained_on, _ = resolve_splits(trained_on, seed=seed)
     except VisionCascadeError as exc:
-        return [f"did not look for copies of the training images in it: {exc}"]
-    reference = {name: trained_on.splits[name] for name in ("train", "val")}
-    return evaluated_copy_notes(dataset.splits, split_names, reference)
+        return [f"did not look for copies of the training images in it: {exc}"], None
+    reference = _trained_on(trained_on)
+    return evaluated_copy_notes(dataset.splits, split_names, reference), reference
 
 
 def evaluate_run(
@@ -887,11 +922,13 @@ def evaluate_run(
         dataset, _ = resolve_splits(dataset, seed=seed)
         notes += duplicate_notes(dataset.splits, dataset.labels)
         split_names = ["test"]
+        reference: dict[str, Split] | None = _trained_on(dataset)
     else:
         dataset = load_dataset(data, max_short_side=load_cap(spec.input_size))
         split_names = ["test"] if "test" in dataset.splits else sorted(dataset.splits)
         notes.append(f"evaluated on split(s) {split_names} of {dataset.source}")
-        notes += _training_copies(run, config, spec, seed, dataset, split_names)
+        copy_notes, reference = _training_copies(run, config, spec, seed, dataset, split_names)
+        notes += copy_notes
     mapping = _align_labels(dataset, spec)
     xs, ys = zip(*(dataset.arrays(s, spec.input_size, spec.color_mode) for s in split_names), strict=True)
     x, y = np.concatenate(xs), mapping[np.concatenate(ys)]
@@ -903,6 +940,15 @@ def evaluate_run(
     )
     metrics = compute_metrics(y, probabilities, spec.labels, spec.labels.index(minority_label))
     metrics["ci95"] = bootstrap_intervals(y, probabilities, spec.labels.index(minority_label))
+    if reference is not None:
+        look_alike = np.concatenate(
+            [look_alikes(dataset.splits[name], name, reference) for name in split_names]
+        )
+        unseen = without_look_alikes(
+            y, probabilities, spec.labels, spec.labels.index(minority_label), look_alike
+        )
+        if unseen is not None:
+            metrics["without_look_alikes"] = unseen
     metrics["data"] = {"name": dataset.name, "source": dataset.source, "splits": split_names, "notes": notes}
     metrics["created_at"] = _now()
     out_dir = Path(out) if out is not None else run / "evaluations"
@@ -945,6 +991,12 @@ _COMPARE_ROWS = (
     ("TFLite int8 bytes", "exported.tflite_int8_bytes"),
     ("ONNX fp32 bytes", "exported.onnx_fp32_bytes"),
 )
+#: Rows on the test images without a look-alike among the images trained on, when the data has some.
+_LOOK_ALIKE_ROWS = (
+    ("test minority F1, no look-alikes", "test.without_look_alikes.minority_f1"),
+    ("test ROC-AUC, no look-alikes", "test.without_look_alikes.roc_auc"),
+    ("test accuracy, no look-alikes", "test.without_look_alikes.accuracy"),
+)
 #: The exported artifacts whose parity proofs get a row, when the size parts gave them: (name, key).
 _PROOF_ROWS = (("Core ML fp16", "coreml_fp16"), ("TFLite int8", "tflite_int8"), ("ONNX fp32", "onnx_fp32"))
 
@@ -954,6 +1006,8 @@ def _arm_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         k: metrics["test"][k]
         for k in (*SUMMARY_KEYS, "minority_label", "per_class", "confusion_matrix", "ci95")
     }
+    if "without_look_alikes" in metrics["test"]:
+        test["without_look_alikes"] = metrics["test"]["without_look_alikes"]
     cv_src = metrics.get("cv") or {}
     cv: dict[str, Any] = {"folds": cv_src.get("completed", 0)}
     if cv_src.get("mean"):
@@ -1249,7 +1303,11 @@ def _compare(
                 },
             }
         rows = []
-        for label, path in _COMPARE_ROWS:
+        look_alike_rows = (
+            _LOOK_ALIKE_ROWS if any(_lookup(arms[a], "test.without_look_alikes") for a in names) else ()
+        )
+        after = [path for _, path in _COMPARE_ROWS].index("test.log_loss") + 1  # with the other test rows
+        for label, path in (*_COMPARE_ROWS[:after], *look_alike_rows, *_COMPARE_ROWS[after:]):
             values = [_lookup(arms[a], path) for a in names]
             ratio = None
             if len(values) == 2 and all(isinstance(v, int | float) for v in values) and values[0]:

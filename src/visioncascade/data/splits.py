@@ -17,6 +17,7 @@ __all__ = [
     "copies_of",
     "duplicate_notes",
     "evaluated_copy_notes",
+    "look_alikes",
     "near_copies_of",
     "resolve_splits",
     "stratified_folds",
@@ -234,6 +235,15 @@ def near_copies_of(
         other = labels is not None and int(split.labels[i]) != int(ref_split.labels[ref_index])
         found.append((i, f"{split.name(i, name)} ≈ {ref_split.name(ref_index, ref_name)}", other))
     return found
+
+
+def look_alikes(split: Split, name: str, reference: dict[str, Split]) -> np.ndarray:
+    """A boolean mask over ``split``: the images with an exact or near copy among ``reference``'s images
+    (those that figures on unseen images should leave out)."""
+    mask = np.zeros(len(split), dtype=bool)
+    mask[[i for i, _ in copies_of(split, name, reference)]] = True
+    mask[[i for i, _, _ in near_copies_of(split, name, reference)]] = True
+    return mask
 
 
 def _is_colour(split: Split) -> bool:

@@ -164,6 +164,7 @@ def render_run_report(context: dict[str, Any]) -> str:
     )
     if test.get("ci95"):
         parts.append(_CI_NOTE)
+    parts.append(_without_look_alikes(test.get("without_look_alikes"), "test images"))
     parts.append(
         "<h2>Per class</h2><div class='row'>"
         + _per_class_table(test)
@@ -301,6 +302,19 @@ def _verdict(interval: list[float] | None, arm: str) -> str:
     return "not distinguishable"
 
 
+def without_look_alikes_text(figures: dict[str, Any], images: str) -> str:
+    """``figures`` (``without_look_alikes`` of a metrics dict) in one sentence, for the CLI and reports."""
+    return (
+        f"Without the {figures['left_out']} {images} that have a look-alike (an exact or near copy) among the "
+        f"images the run was trained or validated on, {figures['n']} left: accuracy {_f(figures['accuracy'])}, ROC-AUC "
+        f"{_f(figures['roc_auc'])}, minority F1 {_f(figures['minority_f1'])}."
+    )
+
+
+def _without_look_alikes(figures: dict[str, Any] | None, images: str) -> str:
+    return f"<p>{_e(without_look_alikes_text(figures, images))}</p>" if figures else ""
+
+
 def render_evaluation_report(spec: dict[str, Any], metrics: dict[str, Any], plots: dict[str, str]) -> str:
     """HTML for ``visioncascade evaluate``: headline metrics, per-class table and curves."""
     data = metrics["data"]
@@ -320,6 +334,7 @@ def render_evaluation_report(spec: dict[str, Any], metrics: dict[str, Any], plot
             ]
         ),
         _CI_NOTE if metrics.get("ci95") else "",
+        _without_look_alikes(metrics.get("without_look_alikes"), "images evaluated"),
         "<h2>Per class</h2><div class='row'>"
         + _per_class_table(metrics)
         + _img(plots.get("confusion_matrix"), "confusion matrix")
