@@ -131,3 +131,23 @@ def test_paired_differences_need_the_same_images():
         ValueError, match=r"both models must score the same images: .*\(20, 2\) and \(19, 2\)"
     ):
         paired_bootstrap_differences(y, p, p[:-1], 0)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 5])
+def test_balanced_accuracy_is_scikit_learns_and_quiet_on_one_class(num_classes: int):
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    labels = tuple("abcde"[:num_classes])
+    for seed in range(20):
+        y, p = _predictions(num_classes, n=int(np.random.default_rng(seed).integers(8, 60)), seed=seed)
+        want = balanced_accuracy_score(y, p.argmax(1))
+        assert compute_metrics(y, p, labels, 0)["balanced_accuracy"] == pytest.approx(want, abs=1e-12)
+    y, p = _predictions(num_classes)
+    one = y == 0  # a subset with one class (the test images left after dropping look-alikes can be)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns "A single label was found" here
+        figures = compute_metrics(y[one], p[one], labels, 0)
+    assert figures["balanced_accuracy"] == pytest.approx(figures["per_class"]["a"]["recall"])
+    assert figures["roc_auc"] is None
