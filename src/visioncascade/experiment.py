@@ -745,7 +745,7 @@ def _write_run(arm: _Arm, stopped: bool, training_seconds: float, display: Train
     }
     test = compute_metrics(y_test, p_test, dataset.labels, minority)
     test["ci95"] = bootstrap_intervals(y_test, p_test, minority)
-    unseen = without_look_alikes(y_test, p_test, dataset.labels, minority, arm.test_look_alikes)
+    unseen = _without_look_alikes(y_test, p_test, dataset.labels, minority, arm.test_look_alikes)
     if unseen is not None:
         test["without_look_alikes"] = unseen
     test.update(
@@ -856,7 +856,7 @@ def _trained_on(dataset: Dataset) -> dict[str, Split]:
     return {name: dataset.splits[name] for name in ("train", "val") if name in dataset.splits}
 
 
-def without_look_alikes(
+def _without_look_alikes(
     y: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...], minority: int, look_alike: np.ndarray
 ) -> dict[str, Any] | None:
     """Headline metrics on the images that have no exact or near copy among those trained on (``look_alike``
@@ -944,7 +944,7 @@ def evaluate_run(
         look_alike = np.concatenate(
             [look_alikes(dataset.splits[name], name, reference) for name in split_names]
         )
-        unseen = without_look_alikes(
+        unseen = _without_look_alikes(
             y, probabilities, spec.labels, spec.labels.index(minority_label), look_alike
         )
         if unseen is not None:
