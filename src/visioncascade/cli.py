@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
-from visioncascade.errors import ConfigError, VisionCascadeError
+from visioncascade.errors import ConfigError, DataError, VisionCascadeError
 
 app = typer.Typer(
     name="visioncascade",
@@ -424,6 +424,11 @@ def watch(
         if live is not None:
             live.stop()
     summary = stats.summary(frames, sender)
+    if frames.unreadable and not stats.frames:
+        raise DataError(
+            f"none of the {len(frames.unreadable)} image(s) in {frames.name} could be read: "
+            + frames.unreadable_summary
+        )
     if frames.unreadable:  # on stderr with --json too: which files, not only how many
         console.print(
             f"[yellow]warning:[/] skipped {len(frames.unreadable)} unreadable image(s): "

@@ -110,3 +110,9 @@ def test_watch_a_folder_of_photos(tmp_path: Path, cascade_runs):
     summary = json.loads(as_json.stdout)
     assert summary["frames"] == 3 and summary["unreadable"] == 1
     assert f"warning: skipped 1 unreadable image(s): cannot read image {folder / '3.jpg'}" in as_json.stderr
+    for image in folder.glob("[0-2].jpg"):  # nothing readable left: an error, not an empty summary
+        image.write_bytes(b"not a jpeg")
+    none = run_cli("watch", str(cascade), "--source", str(folder), "--context", "hiking", "--no-post")
+    assert none.returncode == 2 and none.stderr.startswith(
+        f"error: none of the 4 image(s) in {folder} could be read"
+    )
