@@ -158,6 +158,10 @@ def test_train_evaluate_and_export_from_the_command_line(tmp_path: Path):
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["n"] == 156 and metrics["minority_label"] == "malignant"
+    shown = run_cli("evaluate", str(out))  # its notes are shown as train shows them, and the figures
+    said = " ".join(shown.stderr.split())  # without the look-alikes
+    assert shown.returncode == 0 and "note: 1 test image is an exact copy of a training or val image" in said
+    assert "Without the 60 images evaluated that have a look-alike" in said
     exported = run_cli("export", str(out), "--to", "coreml", "--parity-images", "4")
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads((out / "exports" / "manifest.json").read_text())

@@ -174,6 +174,8 @@ def evaluate(
     if as_json:
         out_console.print_json(json.dumps(result.metrics))
     else:
+        for note in result.metrics["data"]["notes"]:  # as train shows its notes: moved data, copies
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         _print_metrics_table(result.metrics, title=f"{run} on {result.data_name}")
         _print_without_look_alikes(result.metrics.get("without_look_alikes"), "images evaluated")
         console.print(escape(f"wrote {result.json_path} and {result.html_path}"))
