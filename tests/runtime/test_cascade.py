@@ -285,12 +285,24 @@ def test_watch_saves_every_frame_of_a_folder_of_mixed_orientations(tmp_path: Pat
     assert first[60:, :40].max() > 30
 
 
-def test_frame_cap_covers_every_model_before_it_is_loaded(cascade_file: Path):
+def test_frame_cap_covers_every_model_before_it_is_loaded(tmp_path: Path, cascade_runs):
+    import json
+
     from visioncascade.data import load_cap
 
-    cascade = Cascade.from_file(cascade_file)
-    assert cascade.frame_cap == load_cap(24) == 512
-    assert cascade.loaded_specialists == 0
+    cascade = Cascade.from_file(
+        write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}})
+    )
+    assert cascade.frame_cap == load_cap(24) == 512  # 24-px models: the floor
+    # A specialist with 200-px input, not loaded yet: its spec alone raises the cap to 4 x 200.
+    shutil.copytree(tmp_path / "models" / "orientation", tmp_path / "models" / "big")
+    spec_file = tmp_path / "models" / "big" / "spec.json"
+    spec = json.loads(spec_file.read_text())
+    spec["input_size"] = [200, 200]
+    spec_file.write_text(json.dumps(spec))
+    specialists = {"hiking": {"model": "models/orientation"}, "city": {"model": "models/big"}}
+    cascade = Cascade.from_file(write_cascade(tmp_path, cascade_runs, specialists))
+    assert cascade.frame_cap == 800 and cascade.loaded_specialists == 0
 
 
 def test_missing_camera_and_stream_fail_clearly():
