@@ -246,6 +246,7 @@ def test_compare_writes_both_arms_and_ratios_with_the_shared_settings(tmp_path: 
     html = (out / "comparison.html").read_text()
     assert "scratch vs transfer" in html and "data:image/png;base64," in html
     assert "Can the test split tell them apart?" in html
+    assert "“No look-alikes”: on the 96 test images left after the 60 that have an exact or near copy" in html
     # The shared settings reached both arms; each arm's weight-averaging epochs are its own, here both set.
     expected = {"augment": False, "class_weight": "none", "batch_size": 16, "weight_decay": 0.0}
     settings = comparison["settings"]

@@ -244,6 +244,13 @@ def render_comparison_report(comparison: dict[str, Any], plots: dict[str, str]) 
         "<p class='muted'>± values are the standard deviation over CV folds; test values come from the final "
         "model of each arm on the untouched test split.</p>",
     ]
+    unseen = comparison["arms"][arms[0]]["test"].get("without_look_alikes")
+    if unseen:  # what the "no look-alikes" rows are
+        parts.append(
+            f"<p class='muted'>“No look-alikes”: on the {unseen['n']} test images left after the "
+            f"{unseen['left_out']} that have an exact or near copy among the training or val images (the "
+            "notes of each run's report name them).</p>"
+        )
     failed = [
         f"{arm} {r['artifact']}"
         for r in proofs
