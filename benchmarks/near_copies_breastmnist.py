@@ -2,8 +2,8 @@
 
     python benchmarks/near_copies_breastmnist.py RUN [RUN ...] [--data breastmnist]
 
-A look-alike is an exact copy (``copies_of``) or a near copy (``near_copies_of``: 32x32 thumbnails within
-8 of 255, root mean square) of a test image among the data's training and val images. Each run (a folder
+A look-alike is an exact copy or a near copy (32x32 thumbnails within 8 of 255, root mean square; both as
+``check_copies`` finds them) of a test image among the data's training and val images. Each run (a folder
 written by ``visioncascade train`` or one arm of ``compare``, trained on ``--data``) is scored with its
 saved model on the whole test split, on the test images with a look-alike, and on those without; the
 subsets' class counts are printed too. Writes nothing.
@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from visioncascade import ModelSpec
-    from visioncascade.data import copies_of, load_dataset, near_copies_of
+    from visioncascade.data import check_copies, load_dataset
     from visioncascade.evaluate import compute_metrics
     from visioncascade.models import load_model
 
@@ -37,10 +37,7 @@ def main() -> None:
     if "test" not in dataset.splits:
         raise SystemExit(f"{args.data} has no test split of its own")
     test = dataset.splits["test"]
-    reference = {name: dataset.splits[name] for name in ("train", "val") if name in dataset.splits}
-    alike = np.zeros(len(test), dtype=bool)
-    alike[[i for i, _ in copies_of(test, "test", reference)]] = True
-    alike[[i for i, _, _ in near_copies_of(test, "test", reference)]] = True
+    _, alike = check_copies(dataset.splits, dataset.labels)
     subsets = {"all": np.ones(len(test), dtype=bool), "with a look-alike": alike, "without": ~alike}
     for name, mask in subsets.items():
         counts = np.bincount(test.labels[mask], minlength=dataset.num_classes)

@@ -16,7 +16,7 @@ table (per seed ACC / AUC, the mean and the standard deviation) and writes every
 ``--unseen`` also gives each seed's test figures without the test images that are exact copies of a
 training or val image (BreastMNIST's test[76] is train[115], under the other label): the same models,
 scored on the unseen test images only; and scored apart on the test images with a look-alike among the
-training or val images (an exact or near copy, ``near_copies_of``: 60 of BreastMNIST's 156) and on those
+training or val images (an exact or near copy, as ``check_copies`` finds them: 60 of BreastMNIST's 156) and on those
 without one. It needs data with its own test split.
 
 ``--members M`` turns each seed's figure into that of an ensemble: M models trained independently (member
@@ -91,7 +91,7 @@ def main() -> None:
     if args.members < 1:
         raise SystemExit(f"--members must be at least 1, got {args.members}")
 
-    from visioncascade.data import copies_of, load_dataset, near_copies_of
+    from visioncascade.data import check_copies, copies_of, load_dataset
     from visioncascade.errors import ConfigError
     from visioncascade.evaluate import compute_metrics
     from visioncascade.experiment import train_run
@@ -108,9 +108,7 @@ def main() -> None:
         copies = copies_of(dataset.splits["test"], "test", reference)
         unseen[[index for index, _ in copies]] = False
         print(f"--unseen: {len(copies)} test image(s) left out: {'; '.join(c for _, c in copies) or 'none'}")
-        near = near_copies_of(dataset.splits["test"], "test", reference)
-        apart[:] = unseen
-        apart[[index for index, _, _ in near]] = False
+        apart[:] = ~check_copies(dataset.splits, dataset.labels)[1]
         print(f"--unseen: {int((~apart).sum())} test image(s) with a look-alike, {int(apart.sum())} without")
     subsets = {"unseen": unseen, "apart": apart, "alike": ~apart}
 

@@ -58,13 +58,12 @@ from visioncascade._fs import RUN_FILES, atomic_dir, check_output_dir, check_run
 from visioncascade.data import (
     Dataset,
     Split,
+    check_copies,
+    check_evaluated_copies,
     data_reference,
-    duplicate_notes,
-    evaluated_copy_notes,
     load_cap,
     load_dataset,
     locate_run_data,
-    look_alikes,
     resolve_splits,
     stratified_folds,
 )
@@ -491,8 +490,8 @@ def _plan_run(
     """Make the splits, folds and spec, and lay out the fits of a run for ``out``, written to ``tmp``."""
     fingerprint = dataset.fingerprint()  # of the data as given, before any hold-out is made
     dataset, split_notes = resolve_splits(dataset, seed=config.seed)
-    split_notes += duplicate_notes(dataset.splits, dataset.labels)
-    test_look_alikes = look_alikes(dataset.splits["test"], "test", _trained_on(dataset))
+    copy_notes, test_look_alikes = check_copies(dataset.splits, dataset.labels)
+    split_notes += copy_notes
     arch = get_architecture(config.arch)
     params = resolve_params(config.arch, config.arch_params)
     color_mode = dataset.native_color_mode if config.color_mode == "auto" else config.color_mode
@@ -877,10 +876,10 @@ def _without_look_alikes(
 
 def _training_copies(
     run: Path, config: dict[str, Any], spec: ModelSpec, seed: int, dataset: Dataset, split_names: list[str]
-) -> tuple[list[str], dict[str, Split] | None]:
+) -> tuple[list[str], np.ndarray | None]:
     """Notes on images of ``dataset`` (other data a run is evaluated on) that are exact or near copies of
-    images the run was trained or validated on, or on why that could not be looked at; and those images
-    (``None`` when they could not be found)."""
+    images the run was trained or validated on, or on why that could not be looked at; and a mask of those
+    copies over the images evaluated (``None`` when the training data could not be found)."""
     if not config.get("data"):
         return [
             "did not look for copies of the training images in it: the run's config.yaml names no data"
@@ -897,8 +896,7 @@ def _training_copies(
         trained_on, _ = resolve_splits(trained_on, seed=seed)
     except VisionCascadeError as exc:
         return [f"did not look for copies of the training images in it: {exc}"], None
-    reference = _trained_on(trained_on)
-    return evaluated_copy_notes(dataset.splits, split_names, reference), reference
+    return check_evaluated_copies(dataset.splits, split_names, _trained_on(trained_on))
 
 
 def evaluate_run(
@@ -920,14 +918,14 @@ def evaluate_run(
                 f"{spec.data_fingerprint}); its test split may overlap the training data"
             )
         dataset, _ = resolve_splits(dataset, seed=seed)
-        notes += duplicate_notes(dataset.splits, dataset.labels)
+        copy_notes, look_alike = check_copies(dataset.splits, dataset.labels)
+        notes += copy_notes
         split_names = ["test"]
-        reference: dict[str, Split] | None = _trained_on(dataset)
     else:
         dataset = load_dataset(data, max_short_side=load_cap(spec.input_size))
         split_names = ["test"] if "test" in dataset.splits else sorted(dataset.splits)
         notes.append(f"evaluated on split(s) {split_names} of {dataset.source}")
-        copy_notes, reference = _training_copies(run, config, spec, seed, dataset, split_names)
+        copy_notes, look_alike = _training_copies(run, config, spec, seed, dataset, split_names)
         notes += copy_notes
     mapping = _align_labels(dataset, spec)
     xs, ys = zip(*(dataset.arrays(s, spec.input_size, spec.color_mode) for s in split_names), strict=True)
@@ -940,10 +938,7 @@ def evaluate_run(
     )
     metrics = compute_metrics(y, probabilities, spec.labels, spec.labels.index(minority_label))
     metrics["ci95"] = bootstrap_intervals(y, probabilities, spec.labels.index(minority_label))
-    if reference is not None:
-        look_alike = np.concatenate(
-            [look_alikes(dataset.splits[name], name, reference) for name in split_names]
-        )
+    if look_alike is not None:
         unseen = _without_look_alikes(
             y, probabilities, spec.labels, spec.labels.index(minority_label), look_alike
         )

@@ -14,10 +14,11 @@ from visioncascade.errors import DataError
 __all__ = [
     "NEAR_COPY_RMS",
     "NEAR_COPY_SIZE",
+    "check_copies",
+    "check_evaluated_copies",
     "copies_of",
     "duplicate_notes",
     "evaluated_copy_notes",
-    "look_alikes",
     "near_copies_of",
     "resolve_splits",
     "stratified_folds",
@@ -88,6 +89,13 @@ def resolve_splits(
 
 
 def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples: int = 3) -> list[str]:
+    """The notes of :func:`check_copies`."""
+    return check_copies(splits, labels, examples)[0]
+
+
+def check_copies(
+    splits: dict[str, Split], labels: tuple[str, ...], examples: int = 3
+) -> tuple[list[str], np.ndarray]:
     """Notes on exact copies (the same pixels) and near copies (see :data:`NEAR_COPY_RMS`) that sit in two
     splits or carry two labels.
 
@@ -95,7 +103,14 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
     were, and early stopping and calibration fit to it. A copy with another label is a labelling error, or
     classes that cannot be told apart. Both are common in collected data (the same photo saved twice,
     once per folder), and BreastMNIST's official splits hold both kinds.
+
+    Returns the notes, and a mask over the test split: the images with an exact or near copy among the
+    training and val images (those that figures on unseen images leave out). Each image is hashed and
+    thumbnailed once.
     """
+    keys = {name: [_pixels_key(image) for image in split.images] for name, split in splits.items()}
+    channels = 3 if any(_is_colour(split) for split in splits.values()) else 1
+    thumbs = {name: _thumbnails(split.images, channels) for name, split in splits.items()}
     first: dict[bytes, tuple[str, int]] = {}
     copies_in: dict[str, list[str]] = {name: [] for name in SPLIT_ORDER}
     conflicts: list[str] = []
@@ -103,8 +118,7 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
         split = splits.get(name)
         if split is None:
             continue
-        for i, image in enumerate(split.images):
-            key = _pixels_key(image)
+        for i, key in enumerate(keys[name]):
             if key not in first:
                 first[key] = (name, i)
                 continue
@@ -135,18 +149,33 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
             f"copied ({_some(conflicts, examples)}): one of each pair is mislabelled, or the classes cannot "
             "be told apart"
         )
+    test_look_alikes = np.zeros(len(splits["test"]) if "test" in splits else 0, dtype=bool)
     for name, earlier, whose, what in (
         ("val", ("train",), "training", "early stopping and calibration fit to {it}"),
         ("test", ("train", "val"), "training or val", "the test metrics count {it} as unseen"),
     ):
         if name not in splits:
             continue
-        reference = {ref: splits[ref] for ref in earlier if ref in splits}
-        near = near_copies_of(splits[name], name, reference, labels)
+        refs = [ref for ref in earlier if ref in splits]
+        near = _near_copies(
+            splits[name],
+            name,
+            {ref: splits[ref] for ref in refs},
+            labels,
+            (keys[name], thumbs[name]),
+            (
+                {key for ref in refs for key in keys[ref]},
+                _stacked([thumbs[ref] for ref in refs], thumbs[name]),
+            ),
+        )
+        if name == "test":
+            exact = {key for ref in refs for key in keys[ref]}
+            test_look_alikes = np.array([key in exact for key in keys["test"]], dtype=bool)
+            test_look_alikes[[i for i, _, _ in near]] = True
         if near:
             who = f"{len(near)} {name} image" + ("" if len(near) == 1 else "s")
             notes.append(_near_note(near, who, f"{whose} images", what, examples))
-    relabelled = _relabelled_near_copies(splits.get("train"), labels)
+    relabelled = _relabelled_near_copies(splits.get("train"), labels, keys.get("train"), thumbs.get("train"))
     if relabelled:
         one = len(relabelled) == 1
         notes.append(
@@ -155,20 +184,23 @@ def duplicate_notes(splits: dict[str, Split], labels: tuple[str, ...], examples:
             f"thumbnails within {NEAR_COPY_RMS:g} of 255, root mean square): one of each pair is mislabelled, or "
             "the classes cannot be told apart"
         )
-    return notes
+    return notes, test_look_alikes
 
 
-def _relabelled_near_copies(split: Split | None, labels: tuple[str, ...]) -> list[str]:
+def _stacked(parts: list[np.ndarray], like: np.ndarray) -> np.ndarray:
+    return np.concatenate(parts) if parts else like[:0]
+
+
+def _relabelled_near_copies(
+    split: Split | None, labels: tuple[str, ...], keys: list[bytes] | None, thumbs: np.ndarray | None
+) -> list[str]:
     """``"a 'label' ≈ b 'other label'"`` for each pair of training images that are near copies but not exact
-    copies (those are noted as such) and carry different labels."""
-    if split is None or len(split) < 2:
+    copies (those are noted as such) and carry different labels (``keys`` and ``thumbs``: the split's)."""
+    if split is None or keys is None or thumbs is None or len(split) < 2:
         return []
-    thumbs = _thumbnails(split.images, 3 if _is_colour(split) else 1)
     found = []
     for i, j in _pairs_within(thumbs, NEAR_COPY_RMS):
-        if split.labels[i] != split.labels[j] and _pixels_key(split.images[i]) != _pixels_key(
-            split.images[j]
-        ):
+        if split.labels[i] != split.labels[j] and keys[i] != keys[j]:
             found.append(
                 f"{split.name(i, 'train')} {labels[int(split.labels[i])]!r} ≈ "
                 f"{split.name(j, 'train')} {labels[int(split.labels[j])]!r}"
@@ -219,31 +251,41 @@ def near_copies_of(
     splits: the nearest such image. ``other label`` says whether the two carry different labels (always
     ``False`` without ``labels``, as for data a run is evaluated on, whose labels may be named otherwise).
     """
+    channels = 3 if any(_is_colour(s) for s in (split, *reference.values())) else 1
+    images = [image for ref_split in reference.values() for image in ref_split.images]
+    return _near_copies(
+        split,
+        name,
+        reference,
+        labels,
+        ([_pixels_key(image) for image in split.images], _thumbnails(split.images, channels)),
+        ({_pixels_key(image) for image in images}, _thumbnails(images, channels)),
+    )
+
+
+def _near_copies(
+    split: Split,
+    name: str,
+    reference: dict[str, Split],
+    labels: tuple[str, ...] | None,
+    query: tuple[list[bytes], np.ndarray],
+    known: tuple[set[bytes], np.ndarray],
+) -> list[tuple[int, str, bool]]:
+    """:func:`near_copies_of`, given the split's pixel keys and thumbnails (``query``) and the reference's
+    keys and thumbnails, in ``reference``'s order (``known``)."""
     ref_names = [(ref_name, i) for ref_name, ref_split in reference.items() for i in range(len(ref_split))]
     if not len(split) or not ref_names:
         return []
-    exact = {_pixels_key(image) for ref_split in reference.values() for image in ref_split.images}
-    channels = 3 if any(_is_colour(s) for s in (split, *reference.values())) else 1
-    query = _thumbnails(split.images, channels)
-    ref = _thumbnails([image for ref_split in reference.values() for image in ref_split.images], channels)
+    (keys, query_thumbs), (exact, ref_thumbs) = query, known
     found = []
-    for i, j in _nearest_within(query, ref, NEAR_COPY_RMS):
-        if _pixels_key(split.images[i]) in exact:
+    for i, j in _nearest_within(query_thumbs, ref_thumbs, NEAR_COPY_RMS):
+        if keys[i] in exact:
             continue  # an exact copy: noted as such
         ref_name, ref_index = ref_names[j]
         ref_split = reference[ref_name]
         other = labels is not None and int(split.labels[i]) != int(ref_split.labels[ref_index])
         found.append((i, f"{split.name(i, name)} ≈ {ref_split.name(ref_index, ref_name)}", other))
     return found
-
-
-def look_alikes(split: Split, name: str, reference: dict[str, Split]) -> np.ndarray:
-    """A boolean mask over ``split``: the images with an exact or near copy among ``reference``'s images
-    (those that figures on unseen images should leave out)."""
-    mask = np.zeros(len(split), dtype=bool)
-    mask[[i for i, _ in copies_of(split, name, reference)]] = True
-    mask[[i for i, _, _ in near_copies_of(split, name, reference)]] = True
-    return mask
 
 
 def _is_colour(split: Split) -> bool:
@@ -328,10 +370,25 @@ def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[tupl
 def evaluated_copy_notes(
     splits: dict[str, Split], names: list[str], reference: dict[str, Split]
 ) -> list[str]:
+    """The notes of :func:`check_evaluated_copies`."""
+    return check_evaluated_copies(splits, names, reference)[0]
+
+
+def check_evaluated_copies(
+    splits: dict[str, Split], names: list[str], reference: dict[str, Split]
+) -> tuple[list[str], np.ndarray]:
     """The notes on evaluated images (``splits[name]`` for ``names``) that are exact or near copies of
-    ``reference``'s (the images a run was trained or validated on), if any."""
-    copies = [c for name in names for _, c in copies_of(splits[name], name, reference)]
-    near = [c for name in names for c in near_copies_of(splits[name], name, reference)]
+    ``reference``'s (the images a run was trained or validated on), if any; and a mask over those images,
+    in that order, of the copies."""
+    found = {name: (copies_of(splits[name], name, reference), near_copies_of(splits[name], name, reference))
+             for name in names}  # fmt: skip
+    copies = [c for exact, _ in found.values() for _, c in exact]
+    near = [c for _, close in found.values() for c in close]
+    masks = []
+    for name, (exact, close) in found.items():
+        mask = np.zeros(len(splits[name]), dtype=bool)
+        mask[[i for i, _ in exact] + [i for i, _, _ in close]] = True
+        masks.append(mask)
     total = sum(len(splits[name]) for name in names)
     notes = []
     if copies:
@@ -354,7 +411,7 @@ def evaluated_copy_notes(
                 3,
             )
         )
-    return notes
+    return notes, np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
 
 
 def _pixels_key(image: np.ndarray) -> bytes:
