@@ -157,19 +157,11 @@ def check_copies(
         if name not in splits:
             continue
         refs = [ref for ref in earlier if ref in splits]
-        near = _near_copies(
-            splits[name],
-            name,
-            {ref: splits[ref] for ref in refs},
-            labels,
-            (keys[name], thumbs[name]),
-            (
-                {key for ref in refs for key in keys[ref]},
-                _stacked([thumbs[ref] for ref in refs], thumbs[name]),
-            ),
-        )
+        exact = {key for ref in refs for key in keys[ref]}
+        reference = {ref: splits[ref] for ref in refs}
+        known = (exact, _stacked([thumbs[ref] for ref in refs], thumbs[name]))
+        near = _near_copies(splits[name], name, reference, labels, (keys[name], thumbs[name]), known)
         if name == "test":
-            exact = {key for ref in refs for key in keys[ref]}
             test_look_alikes = np.array([key in exact for key in keys["test"]], dtype=bool)
             test_look_alikes[[i for i, _, _ in near]] = True
         if near:
