@@ -314,6 +314,23 @@ def test_npz_errors_and_label_shapes(tmp_path: Path):
     (tmp_path / "corrupt.npz").write_bytes(b"PK nonsense")
     with pytest.raises(DataError, match="cannot read"):
         load_dataset(tmp_path / "corrupt.npz")
+    with open(tmp_path / "one.npz", "wb") as f:  # np.save into a file named .npz: one array, no keys
+        np.save(f, images)
+    with pytest.raises(DataError, match=r"one\.npz holds one array, not a \.npz archive"):
+        load_dataset(tmp_path / "one.npz")
+    empty = np.zeros((0, 8, 8), np.uint8)
+    np.savez(tmp_path / "empty.npz", train_images=empty, train_labels=np.zeros(0, np.int64))
+    with pytest.raises(DataError, match="train_images holds no images"):
+        load_dataset(tmp_path / "empty.npz")
+    np.savez(  # no training images, but val and test: not a traceback from the class count either
+        tmp_path / "notrain.npz",
+        train_images=empty,
+        train_labels=np.zeros(0, np.int64),
+        test_images=images,
+        test_labels=labels,
+    )
+    with pytest.raises(DataError, match="train_images holds no images"):
+        load_dataset(tmp_path / "notrain.npz")
 
 
 def test_missing_splits_are_stratified_holdouts_and_deterministic(shapes_folder: Path):
@@ -456,6 +473,10 @@ def test_folds_are_stratified_and_refuse_tiny_classes():
         assert not set(train) & set(val)
     with pytest.raises(DataError, match=r"class 'rare' has only 3 image\(s\).*use --folds 3 or fewer"):
         stratified_folds(np.array([0] * 3 + [1] * 30), 5, seed=0, label_names=("rare", "common"))
+    # One image: no number of folds works, so the advice is not "--folds 2", which would fail the same way.
+    with pytest.raises(DataError, match=r"only 1 image\(s\).*use --folds 0 to skip cross-validation") as info:
+        stratified_folds(np.array([0] * 1 + [1] * 30), 5, seed=0, label_names=("rare", "common"))
+    assert "use --folds 2" not in str(info.value)
 
 
 def test_prepare_image_converts_colour_and_size():

@@ -243,9 +243,18 @@ def check_source(source: str | Path) -> Path | None:
 def _load_npz(path: Path, name: str, label_names: tuple[str, ...] | None = None) -> Dataset:
     try:
         npz = np.load(path, allow_pickle=False)
-        keys = set(npz.files)
     except Exception as exc:  # numpy raises several types for corrupt archives
         raise DataError(f"cannot read {path} as a .npz archive: {exc}") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a plain .npy saved under a .npz name
+        raise DataError(f"{path} holds one array, not a .npz archive of train_images, train_labels, ...")
+    with npz:
+        return _read_npz(npz, path, name, label_names)
+
+
+def _read_npz(
+    npz: np.lib.npyio.NpzFile, path: Path, name: str, label_names: tuple[str, ...] | None
+) -> Dataset:
+    keys = set(npz.files)
     if "train_images" not in keys or "train_labels" not in keys:
         raise DataError(
             f"{path} lacks {sorted({'train_images', 'train_labels'} - keys)}; a MedMNIST-style .npz needs "
@@ -280,6 +289,8 @@ def _load_npz(path: Path, name: str, label_names: tuple[str, ...] | None = None)
             raise DataError(f"{path}: {lab_key} must be non-negative integers, got dtype {labels.dtype}")
         images = _to_uint8(images, f"{path}:{img_key}")
         splits[split] = Split(images=list(images), labels=labels.astype(np.int64))
+    if not len(splits["train"]):
+        raise DataError(f"{path}: train_images holds no images; a dataset needs training images")
     num_classes = int(max(s.labels.max() for s in splits.values() if len(s)) + 1)
     if label_names is None and "label_names" in keys:
         label_names = tuple(str(v) for v in npz["label_names"])

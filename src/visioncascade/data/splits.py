@@ -431,9 +431,14 @@ def stratified_folds(
     if present.min() < folds:
         index = int(np.where(counts == present.min())[0][0])
         name = label_names[index] if label_names else str(index)
+        fewest = int(present.min())
+        fix = (
+            f"use --folds {fewest} or fewer (or 0 to skip cross-validation), or add images"
+            if fewest >= 2
+            else "use --folds 0 to skip cross-validation, or add images (2-fold cross-validation needs 2 per class)"
+        )
         raise DataError(
-            f"class {name!r} has only {present.min()} image(s) in the training split, fewer than --folds {folds}; "
-            f"use --folds {max(2, int(present.min()))} or fewer (or 0 to skip cross-validation), or add images"
+            f"class {name!r} has only {fewest} image(s) in the training split, fewer than --folds {folds}; {fix}"
         )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
