@@ -17,7 +17,7 @@ from PIL import Image
 
 from visioncascade import ModelSpec
 from visioncascade.data import load_dataset, resolve_splits
-from visioncascade.errors import DataError, RunExistsError
+from visioncascade.errors import ConfigError, DataError, RunExistsError
 from visioncascade.evaluate.metrics import compute_metrics
 from visioncascade.experiment import evaluate_run, train_run
 from visioncascade.models import load_model
@@ -108,10 +108,12 @@ def test_spec_travels_with_the_model_and_calibration_is_inside(scratch_run):
     assert 0.0 <= alpha <= 1.0
     assert spec.logit_offsets == pytest.approx(tuple(offsets))
     np.testing.assert_allclose(layer.offsets.numpy(), offsets or [0.0, 0.0], rtol=1e-6, atol=1e-7)
-    if alpha > 0:  # it takes back part of the log class-weight ratio: the up-weighted minority goes down
-        weights = yaml.safe_load((run / "config.yaml").read_text())["resolved"]["class_weight"]
-        assert weights[0] > weights[1]  # malignant, the minority
-        assert offsets[1] - offsets[0] == pytest.approx(alpha * np.log(weights[0] / weights[1]), rel=1e-6)
+    # It takes back the share alpha of the log class-weight ratio: the up-weighted minority goes down
+    # (alpha 0, no offsets, is a valid outcome: then the difference is 0 on both sides).
+    weights = yaml.safe_load((run / "config.yaml").read_text())["resolved"]["class_weight"]
+    assert weights[0] > weights[1]  # malignant, the minority
+    shift = (offsets or [0.0, 0.0])[1] - (offsets or [0.0, 0.0])[0]
+    assert shift == pytest.approx(alpha * np.log(weights[0] / weights[1]), rel=1e-6, abs=1e-9)
 
 
 def test_each_fit_ends_with_weight_averaging(scratch_run):
@@ -226,6 +228,26 @@ def test_ctrl_c_keeps_the_best_model_so_far(tmp_path: Path):
     assert metrics["cv"]["completed"] == 0
     assert {p.name for p in (tmp_path / "run").iterdir()} >= RUN_FILES
     assert "interrupted" in (tmp_path / "run" / "report.html").read_text()
+
+
+class _Diverge(keras.callbacks.Callback):
+    """Makes every weight NaN before each validation batch: a fit without one finite validation loss."""
+
+    def on_test_batch_begin(self, batch, logs=None):
+        for weight in self.model.trainable_weights:
+            weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+
+
+def test_a_fit_that_diverged_is_named_and_leaves_nothing(tmp_path: Path):
+    config = TrainConfig.build(folds=0, epochs=3, patience=10, image_size=16, jobs=1, learning_rate=0.05)
+    with pytest.raises(
+        ConfigError, match=r"diverged: the validation log loss was not finite in any of its 3 ep"
+    ) as info:
+        train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[_Diverge()])
+    assert "at learning rate 0.05" in str(info.value) and "lower --learning-rate (e.g. 0.005)" in str(
+        info.value
+    )
+    assert list(tmp_path.iterdir()) == []  # no run, no temporary folder
 
 
 class _StopInFit(keras.callbacks.Callback):

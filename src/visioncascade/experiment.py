@@ -483,6 +483,26 @@ class _Arm:
         final, _ = self.outcomes.get("final", (None, None))
         return final is not None and final.best_epoch >= 0
 
+    @property
+    def diverged(self) -> bool:
+        """Whether the first fit ran its epochs to the end without one finite validation log loss."""
+        final, _ = self.outcomes.get("final", (None, None))
+        return final is not None and final.best_epoch < 0 and final.epochs_run > 0 and not final.interrupted
+
+    def no_model_error(self) -> VisionCascadeError:
+        """Why there is no model to keep: a fit that diverged, or Ctrl-C before the first epoch ended."""
+        if not self.diverged:
+            return DataError(
+                "training stopped before the first fit finished an epoch, so there is no model to keep"
+            )
+        final, _ = self.outcomes["final"]
+        rate = self.config.learning_rate or get_architecture(self.config.arch).default_learning_rate
+        return ConfigError(
+            f"training of {self.run_name!r} diverged: the validation log loss was not finite in any of its "
+            f"{final.epochs_run} epoch(s) at learning rate {rate:g}, so there is no model to keep; "
+            f"lower --learning-rate (e.g. {rate / 10:g})"
+        )
+
 
 def _plan_run(
     data: str | Path | Dataset, dataset: Dataset, out: Path, tmp: Path, config: TrainConfig, name: str | None
@@ -678,9 +698,7 @@ def _train_run(
             for task, outcome in results.items():  # any that Ctrl-C kept from on_result
                 arm.outcomes.setdefault(task, outcome)
         if not arm.has_model:
-            raise DataError(
-                "training stopped before the first fit finished an epoch, so there is no model to keep"
-            )
+            raise arm.no_model_error()
         if arm.finished is None:  # made while the last folds trained, unless Ctrl-C stopped that
             _finish(arm)
         result = _write_run(arm, stopped, time.perf_counter() - started, display)
@@ -1169,6 +1187,8 @@ class _SideBySide:
                 self.plans[arm].outcomes.setdefault(task, outcome)
         self.names: list[str] = []
         for arm, plan in self.plans.items():
+            if plan.diverged:  # not a run to leave out without a word
+                raise plan.no_model_error()
             if not plan.has_model:  # Ctrl-C before its first fit finished an epoch: no run to keep
                 shutil.rmtree(plan.tmp, ignore_errors=True)
                 continue
