@@ -199,10 +199,25 @@ def test_augmentation_keeps_shape_and_range_and_flip_is_exact():
     assert not np.allclose(out, x)
     flip_only = Augmentation(rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
     flipped = augment_batch(x, flip_only).numpy()
+    mirrored = 0
     for original, result in zip(x, flipped, strict=True):
         same = np.allclose(result, original, atol=1e-3)
-        mirrored = np.allclose(result, original[:, ::-1], atol=1e-3)
-        assert same or mirrored
+        mirrored += np.allclose(result, original[:, ::-1], atol=1e-3)
+        assert same != np.allclose(result, original[:, ::-1], atol=1e-3)  # one or the other, exactly
+    assert 0 < mirrored < len(x)  # flipped with probability 1/2: some, not all (1 in 32,768 misses)
+    upside_down = Augmentation(
+        horizontal_flip=False,
+        vertical_flip=True,
+        rotation_degrees=0,
+        shift=0,
+        zoom=0,
+        brightness=0,
+        contrast=0,
+    )
+    flipped = augment_batch(x, upside_down).numpy()
+    turned = [np.allclose(r, o[::-1], atol=1e-3) for o, r in zip(x, flipped, strict=True)]
+    kept = [np.allclose(r, o, atol=1e-3) for o, r in zip(x, flipped, strict=True)]
+    assert all(t != k for t, k in zip(turned, kept, strict=True)) and 0 < sum(turned) < len(x)
     with pytest.raises(ConfigError, match="zoom must be in"):
         Augmentation(zoom=1.5)
 
