@@ -283,6 +283,44 @@ class _CutInFirstFit(keras.callbacks.Callback):
             self.model.optimizer.learning_rate = float(self.model.optimizer.learning_rate) / 2
 
 
+class _WorseAtTheEnd(keras.callbacks.Callback):
+    """In the refit (the second fit without weight averaging), scrambles the weights before the last
+    epoch's validation, so that epoch scores worst on val, and keeps a copy of the weights it ends with."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits, self.epoch, self.last_weights = 0, -1, None
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_test_batch_begin(self, batch, logs=None):
+        if self.fits == 2 and self.epoch == self.params["epochs"] - 1 and batch == 0:
+            rng = np.random.default_rng(0)
+            for weight in self.model.trainable_weights:
+                value = np.asarray(weight)
+                weight.assign(value + rng.normal(0, 0.5, value.shape).astype(value.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fits == 2:
+            self.last_weights = [np.array(w) for w in self.model.trainable_weights]
+
+
+def test_the_refit_keeps_its_last_epoch_not_its_best_on_val(tmp_path: Path):
+    """Val is training data in the refit: its loss must not pick the epoch kept (it would pick by
+    training loss). The last epoch is kept even when it scores worst on val."""
+    config = TrainConfig.build(folds=0, epochs=3, patience=3, image_size=16, seed=3, average_epochs=0, jobs=1)
+    spy = _WorseAtTheEnd()
+    result = train_run("breastmnist", tmp_path / "run", config, progress=False, callbacks=[spy])
+    assert result.metrics["final"]["refit"]["epochs"] == spy.params["epochs"] == 3
+    saved = load_model(tmp_path / "run" / "model.keras")
+    for kept, last in zip(saved.trainable_weights, spy.last_weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(kept), last)
+
+
 def test_refit_on_train_and_val_makes_the_final_model_and_ctrl_c_keeps_the_first(tmp_path: Path):
     """The refit trains a new model on train + val for the best epoch count and it becomes the final
     model; calibration and val metrics stay those of the model trained on train alone; Ctrl-C during

@@ -203,11 +203,13 @@ def _refit(
     learning_rates: list[float] | None = None,
 ) -> tuple[FitResult, keras.Model]:
     """A new model (same seed) trained on train + val for ``epochs`` epochs, without early stopping,
-    following the first fit's learning rates epoch by epoch (``learning_rates``).
+    following the first fit's learning rates epoch by epoch (``learning_rates``); the model keeps the
+    weights of its last epoch (then averaged where the recipe averages).
 
-    Class weights are recomputed for the union; val stays the monitored data (it is logged), but with
-    patience past the last epoch it cannot stop the fit. The first fit's schedule is replayed because
-    val is now training data: its loss no longer says when to halve the rate.
+    Class weights are recomputed for the union; val is still evaluated each epoch, but with patience past
+    the last epoch it cannot stop the fit, and it does not choose the epoch kept. The first fit's schedule
+    is replayed because val is now training data: its loss no longer says when to halve the rate, nor
+    which epoch generalises best.
     """
     x = np.concatenate([train[0], val[0]])
     y = np.concatenate([train[1], val[1]])
@@ -219,7 +221,9 @@ def _refit(
     }
     seed_everything(config.seed)
     model = recipe.build()
-    result = fit_model(model, (x, y), val, callbacks=callbacks, learning_rates=learning_rates, **kwargs)
+    result = fit_model(
+        model, (x, y), val, callbacks=callbacks, learning_rates=learning_rates, restore_best=False, **kwargs
+    )
     return result, model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -276,8 +277,14 @@ def fit_model(
     learning_rates: Sequence[float] | None = None,
     weight_decay: float = 0.0,
     average_epochs: int = 0,
+    restore_best: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``train`` with early stopping on ``val`` log loss; the best weights end up in it.
+
+    With ``restore_best=False`` the weights of the last epoch stay instead (for a fit whose ``val`` is part
+    of ``train``, such as the refit on train + val: its lowest ``val`` loss would pick an epoch by
+    training loss); ``best_epoch`` still says which epoch scored best on ``val``. Should the last epoch's
+    training loss not be finite, the best weights are restored after all.
 
     With ``average_epochs`` > 0 the best weights are then trained ``average_epochs`` epochs more at the
     constant rate ``learning_rate`` (a fresh optimizer state, no early stopping) and ``model`` gets the
@@ -350,10 +357,12 @@ def fit_model(
             )
         except KeyboardInterrupt:
             interrupted = True
-        best.restore()
+        last_loss = history.history.get("loss", [math.nan])[-1]
+        if restore_best or interrupted or not math.isfinite(float(last_loss)):
+            best.restore()
         averaging: dict[str, list[float]] = {}
         averaged = 0
-        if average_epochs > 0 and not interrupted and best.best_epoch >= 0:
+        if average_epochs > 0 and not interrupted and best.best_epoch >= 0:  # from the weights kept above
             averaged, averaging, interrupted = _average_weights(
                 trainer,
                 train,
