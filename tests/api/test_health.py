@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from visioncascade.api.storage import Database
 
-from .conftest import LiveServer, make_event
+from .conftest import BOOTSTRAP_KEY, LiveServer, make_event
 
 
 def test_health_ready_and_metrics(server: LiveServer) -> None:
@@ -37,6 +37,28 @@ def test_readyz_is_503_when_the_database_is_unusable(sqlite_url: str, server_fac
         r = c.get("/readyz")
         assert r.status_code == 503 and "db upgrade" in r.json()["detail"]
         assert c.get("/healthz").status_code == 200
+
+
+def test_reads_and_key_checks_answer_503_when_the_database_fails(db_url: str, server_factory) -> None:
+    """A failing database gives 503 + Retry-After saying what failed, for reads and key checks too."""
+    server = server_factory(db_url, bootstrap_admin_key=BOOTSTRAP_KEY)
+    unchecked = server.key("ingest")  # the server has not seen it: checking it needs the database
+    with server.client(BOOTSTRAP_KEY) as c:  # the bootstrap key needs no database row
+        assert c.get("/v1/events").status_code == 200
+    db = Database(db_url)
+    with db.writer.begin() as conn:
+        for table in ("event_stages", "events", "api_keys"):
+            conn.execute(text(f"DROP TABLE {table}"))
+    db.dispose()
+    with server.client(BOOTSTRAP_KEY) as admin, server.client(unchecked) as ingest:
+        listed = admin.get("/v1/events")
+        summary = admin.get("/v1/stats")
+        posted = ingest.post("/v1/events", json=make_event())
+    for r, what in ((listed, "list the events"), (summary, "statistics"), (posted, "check the API key")):
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "1"
+        detail = r.json()["detail"]
+        assert "retry later" in detail and what in detail and "db upgrade" in detail, detail
 
 
 def test_openapi_documents_the_v1_api(server: LiveServer) -> None:

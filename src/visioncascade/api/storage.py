@@ -417,25 +417,47 @@ def create_api_key(db: Database, scope: str, name: str = "") -> tuple[str, KeyRe
     return raw, KeyRecord(key_id, name or f"{scope}-{prefix}", scope, prefix)
 
 
+def _query_failed(what: str, exc: SQLAlchemyError) -> StorageError:
+    """The StorageError for a failed query: what failed, the driver's reason, and what to check."""
+    return StorageError(
+        f"could not {what} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); check that the "
+        "database is reachable and migrated (`visioncascade db upgrade`)"
+    )
+
+
 def find_api_key(db: Database, key_hash: str) -> KeyRecord | None:
-    """The non-revoked key with this hash, or None."""
-    with db.reader.connect() as conn:
-        row = conn.execute(
-            select(KEYS.c.id, KEYS.c.name, KEYS.c.scope, KEYS.c.prefix).where(
-                KEYS.c.key_hash == key_hash, KEYS.c.revoked_at.is_(None)
-            )
-        ).first()
+    """The non-revoked key with this hash, or None.
+
+    Raises:
+        StorageError: the database could not be queried.
+    """
+    try:
+        with db.reader.connect() as conn:
+            row = conn.execute(
+                select(KEYS.c.id, KEYS.c.name, KEYS.c.scope, KEYS.c.prefix).where(
+                    KEYS.c.key_hash == key_hash, KEYS.c.revoked_at.is_(None)
+                )
+            ).first()
+    except SQLAlchemyError as exc:
+        raise _query_failed("check the API key", exc) from exc
     return KeyRecord(row.id, row.name, row.scope, row.prefix) if row is not None else None
 
 
 def revoke_api_key(db: Database, prefix: str) -> int:
-    """Revoke every key with this prefix; return how many were revoked."""
-    with db.writer.begin() as conn:
-        return conn.execute(
-            update(KEYS)
-            .where(KEYS.c.prefix == prefix, KEYS.c.revoked_at.is_(None))
-            .values(revoked_at=_naive_utc(datetime.now(UTC)))
-        ).rowcount
+    """Revoke every key with this prefix; return how many were revoked.
+
+    Raises:
+        StorageError: the database could not be updated (nothing was revoked).
+    """
+    try:
+        with db.writer.begin() as conn:
+            return conn.execute(
+                update(KEYS)
+                .where(KEYS.c.prefix == prefix, KEYS.c.revoked_at.is_(None))
+                .values(revoked_at=_naive_utc(datetime.now(UTC)))
+            ).rowcount
+    except SQLAlchemyError as exc:
+        raise _query_failed("revoke the key", exc) from exc
 
 
 # ------------------------------------------------------------------------------------------ writes
@@ -976,6 +998,9 @@ def list_events(
 
     ``model`` and ``label`` match events with a stage of that model / with that top label (both: the
     same stage). ``since`` is inclusive, ``until`` exclusive.
+
+    Raises:
+        StorageError: the database could not be queried.
     """
     q = select(EVENTS)
     conds = []
@@ -1002,8 +1027,11 @@ def list_events(
             or_(EVENTS.c.captured_at < at, and_(EVENTS.c.captured_at == at, EVENTS.c.event_id < eid))
         )
     q = q.where(*conds).order_by(EVENTS.c.captured_at.desc(), EVENTS.c.event_id.desc()).limit(limit + 1)
-    with db.reader.connect() as conn:
-        rows = conn.execute(q).all()
+    try:
+        with db.reader.connect() as conn:
+            rows = conn.execute(q).all()
+    except SQLAlchemyError as exc:
+        raise _query_failed("list the events", exc) from exc
     page = rows[:limit]
     nxt = encode_cursor(page[-1].captured_at, page[-1].event_id) if len(rows) > limit else None
     return [_event_out(r) for r in page], nxt
@@ -1034,6 +1062,9 @@ def stats(
 
     Drift compares each (model, context)'s top-label distribution with the reference window:
     total variation distance and Jensen–Shannon divergence (bits); both None without reference data.
+
+    Raises:
+        StorageError: the database could not be queried.
     """
     filters = []
     if model is not None:
@@ -1063,9 +1094,12 @@ def stats(
         )
         .group_by(*keys)
     )
-    with db.reader.connect() as conn:
-        rows = conn.execute(q).all()
-        ref_rows = conn.execute(ref_q).all()
+    try:
+        with db.reader.connect() as conn:
+            rows = conn.execute(q).all()
+            ref_rows = conn.execute(ref_q).all()
+    except SQLAlchemyError as exc:
+        raise _query_failed("compute the statistics", exc) from exc
     groups = [
         {
             "model": r.model,
@@ -1116,6 +1150,13 @@ def stats(
 
 
 def count_events(db: Database) -> int:
-    """How many events are stored."""
-    with db.reader.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar_one())
+    """How many events are stored.
+
+    Raises:
+        StorageError: the database could not be queried.
+    """
+    try:
+        with db.reader.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar_one())
+    except SQLAlchemyError as exc:
+        raise _query_failed("count the events", exc) from exc

@@ -196,7 +196,12 @@ OptText = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
     "/events",
     response_model=EventPage,
     summary="List events, newest first",
-    responses={**_AUTH_ERRORS, 400: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={
+        **_AUTH_ERRORS,
+        400: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "The database failed; retry after Retry-After."},
+    },
 )
 async def get_events(
     state: Annotated[AppState, Depends(get_state)],

@@ -25,6 +25,7 @@ router = APIRouter(prefix="/v1", tags=["stats"])
         403: {"model": ErrorOut},
         422: {"model": ErrorOut},
         429: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "The database failed; retry after Retry-After."},
     },
 )
 async def get_stats(
