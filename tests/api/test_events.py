@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
@@ -233,6 +234,23 @@ def test_list_filters_and_cursor_pagination(server: LiveServer) -> None:
         assert bad.status_code == 400 and "cursor" in bad.json()["detail"]
         naive = c.get("/v1/events", params={"since": "2026-01-01T00:00:00"})
         assert naive.status_code == 422 and "timezone" in naive.json()["detail"]
+
+
+def test_cursors_that_are_not_ours_are_refused_clearly(server: LiveServer) -> None:
+    """A forged cursor (NUL in its event id, a time outside the supported dates) is a 400, not a 500."""
+    key = server.key("read")
+
+    def forged(position: str) -> str:
+        return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+    with server.client(key) as c:
+        answers = [
+            c.get("/v1/events", params={"cursor": forged(position)})
+            for position in ("2026-03-01T12:00:00|a\x00b", "0001-01-01T00:00:00+01:00|x")
+        ]
+    for r in answers:
+        assert r.status_code == 400, r.text
+        assert r.json()["detail"] == "cursor is not valid; pass next_cursor from a previous page unchanged"
 
 
 def test_stats_counts_confidence_entropy_and_drift(server: LiveServer) -> None:

@@ -972,13 +972,18 @@ def encode_cursor(captured_at: datetime, event_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    """The position in a cursor, or None when it is not one of ours."""
+    """The position in a cursor (naive UTC time, event id), or None when it is not one of ours.
+
+    A cursor whose event id holds a NUL character (PostgreSQL refuses those in text) or whose time is
+    outside the supported dates is not one of ours either.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, eid = raw.split("|", 1)
-        return datetime.fromisoformat(at), eid
-    except (ValueError, UnicodeDecodeError):
+        position = _naive_utc(datetime.fromisoformat(at)), eid
+    except (ValueError, UnicodeDecodeError, OverflowError):
         return None
+    return None if "\x00" in eid else position
 
 
 def list_events(
