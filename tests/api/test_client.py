@@ -22,7 +22,11 @@ def test_send_and_read_back(sqlite_url: str, server_factory: Any) -> None:
     with Client(server.base_url, server.key("admin")) as client:
         event = _event()
         answer = client.send(event)
-        assert answer == {"event_id": event["event_id"], "output": answer["output"], "rule": None}
+        assert answer == {
+            "event_id": event["event_id"],
+            "output": {"label": "malignant", "probability": 0.8, "model": "lesion"},
+            "rule": None,
+        }
         assert client.send(event) == answer  # idempotent by event_id
         results = client.send_batch([_event(), event])
         assert [r["status"] for r in results] == ["created", "duplicate"]
