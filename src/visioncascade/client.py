@@ -20,13 +20,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,13 +111,24 @@ class DiskQueue:
             "error TEXT NOT NULL, rejected_at TEXT NOT NULL)"
         )
 
-    def put(self, events: Iterable[Mapping[str, Any]]) -> None:
-        """Append events (an event already queued is kept once)."""
-        rows = [(str(e["event_id"]), json.dumps(e, separators=(",", ":"))) for e in events]
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back (nothing kept) if it raises."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT OR IGNORE INTO queue (event_id, body) VALUES (?, ?)", rows)
-            self._conn.execute("COMMIT")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def put(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Append events (an event already queued is kept once); all of them, or none if it raises."""
+        rows = [(str(e["event_id"]), json.dumps(e, separators=(",", ":"))) for e in events]
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR IGNORE INTO queue (event_id, body) VALUES (?, ?)", rows)
 
     def peek(self, n: int) -> list[dict[str, Any]]:
         """The oldest ``n`` events, still queued."""
@@ -126,21 +138,17 @@ class DiskQueue:
 
     def remove(self, event_ids: Iterable[str]) -> None:
         """Drop delivered events."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("DELETE FROM queue WHERE event_id = ?", [(str(e),) for e in event_ids])
-            self._conn.execute("COMMIT")
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM queue WHERE event_id = ?", [(str(e),) for e in event_ids])
 
     def reject(self, event: Mapping[str, Any], error: str) -> None:
         """Move an event the server refused as invalid to the ``rejected`` table."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute(
+        with self._transaction() as conn:
+            conn.execute(
                 "INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?)",
                 (str(event["event_id"]), json.dumps(event), error, datetime.now(UTC).isoformat()),
             )
-            self._conn.execute("DELETE FROM queue WHERE event_id = ?", (str(event["event_id"]),))
-            self._conn.execute("COMMIT")
+            conn.execute("DELETE FROM queue WHERE event_id = ?", (str(event["event_id"]),))
 
     def __len__(self) -> int:
         with self._lock:

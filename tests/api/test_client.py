@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from visioncascade.client import ApiRequestError, AsyncClient, Client, make_event
+from visioncascade.client import ApiRequestError, AsyncClient, Client, DiskQueue, make_event
 
 from .conftest import count_rows, free_port, make_stage
 
@@ -107,9 +108,29 @@ def test_invalid_queued_events_are_set_aside_not_blocking(
     assert count_rows(sqlite_url) == 1
 
 
+def test_a_failed_queue_write_keeps_nothing_and_the_queue_stays_usable(tmp_path: Path) -> None:
+    """An event_id SQLite cannot store (a lone surrogate) fails its whole put; later writes still work."""
+    queue = DiskQueue(tmp_path / "q.db")
+    good, unstorable = _event(), {**_event(), "event_id": "\ud800"}
+    try:
+        with pytest.raises(UnicodeEncodeError):
+            queue.put([good, unstorable])
+        assert len(queue) == 0  # nothing half-written
+        queue.put([good])
+        assert len(queue) == 1
+        queue.reject(good, "set aside by the test")
+        assert len(queue) == 0 and [e["event_id"] for e, _ in queue.rejected()] == [good["event_id"]]
+    finally:
+        queue.close()
+    reopened = DiskQueue(tmp_path / "q.db")  # and what was committed is on disk
+    try:
+        assert len(reopened) == 0 and len(reopened.rejected()) == 1
+    finally:
+        reopened.close()
+
+
 def test_retries_5xx_with_backoff_then_succeeds() -> None:
     """A server (here a stand-in for a proxy in front of the API) answers 503 twice, then 200."""
-    import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
