@@ -14,7 +14,9 @@
   and jitter. Every retry resends the same ``event_id``, so the server stores an event once.
 * With ``queue_path``, events that cannot be delivered are kept in an on-disk SQLite queue that survives
   restarts; :meth:`Client.flush` (also run after every successful send) posts them in batches of up to 500.
-  Events the server rejects as invalid (4xx) are moved to a ``rejected`` table instead of blocking the queue.
+  Events the server rejects as invalid (400/422, or 413 for an event too large on its own) are moved to a
+  ``rejected`` table instead of blocking the queue; a batch too large for the server is sent in halves.
+  Any other refusal (401/403: a wrong or revoked key) raises and leaves the queue as it was.
 """
 
 from __future__ import annotations
@@ -205,15 +207,51 @@ class _Base:
         return ApiRequestError(f"API answered {response.status_code}: {detail}", response.status_code, body)
 
     @staticmethod
-    def _bad_indices(err: ApiRequestError) -> set[int]:
-        """Indices of the events a 422 on a batch names (``loc`` = body, events, i, ...)."""
-        found: set[int] = set()
+    def _bad_events(err: ApiRequestError, size: int) -> dict[int, str]:
+        """The events of a batch of ``size`` that a 400/422 names (``loc`` = body, events, i, ...), each
+        with the server's reasons for it."""
+        found: dict[int, list[str]] = {}
         body = err.body if isinstance(err.body, dict) else {}
         for e in body.get("errors") or []:
-            loc = e.get("loc") or []
-            if len(loc) >= 3 and loc[0] == "body" and loc[1] == "events" and isinstance(loc[2], int):
-                found.add(loc[2])
-        return found
+            loc = (e.get("loc") or []) if isinstance(e, dict) else []
+            if len(loc) < 3 or loc[:2] != ["body", "events"] or not isinstance(loc[2], int):
+                continue
+            if 0 <= loc[2] < size:
+                where = ".".join(str(p) for p in loc[3:]) or "event"
+                found.setdefault(loc[2], []).append(f"{where}: {e.get('msg', 'invalid')}")
+        return {i: f"API answered {err.status}: " + "; ".join(msgs) for i, msgs in found.items()}
+
+    def _after_refusal(
+        self, batch: list[dict[str, Any]], err: ApiRequestError
+    ) -> tuple[list[tuple[dict[str, Any], str]], list[list[dict[str, Any]]]] | None:
+        """What to do with a queued ``batch`` the server did not accept: None to stop flushing (the server
+        is unreachable or busy; everything stays queued), else the events to set aside with their reasons
+        and the parts of the batch to send again.
+
+        Only events the server refused as invalid are set aside: those a 400/422 names, or a lone event
+        it refused with 400/422 or as too large (413). A larger batch that is too large, or refused as
+        invalid without naming events, is split in halves.
+
+        Raises:
+            ApiRequestError: any other refusal (401/403: a wrong or revoked key, 404: a wrong URL...);
+                the queue is left as it was.
+        """
+        if err.status is None or err.status in _RETRY_STATUS:
+            return None
+        if err.status in (400, 422):
+            bad = self._bad_events(err, len(batch))
+            if bad:
+                rest = [e for i, e in enumerate(batch) if i not in bad]
+                return [(batch[i], reason) for i, reason in sorted(bad.items())], [rest] if rest else []
+        if err.status in (400, 413, 422):
+            if len(batch) > 1:
+                half = len(batch) // 2
+                return [], [batch[:half], batch[half:]]
+            reason = str(err)
+            if err.status == 413:
+                reason = f"the event alone is larger than the server accepts: {err}"
+            return [(batch[0], reason)], []
+        raise ApiRequestError(f"queued events not delivered, they stay queued: {err}", err.status, err.body)
 
 
 class Client(_Base):
@@ -312,29 +350,39 @@ class Client(_Base):
         ]
 
     def flush(self) -> int:
-        """Deliver queued events in batches; return how many were delivered (stops when unreachable)."""
+        """Deliver queued events in batches; return how many were delivered (stops when unreachable).
+
+        Raises:
+            ApiRequestError: the server refused the batch for a reason other than invalid events (e.g. 401
+                or 403 for a wrong or revoked key); the undelivered events stay queued.
+        """
         if self.queue is None:
             return 0
         sent = 0
         while True:
-            batch = self.queue.peek(MAX_BATCH)
-            if not batch:
+            parts = [self.queue.peek(MAX_BATCH)]
+            if not parts[0]:
                 return sent
-            try:
-                results = self.send_batch(batch)
-            except ApiRequestError as exc:
-                if exc.status is None or exc.status in _RETRY_STATUS:
-                    return sent
-                bad = self._bad_indices(exc) or set(range(len(batch)))
-                for i in sorted(bad):
-                    if i < len(batch):
-                        self.queue.reject(batch[i], str(exc))
-                continue
-            for event, r in zip(batch, results, strict=False):
-                if r.get("status") == "conflict":
-                    self.queue.reject(event, r.get("detail") or "event_id reused with a different payload")
-            self.queue.remove(r["event_id"] for r in results)
-            sent += len(results)
+            while parts:
+                batch = parts.pop()
+                try:
+                    results = self.send_batch(batch)
+                except ApiRequestError as exc:
+                    step = self._after_refusal(batch, exc)
+                    if step is None:
+                        return sent
+                    set_aside, again = step
+                    for event, reason in set_aside:
+                        self.queue.reject(event, reason)
+                    parts += reversed(again)  # the first part is sent first
+                    continue
+                for event, r in zip(batch, results, strict=False):
+                    if r.get("status") == "conflict":
+                        self.queue.reject(
+                            event, r.get("detail") or "event_id reused with a different payload"
+                        )
+                self.queue.remove(r["event_id"] for r in results)
+                sent += len(results)
 
     def events(self, **filters: Any) -> dict[str, Any]:
         """``GET /v1/events`` with filters (device_id, context, model, label, since, until, cursor, limit)."""
@@ -426,30 +474,37 @@ class AsyncClient(_Base):
         return (await self._request("POST", "/v1/events:batch", json=body))["results"]
 
     async def flush(self) -> int:
-        """Deliver queued events in batches (see :meth:`Client.flush`)."""
+        """Deliver queued events in batches (see :meth:`Client.flush`).
+
+        Raises:
+            ApiRequestError: as :meth:`Client.flush`; the undelivered events stay queued.
+        """
         if self.queue is None:
             return 0
         sent = 0
         while True:
-            batch = await asyncio.to_thread(self.queue.peek, MAX_BATCH)
-            if not batch:
+            parts = [await asyncio.to_thread(self.queue.peek, MAX_BATCH)]
+            if not parts[0]:
                 return sent
-            try:
-                results = await self.send_batch(batch)
-            except ApiRequestError as exc:
-                if exc.status is None or exc.status in _RETRY_STATUS:
-                    return sent
-                bad = self._bad_indices(exc) or set(range(len(batch)))
-                for i in sorted(bad):
-                    if i < len(batch):
-                        await asyncio.to_thread(self.queue.reject, batch[i], str(exc))
-                continue
-            for event, r in zip(batch, results, strict=False):
-                if r.get("status") == "conflict":
-                    detail = r.get("detail") or "event_id reused with a different payload"
-                    await asyncio.to_thread(self.queue.reject, event, detail)
-            await asyncio.to_thread(self.queue.remove, [r["event_id"] for r in results])
-            sent += len(results)
+            while parts:
+                batch = parts.pop()
+                try:
+                    results = await self.send_batch(batch)
+                except ApiRequestError as exc:
+                    step = self._after_refusal(batch, exc)
+                    if step is None:
+                        return sent
+                    set_aside, again = step
+                    for event, reason in set_aside:
+                        await asyncio.to_thread(self.queue.reject, event, reason)
+                    parts += reversed(again)  # the first part is sent first
+                    continue
+                for event, r in zip(batch, results, strict=False):
+                    if r.get("status") == "conflict":
+                        detail = r.get("detail") or "event_id reused with a different payload"
+                        await asyncio.to_thread(self.queue.reject, event, detail)
+                await asyncio.to_thread(self.queue.remove, [r["event_id"] for r in results])
+                sent += len(results)
 
     async def events(self, **filters: Any) -> dict[str, Any]:
         """``GET /v1/events`` with filters."""

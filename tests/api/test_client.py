@@ -108,6 +108,81 @@ def test_invalid_queued_events_are_set_aside_not_blocking(
     assert count_rows(sqlite_url) == 1
 
 
+def _flush_queue(
+    mode: str, url: str, key: str, path: Path, events: list[dict[str, Any]]
+) -> tuple[int | ApiRequestError, int, list[tuple[dict[str, Any], str]]]:
+    """Queue ``events`` and flush them with the sync or the async client: (how many were delivered or
+    the error flush raised, how many are still queued, the events set aside with their reasons)."""
+    if mode == "sync":
+        with Client(url, key, queue_path=path) as client:
+            assert client.queue is not None
+            client.queue.put(events)
+            try:
+                outcome: int | ApiRequestError = client.flush()
+            except ApiRequestError as exc:
+                outcome = exc
+            return outcome, len(client.queue), client.queue.rejected()
+
+    async def main() -> tuple[int | ApiRequestError, int, list[tuple[dict[str, Any], str]]]:
+        async with AsyncClient(url, key, queue_path=path) as client:
+            assert client.queue is not None
+            client.queue.put(events)
+            try:
+                outcome: int | ApiRequestError = await client.flush()
+            except ApiRequestError as exc:
+                outcome = exc
+            return outcome, len(client.queue), client.queue.rejected()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_refused_key_raises_and_keeps_the_whole_queue(
+    mode: str, sqlite_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    """401 (a revoked key) and 403 (a key without the ingest scope) say nothing about the events."""
+    from visioncascade.api.storage import Database, revoke_api_key
+
+    server = server_factory(sqlite_url, key_cache_seconds=0)
+    revoked = server.key("ingest")
+    db = Database(sqlite_url)
+    assert revoke_api_key(db, revoked.split("_")[1]) == 1
+    db.dispose()
+    events = [_event() for _ in range(3)]
+    for key, status in ((revoked, 401), (server.key("read"), 403)):
+        outcome, queued, rejected = _flush_queue(mode, server.base_url, key, tmp_path / "q.db", events)
+        assert isinstance(outcome, ApiRequestError) and outcome.status == status
+        assert "queued events not delivered, they stay queued" in str(outcome)
+        assert queued == 3 and rejected == []
+    assert count_rows(sqlite_url) == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_queue_too_large_for_one_request_is_delivered_in_parts(
+    mode: str, sqlite_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    """413: the batch is halved until the parts fit; an event too large on its own is set aside."""
+    server = server_factory(sqlite_url, max_body_bytes=16 * 1024)
+    labels = [f"label-{i:04d}-of-a-very-large-model" for i in range(1000)]
+    huge = make_event(
+        "phone-1",
+        "session-1",
+        "clinic",
+        [{"model": "m", "version": "1", "labels": labels, "probabilities": [0.001] * 1000}],
+    )
+    events = [_event() for _ in range(200)]
+    assert len(json.dumps({"events": events})) > 3 * 16 * 1024 and len(json.dumps(huge)) > 16 * 1024
+    outcome, queued, rejected = _flush_queue(
+        mode, server.base_url, server.key("ingest"), tmp_path / "q.db", [*events[:100], huge, *events[100:]]
+    )
+    assert outcome == 200 and queued == 0
+    assert [e["event_id"] for e, _ in rejected] == [huge["event_id"]]
+    assert "larger than the server accepts" in rejected[0][1] and "16384 bytes" in rejected[0][1]
+    stored = {r[0] for r in server.query("SELECT event_id FROM events")}
+    assert stored == {e["event_id"] for e in events}
+    assert server.state.committer.commits >= 4  # no request over 16 KiB: at least four parts
+
+
 def test_a_failed_queue_write_keeps_nothing_and_the_queue_stays_usable(tmp_path: Path) -> None:
     """An event_id SQLite cannot store (a lone surrogate) fails its whole put; later writes still work."""
     queue = DiskQueue(tmp_path / "q.db")
