@@ -204,6 +204,22 @@ def test_a_failed_queue_write_keeps_nothing_and_the_queue_stays_usable(tmp_path:
         reopened.close()
 
 
+def test_retries_429_after_the_servers_retry_after_then_succeeds(
+    sqlite_url: str, server_factory: Any
+) -> None:
+    """The real rate limiter (1 request/s, burst 1) answers the second send 429 + Retry-After; the client
+    waits as told and resends the same event, which is stored once."""
+    server = server_factory(sqlite_url, rate_limit_per_second=1.0, rate_limit_burst=1)
+    events = [_event(), _event()]
+    with Client(server.base_url, server.key("ingest"), retries=5, backoff=0.01) as client:
+        answers = [client.send(e) for e in events]
+    assert [a["event_id"] if a else None for a in answers] == [e["event_id"] for e in events]
+    with server.client() as c:
+        metrics = c.get("/metrics").text
+    assert 'visioncascade_http_requests_total{method="POST",route="/v1/events",status="429"}' in metrics
+    assert count_rows(sqlite_url) == 2
+
+
 def test_retries_5xx_with_backoff_then_succeeds() -> None:
     """A server (here a stand-in for a proxy in front of the API) answers 503 twice, then 200."""
     import threading
