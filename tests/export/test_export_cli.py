@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from export_helpers import make_run_folder, write_rgb_folder
 from typer.testing import CliRunner
 
 from visioncascade.cli import app
@@ -27,6 +28,29 @@ def test_export_bad_format_and_missing_model_exit_nonzero(tmp_path):
     assert "unknown format 'jpeg'" in str(result.exception)
     result = runner.invoke(app, ["export", str(tmp_path), "--to", "onnx"])
     assert result.exit_code != 0 and isinstance(result.exception, RunNotFoundError)
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["run", "parent"])
+def test_export_refuses_an_out_that_would_replace_the_run(tmp_path, where):
+    """``--out RUN --overwrite`` (or a folder above RUN) would swap the exports in over the run: refused
+    before anything is written, and the run folder is left intact."""
+    data = write_rgb_folder(tmp_path / "bars")
+    run = make_run_folder(tmp_path / "runs" / "run", data, "scratch", 24, "rgb", edges=False)
+    before = _files(tmp_path)
+    out = run if where == "run" else run.parent
+    result = runner.invoke(
+        app, ["export", str(run), "--to", "onnx", "--out", str(out), "--overwrite", "--parity-images", "4"]
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, ExportError), result.output
+    message = str(result.exception)
+    assert f"--out {out} " in message and f"the run folder {run}" in message
+    assert f"would delete the run; choose a folder of its own, e.g. --out {run / 'exports'}" in message
+    assert _files(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []
 
 
 def _export_tflite(run_dir, out, precision: str) -> None:

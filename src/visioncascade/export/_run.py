@@ -198,6 +198,21 @@ def _prove(
     return record
 
 
+def _refuse_out_over_run(out: Path, run_dir: Path) -> None:
+    """ExportError when ``out`` is ``run_dir`` or a folder above it: the exports would replace the run.
+
+    The exports folder is swapped into place whole, so writing it over the run folder (or a parent of it)
+    would delete the trained model. A folder inside the run, such as ``RUN/exports``, is fine.
+    """
+    resolved, run = out.resolve(), run_dir.resolve()
+    if resolved == run or resolved in run.parents:
+        what = "is the run folder" if resolved == run else "holds the run folder"
+        raise ExportError(
+            f"--out {out} {what} {run_dir}: the exports replace their folder whole, which would delete the "
+            f"run; choose a folder of its own, e.g. --out {run_dir / 'exports'} (the default)"
+        )
+
+
 def export_run(
     run_dir: str | Path,
     formats: str | list[str] | tuple[str, ...] = FORMATS,
@@ -233,7 +248,8 @@ def export_run(
     Raises:
         RunNotFoundError: No model in ``run_dir``.
         ExportError: Unknown format, impossible precision, a converter failure (naming the layer), or a
-            failed parity / structure proof (naming the artifact, the worst image and the difference).
+            failed parity / structure proof (naming the artifact, the worst image and the difference), or
+            an ``out`` that is ``run_dir`` or a folder above it (the export would replace the run).
         RunExistsError: ``out`` holds exports and ``overwrite`` is false.
     """
     fmts = _parse_list(formats, "format", FORMATS)
@@ -249,6 +265,7 @@ def export_run(
         _resolve_target(coreml_format, ios_target)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "exports"
+    _refuse_out_over_run(out, run_dir)
     if not overwrite and out.is_dir() and any(out.iterdir()):
         what = "exports (manifest.json)" if (out / "manifest.json").exists() else "files"
         raise RunExistsError(
