@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -221,6 +222,52 @@ def test_validate_catches_modified_bytes(exported, tmp_path):
     tflite.write_bytes(tflite.read_bytes() + b"\0")
     with pytest.raises(ExportError, match=r"\.tflite was modified after export"):
         validate_exports(copy)
+
+
+def _truncate(path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.slow
+def test_validate_names_truncated_artifacts_instead_of_crashing(exported, tmp_path):
+    """A half-copied .tflite / .onnx: its hash differs, so it is reported and not run."""
+    copy = tmp_path / "exports"
+    shutil.copytree(exported.out_dir, copy)
+    names = [_artifact(exported, fmt)["file"] for fmt in ("tflite", "onnx")]
+    for name in names:
+        _truncate(copy / name)
+    with pytest.raises(ExportError) as info:
+        validate_exports(copy)
+    message = str(info.value)
+    for name in names:
+        assert (
+            f"{name} was modified after export (sha256 differs from the manifest); copy it again" in message
+        )
+    assert "parity failed" not in message and "cannot be loaded" not in message
+
+
+@pytest.mark.slow
+def test_validate_names_artifacts_their_runtime_cannot_load(exported, tmp_path):
+    """A damaged artifact whose manifest hash was updated along with it reaches the runtime, which cannot
+    load it: an ExportError naming the file, the runtime's complaint and the fix (not a raw traceback)."""
+    copy = tmp_path / "exports"
+    shutil.copytree(exported.out_dir, copy)
+    names = [_artifact(exported, fmt)["file"] for fmt in ("tflite", "onnx")]
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for entry in manifest["artifacts"]:
+        if entry["file"] in names:
+            _truncate(copy / entry["file"])
+            entry["sha256"] = artifact_sha256(copy / entry["file"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError) as info:
+        validate_exports(copy)
+    message = str(info.value)
+    for name in names:
+        assert re.search(
+            rf"{re.escape(name)} cannot be loaded or run \(\w+: .+\); the file is damaged or is not a "
+            r"(tflite|onnx) model: export the run again",
+            message,
+        ), message
 
 
 @pytest.mark.slow

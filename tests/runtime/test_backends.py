@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from visioncascade.errors import ConfigError
+from visioncascade.errors import ConfigError, ModelError
 from visioncascade.export import export_run
 from visioncascade.runtime import Cascade, find_spec, load_predictor
 
@@ -84,6 +85,21 @@ def test_spec_is_found_beside_exported_artifacts(exported, tmp_path: Path):
     if sys.platform != "darwin":
         with pytest.raises(ConfigError, match="runs only on macOS"):
             load_predictor(package)
+
+
+@pytest.mark.parametrize(("backend", "suffix"), [("onnx", "onnx"), ("litert", "tflite")])
+def test_a_damaged_artifact_is_a_model_error_naming_the_file(exported, tmp_path: Path, backend, suffix):
+    """A half-copied artifact: the runtime's own complaint, in the project's error naming the file."""
+    artifact = exported["domain"] / f"domain.{suffix}"
+    damaged = tmp_path / f"damaged.{suffix}"
+    damaged.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+    shutil.copy(exported["domain"] / "spec.json", tmp_path / f"damaged.{suffix}.spec.json")
+    with pytest.raises(
+        ModelError,
+        match=rf"cannot load {re.escape(str(damaged))} with the {backend} backend \(\w+: .+\); the file is "
+        "damaged or is not such a model: copy or export it again",
+    ):
+        load_predictor(damaged)
 
 
 @pytest.mark.parametrize(("module", "suffix"), [("onnxruntime", "onnx"), ("ai_edge_litert", "tflite")])

@@ -175,13 +175,26 @@ def _input_description(fmt: str, spec: ModelSpec, structure: dict[str, Any] | No
 def _prove(
     path: Path, fmt: str, precision: str, spec: ModelSpec, frames: ParityFrames, reference: np.ndarray
 ) -> dict[str, Any]:
-    """Structure checks and parity for one artifact; the returned record says whether it passed."""
+    """Structure checks and parity for one artifact; the returned record says whether it passed.
+
+    An artifact that its runtime cannot load or run (a damaged file) is an :class:`ExportError` naming it.
+    """
     record: dict[str, Any] = {}
-    if fmt == "coreml":
-        record["structure"] = check_coreml_structure(path, spec)
     started = time.perf_counter()
-    runner = artifact_predictor(path, fmt)
-    if runner is None:
+    try:
+        if fmt == "coreml":
+            record["structure"] = check_coreml_structure(path, spec)
+        runner = artifact_predictor(path, fmt)
+        got = runner[0](frames.prepared) if runner is not None else None
+    except (ExportError, ImportError):
+        raise
+    except Exception as exc:  # onnxruntime, LiteRT and coremltools raise their own types for a bad file
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ExportError(
+            f"{path.name} cannot be loaded or run ({type(exc).__name__}: {detail}); the file is damaged or "
+            f"is not a {fmt} model: export the run again"
+        ) from exc
+    if runner is None or got is None:
         record["parity"] = {
             "status": "structure-only",
             "reason": "a neural-network .mlmodel cannot be executed on Linux and the NumPy interpreter runs "
@@ -189,8 +202,7 @@ def _prove(
             "passed": True,
         }
         return record
-    predict, backend = runner
-    got = predict(frames.prepared)
+    backend = runner[1]
     parity = compare_probabilities(reference, got, precision, frames.sources)
     parity["backend"] = backend
     parity["seconds"] = round(time.perf_counter() - started, 3)
@@ -376,7 +388,9 @@ def validate_exports(
     """Re-run the parity proof for every artifact in ``exports_dir`` from its ``manifest.json``.
 
     Checks each artifact's sha256 against the manifest, the Core ML structure, and parity against the
-    run's Keras model on the same held-out frames (their fingerprint must match the manifest's).
+    run's Keras model on the same held-out frames (their fingerprint must match the manifest's). An
+    artifact whose sha256 differs (a truncated copy, say) is reported and not run; one that its runtime
+    cannot load is reported by name.
 
     Returns:
         A report: per artifact the fresh parity figures and ``passed``; ``passed`` overall.
@@ -421,11 +435,18 @@ def validate_exports(
             report["artifacts"].append(item)
             continue
         if artifact_sha256(path) != entry["sha256"]:
-            problems.append(f"{entry['file']} was modified after export (sha256 differs from the manifest)")
+            # Not what was proven at export time (possibly a truncated copy): nothing to prove it against.
+            problems.append(
+                f"{entry['file']} was modified after export (sha256 differs from the manifest); copy it "
+                "again from the original exports or export the run again"
+            )
+            item["passed"] = False
+            report["artifacts"].append(item)
+            continue
         try:
             record = _prove(path, entry["format"], entry["precision"], spec, frames, reference)
         except ExportError as exc:
-            problems.append(f"{entry['file']}: {exc}")
+            problems.append(str(exc) if str(exc).startswith(entry["file"]) else f"{entry['file']}: {exc}")
             item["passed"] = False
             report["artifacts"].append(item)
             continue

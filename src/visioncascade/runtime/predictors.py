@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from visioncascade.data.images import prepare_image
-from visioncascade.errors import ConfigError
+from visioncascade.errors import ConfigError, ModelError, VisionCascadeError
 from visioncascade.spec import ModelSpec
 
 __all__ = [
@@ -187,7 +187,13 @@ class CoreMLPredictor(_Base):
 
 
 def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | None = None) -> Predictor:
-    """Open ``path`` with ``backend`` (``auto`` picks by file suffix; a run folder means Keras)."""
+    """Open ``path`` with ``backend`` (``auto`` picks by file suffix; a run folder means Keras).
+
+    Raises:
+        ConfigError: An unknown or unsuitable backend, a missing file or spec, or a runtime package that
+            is not installed.
+        ModelError: The file cannot be loaded (damaged, truncated, or not a model of its kind).
+    """
     path = Path(path)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -216,4 +222,12 @@ def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | No
         raise ConfigError(
             f"the {backend} backend needs the Python package {exc.name or 'it imports'}, which is not "
             f"installed; install it with pip install 'visioncascade[export]' (runs {path.name})"
+        ) from exc
+    except VisionCascadeError:
+        raise
+    except Exception as exc:  # onnxruntime, LiteRT, Keras and coremltools: their own types for a bad file
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(
+            f"cannot load {path} with the {backend} backend ({type(exc).__name__}: {detail}); the file is "
+            "damaged or is not such a model: copy or export it again"
         ) from exc
