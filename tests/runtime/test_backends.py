@@ -13,7 +13,7 @@ import yaml
 
 from visioncascade.errors import ConfigError, ModelError
 from visioncascade.export import export_run
-from visioncascade.runtime import Cascade, find_spec, load_predictor
+from visioncascade.runtime import Cascade, find_spec, load_cascade_config, load_predictor
 
 from .test_cascade import bar, empty
 
@@ -100,6 +100,26 @@ def test_a_damaged_artifact_is_a_model_error_naming_the_file(exported, tmp_path:
         "damaged or is not such a model: copy or export it again",
     ):
         load_predictor(damaged)
+
+
+def test_a_backend_that_cannot_run_the_files_is_reported_when_the_cascade_is_read(tmp_path: Path, exported):
+    """backend: onnx over .tflite files fails on reading the file, for the domain and every specialist;
+    without a backend, each model's comes from its file."""
+    path = _cascade_file(tmp_path, exported, "onnx", "tflite")
+    with pytest.raises(ConfigError) as info:
+        load_cascade_config(path)
+    message = str(info.value)
+    for where, model in [("domain", "domain"), ("specialists.hiking", "orientation")]:
+        assert (
+            f"{where}.model: {exported[model] / (model + '.tflite')} is a .tflite file, which the litert backend "
+            "runs, but backend is 'onnx'; set backend: litert, or leave backend out" in message
+        ), message
+    doc = yaml.safe_load(path.read_text())
+    del doc["backend"]
+    path.write_text(yaml.safe_dump(doc))
+    config = load_cascade_config(path)
+    assert config.domain.backend == config.specialists["hiking"].backend == "litert"
+    assert Cascade(config).specialist("hiking")[2].backend == "litert"
 
 
 @pytest.mark.parametrize(("module", "suffix"), [("onnxruntime", "onnx"), ("ai_edge_litert", "tflite")])

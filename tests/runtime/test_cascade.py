@@ -143,6 +143,16 @@ def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade
         (lambda d: d.update(specialists={}), r"specialists: .*at least 1 item"),
         (lambda d: d["specialists"].update(office={}), r"specialists.office.model: Field required"),
         (lambda d: d.update(backend="tensorrt"), r"unknown backend 'tensorrt'"),
+        (
+            lambda d: d.update(backend="onnx"),
+            r"domain.model: models/domain is a run folder, which the keras backend runs, but backend is "
+            r"'onnx'; set backend: keras, or leave backend out",
+        ),
+        (
+            lambda d: d["specialists"]["kitchen"].update(backend="litert"),
+            r"specialists.kitchen.model: models/orientation is a run folder, which the keras backend runs, "
+            r"but specialists.kitchen.backend is 'litert'; set specialists.kitchen.backend: keras",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -153,6 +163,8 @@ def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade
         "no-specialists",
         "context-without-model",
         "backend",
+        "backend-vs-run-folder",
+        "specialist-backend-vs-run-folder",
     ],
 )
 def test_bad_cascade_files_fail_with_what_and_where(cascade_file: Path, change, message):
@@ -161,6 +173,17 @@ def test_bad_cascade_files_fail_with_what_and_where(cascade_file: Path, change, 
     cascade_file.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=message):
         load_cascade_config(cascade_file)
+
+
+def test_without_a_backend_each_model_gets_the_one_its_file_calls_for(cascade_file: Path):
+    doc = yaml.safe_load(cascade_file.read_text())
+    del doc["backend"]
+    cascade_file.write_text(yaml.safe_dump(doc))
+    config = load_cascade_config(cascade_file)
+    assert config.backend == "auto"
+    assert config.domain.backend == "keras"
+    assert {stage.backend for stage in config.specialists.values()} == {"keras"}
+    assert Cascade(config).run(bar("horizontal"), "hiking").decision == "event"
 
 
 def _write_video(path: Path, frames: int, fps: float = 25.0) -> Path:

@@ -10,7 +10,7 @@ specialists:                       # context -> specialist model (a dozen or mor
   hiking:  {model: models/plants.onnx, threshold: 0.5, domain_labels: [plant]}
   kitchen: {model: models/food.onnx}
   default: {model: models/general.onnx}   # optional fallback for any other context
-backend: onnx                      # onnx (default) | litert | keras | coreml
+backend: auto                      # auto (default: each model's from its file) | onnx | litert | keras | coreml
 api:                               # optional: where events go
   url: http://127.0.0.1:8000
   key_env: VISIONCASCADE_API_KEY
@@ -81,7 +81,10 @@ class CascadeConfig(_Strict):
     name: str = Field(min_length=1, max_length=200)
     domain: StageConfig
     specialists: dict[str, StageConfig] = Field(min_length=1)
-    backend: str = "onnx"
+    backend: str = Field(
+        "auto",
+        description="auto (each model's from its file: .onnx, .tflite, a run folder...) | onnx | litert...",
+    )
     api: ApiConfig | None = None
 
     def specialist_for(self, context: str) -> tuple[str, StageConfig]:
@@ -111,9 +114,13 @@ def _format_validation_error(path: Path, exc: ValidationError) -> str:
 def load_cascade_config(path: str | Path) -> CascadeConfig:
     """Read and validate a cascade YAML file: keys, thresholds, model files, backends and label names.
 
+    Each stage's backend is its own ``backend``, else the file's, else ``auto``; ``auto`` becomes the backend
+    the model's file calls for, and an explicit backend that cannot run the file is a problem reported here
+    (not when a specialist's context first comes).
+
     Raises :class:`ConfigError` listing every problem found.
     """
-    from visioncascade.runtime.predictors import BACKENDS, find_spec
+    from visioncascade.runtime.predictors import BACKENDS, backend_of, find_spec
 
     path = Path(path)
     if not path.is_file():
@@ -137,10 +144,29 @@ def load_cascade_config(path: str | Path) -> CascadeConfig:
         if not model.exists():
             problems.append(f"{where}.model: {stage.model} does not exist (paths are relative to {base})")
         backend = stage.backend or config.backend
+        setting = f"{where}.backend" if stage.backend else "backend"
         if backend not in BACKENDS:
-            problems.append(
-                f"{where}.backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+            problems.append(f"{setting}: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        elif model.exists():
+            kind = backend_of(model)
+            what = (
+                "a run folder"
+                if model.is_dir() and kind == "keras"
+                else f"a {model.suffix or 'suffix-less'} file"
             )
+            if kind is None:
+                if backend == "auto":
+                    problems.append(
+                        f"{where}.model: cannot tell the backend of {stage.model} ({what}): pass a .onnx, "
+                        ".tflite, .keras, .mlpackage or .mlmodel file or a run folder, or set backend"
+                    )
+            elif backend == "auto":
+                backend = kind
+            elif backend != kind:
+                problems.append(
+                    f"{where}.model: {stage.model} is {what}, which the {kind} backend runs, but {setting} is "
+                    f"{backend!r}; set {setting}: {kind}, or leave backend out to infer it from each model"
+                )
         return stage.model_copy(update={"model": model.resolve(), "backend": backend})
 
     domain = resolve(config.domain, "domain")

@@ -26,6 +26,7 @@ __all__ = [
     "LiteRTPredictor",
     "OnnxPredictor",
     "Predictor",
+    "backend_of",
     "find_spec",
     "load_predictor",
 ]
@@ -54,6 +55,15 @@ class Predictor(Protocol):
     def predict(self, frame: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
         """Probabilities ``(K,)`` for one raw uint8 frame of any size."""
         ...
+
+
+def backend_of(path: str | Path) -> str | None:
+    """The backend that runs ``path``: by its suffix (``.onnx`` → onnx, ``.tflite`` → litert, ``.keras`` →
+    keras, ``.mlpackage``/``.mlmodel`` → coreml), a run folder → keras; None for anything else."""
+    path = Path(path)
+    if path.is_dir() and path.suffix != ".mlpackage":
+        return "keras"
+    return _SUFFIX_BACKEND.get(path.suffix)
 
 
 def find_spec(artifact: str | Path) -> ModelSpec:
@@ -199,17 +209,15 @@ def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | No
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not path.exists():
         raise ConfigError(f"model {path} does not exist")
+    expected = backend_of(path)
     if backend == "auto":
-        backend = (
-            "keras" if path.is_dir() and path.suffix != ".mlpackage" else _SUFFIX_BACKEND.get(path.suffix, "")
-        )
-        if not backend:
+        if expected is None:
             raise ConfigError(
                 f"cannot tell the backend of {path.name}: expected .onnx, .tflite, .keras, .mlpackage or a run folder"
             )
-    expected = {v for k, v in _SUFFIX_BACKEND.items() if path.suffix == k}
-    if expected and backend not in expected:
-        raise ConfigError(f"backend {backend!r} cannot run {path.name}; it is a {expected.pop()} model")
+        backend = expected
+    if expected is not None and backend != expected:
+        raise ConfigError(f"backend {backend!r} cannot run {path.name}; it is a {expected} model")
     cls = {
         "onnx": OnnxPredictor,
         "litert": LiteRTPredictor,
