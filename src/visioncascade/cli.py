@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
 from visioncascade.errors import ConfigError, DataError, VisionCascadeError
+
+if TYPE_CHECKING:
+    from visioncascade.runtime.sender import EventSender
 
 app = typer.Typer(
     name="visioncascade",
@@ -409,6 +412,7 @@ def watch(
 
     if live is not None:
         live.start()
+    finished = False
     try:
         stats = run_watch(
             cascade,
@@ -418,13 +422,18 @@ def watch(
             save=save,
             on_result=update,
         )
+        finished = True
+    finally:
+        # The events already queued are sent whether the loop ended or raised (a specialist that cannot be
+        # loaded when its context first comes, say); on an error the user is told what became of them.
         if sender is not None:
             sender.close(timeout=10.0)
         if live is not None:
-            live.update(_live_table(stats, frames, sender))
-    finally:
-        if live is not None:
+            if finished:
+                live.update(_live_table(stats, frames, sender))
             live.stop()
+        if sender is not None and not finished:
+            _report_events_after_error(sender, cascade.config.api.url)
     summary = stats.summary(frames, sender)
     if frames.unreadable and not stats.frames:
         raise DataError(
@@ -455,6 +464,22 @@ def watch(
                 f"[yellow]warning:[/] {summary['events']['pending']} event(s) were not delivered: the API at "
                 f"{cascade.config.api.url} did not take them ({sender.stats.last_error})"
             )
+
+
+def _report_events_after_error(sender: EventSender, url: str) -> None:
+    """After ``watch`` stopped on an error: how many queued events reached the API, how many did not."""
+    stats = sender.stats
+    if stats.pending:
+        console.print(
+            f"[yellow]warning:[/] watch stopped on an error; {stats.posted} event(s) were posted to {url}, "
+            f"{stats.pending} were not delivered ({escape(str(stats.last_error))})",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"watch stopped on an error; the {stats.posted} event(s) queued before it were posted to {url}",
+            highlight=False,
+        )
 
 
 def _window_callback():

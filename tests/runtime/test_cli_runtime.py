@@ -3,19 +3,67 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 
+from api.conftest import LiveServer, count_rows
+from visioncascade.api.storage import upgrade_database
+
 from .test_cascade import _write_video, bar, empty, write_cascade
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "visioncascade.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "visioncascade.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=None if env is None else {**os.environ, **env},
     )
+
+
+def test_watch_stopped_by_an_error_still_posts_the_events_it_queued(tmp_path: Path, cascade_runs):
+    """A specialist whose model is damaged fails when its context first comes, midway through the video:
+    the events queued before are still sent to the API, and the user is told so."""
+    database = f"sqlite:///{tmp_path / 'events.db'}"
+    upgrade_database(database)
+    server = LiveServer(
+        database, environment="development", rate_limit_per_second=1e5, rate_limit_burst=100000
+    ).start()
+    try:
+        broken = tmp_path / "broken"
+        shutil.copytree(cascade_runs["orientation"], broken)
+        model = broken / "model.keras"
+        model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+        cascade = write_cascade(
+            tmp_path,
+            {**cascade_runs, "broken": broken},
+            {"hiking": {"model": "models/orientation"}, "kitchen": {"model": "models/broken"}},
+            api={"url": server.base_url, "key_env": "VC_TEST_INGEST_KEY", "min_interval_s": 0.0},
+        )
+        video = _write_video(tmp_path / "clip.mp4", 12)
+        result = run_cli(
+            "watch", str(cascade), "--source", str(video), "--context", "hiking", "--context", "kitchen",
+            "--switch-every", "6",
+            env={"VC_TEST_INGEST_KEY": server.key("ingest")},
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert re.search(r"error: cannot load .*broken with the keras backend", result.stderr), result.stderr
+        posted = re.search(
+            r"watch stopped on an error; the (\d+) event\(s\) queued before it were posted to "
+            + re.escape(server.base_url),
+            result.stderr,
+        )
+        assert posted, result.stderr
+        assert int(posted[1]) >= 1 and count_rows(database) == int(posted[1])
+    finally:
+        server.stop()
 
 
 def test_watch_json_summary_on_a_video(tmp_path: Path, cascade_runs):
