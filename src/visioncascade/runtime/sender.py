@@ -147,21 +147,29 @@ class EventSender:
                 event = self._queue[0]
             try:
                 answer = self._post(event)
-            except TransientPostError as exc:
-                with self._cond:
-                    self.stats.api_up = False
-                    self.stats.last_error = str(exc)
-                    self.stats.retries += 1
-                    if self._closing:  # close() already waited for the flush; give up
-                        return
-                    self._cond.wait(timeout=backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
-                continue
             except PermanentPostError as exc:
                 with self._cond:
                     self._remove(event)
                     self.stats.rejected += 1
                     self.stats.last_error = str(exc)
+                continue
+            except Exception as exc:
+                # TransientPostError, and anything else the poster raises (a 2xx reply that is not JSON,
+                # an HTTP client error of another kind): recorded and retried, never the end of the thread.
+                # The API deduplicates by event_id, so a retry of a stored event stores nothing twice.
+                with self._cond:
+                    self.stats.api_up = False
+                    self.stats.last_error = (
+                        str(exc) if isinstance(exc, TransientPostError) else f"{type(exc).__name__}: {exc}"
+                    )
+                    self.stats.retries += 1
+                    if self._closing:  # close() already waited for the flush; give up
+                        return
+                    # The whole backoff, whatever offer() notifies meanwhile; only close() cuts it short.
+                    deadline = time.monotonic() + backoff
+                    while not self._closing and (left := deadline - time.monotonic()) > 0:
+                        self._cond.wait(timeout=left)
+                backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             backoff = self.initial_backoff_s
             with self._cond:
@@ -172,7 +180,11 @@ class EventSender:
                 self.stats.answers.append(answer)
                 del self.stats.answers[: -self.keep_answers]
             if self.on_answer is not None:
-                self.on_answer(event, answer)
+                try:
+                    self.on_answer(event, answer)
+                except Exception as exc:  # the event is stored; a failing callback must not stop the sender
+                    with self._cond:
+                        self.stats.last_error = f"on_answer callback failed: {type(exc).__name__}: {exc}"
 
     def _remove(self, event: dict[str, Any]) -> None:
         if self._queue and self._queue[0] is event:
