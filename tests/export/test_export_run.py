@@ -23,15 +23,27 @@ from visioncascade.export import (
     validate_exports,
 )
 from visioncascade.export._common import artifact_sha256
+from visioncascade.export._parity import artifact_predictor
 from visioncascade.spec import ModelSpec
 
+_LIMITS = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}  # the documented limits, written out here
 
-def _assert_flips_only_on_near_ties(parity: dict) -> None:
-    """Every top-1 flip is on a frame where Keras's top two are within twice the limit of each other."""
-    flips = round((1 - parity["top1_agreement"]) * parity["images"])
-    assert flips == parity["near_tie_flips"] <= parity["near_ties"]
-    assert parity["near_tie_margin"] == 2 * parity["limit_max_abs_diff"]
-    assert parity["top1_agreement_decisive"] == 1.0
+
+def _assert_flips_only_on_near_ties(result, entry: dict, parity_set) -> None:
+    """Run the artifact on the parity frames and compare its top-1 with the Keras probabilities the test
+    computed itself: every flip is on a frame where Keras's top two are within twice the precision's limit,
+    and the manifest's record counts the flips and near ties that this finds."""
+    frames, reference = parity_set
+    predict, _ = artifact_predictor(result.out_dir / entry["file"], entry["format"])
+    got = predict(frames.prepared)
+    top_two = np.sort(reference, axis=1)[:, -2:]
+    near_tie = top_two[:, 1] - top_two[:, 0] <= 2 * _LIMITS[entry["precision"]]
+    flips = got.argmax(axis=1) != reference.argmax(axis=1)
+    assert not (flips & ~near_tie).any(), f"{entry['file']} flips a frame Keras calls decisively"
+    parity = entry["parity"]
+    assert parity["images"] == len(reference)
+    assert (parity["near_tie_flips"], parity["near_ties"]) == (int(flips.sum()), int(near_tie.sum()))
+    assert parity["top1_agreement"] == pytest.approx(1 - flips.mean())
 
 
 def _artifact(result, fmt: str, precision: str | None = None) -> dict:
@@ -43,7 +55,7 @@ def _artifact(result, fmt: str, precision: str | None = None) -> dict:
 
 
 @pytest.mark.slow
-def test_export_writes_every_artifact_with_manifest(exported, scratch_run):
+def test_export_writes_every_artifact_with_manifest(exported, scratch_run, parity_set):
     out = exported.out_dir
     name = scratch_run.spec.name
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -67,7 +79,7 @@ def test_export_writes_every_artifact_with_manifest(exported, scratch_run):
         assert parity["passed"] is True
         assert parity["images"] == 3 * PARITY_IMAGES
         assert parity["max_abs_diff"] <= {"fp32": 1e-4, "fp16": 1e-2}[entry["precision"]]
-        _assert_flips_only_on_near_ties(parity)
+        _assert_flips_only_on_near_ties(exported, entry, parity_set)
         assert "worst_image" in parity
     coreml = _artifact(exported, "coreml")
     assert coreml["input"]["color_layout"] == "GRAYSCALE"
@@ -135,12 +147,12 @@ def test_coreml_package_executes_in_interpreter_and_has_vision_interface(exporte
 
 
 @pytest.mark.slow
-def test_int8_artifacts_pass_their_limit(exported_int8):
+def test_int8_artifacts_pass_their_limit(exported_int8, parity_set):
     for fmt in ("coreml", "tflite"):
         entry = _artifact(exported_int8, fmt, "int8")
         assert entry["file"].endswith(("-int8.mlpackage", "-int8.tflite"))
         assert entry["parity"]["passed"] and entry["parity"]["max_abs_diff"] <= 5e-2
-        _assert_flips_only_on_near_ties(entry["parity"])
+        _assert_flips_only_on_near_ties(exported_int8, entry, parity_set)
     # int8 weights are smaller than fp16 / fp32 ones
     assert _artifact(exported_int8, "tflite")["bytes"] < 0.5 * 296_000
     assert _artifact(exported_int8, "tflite")["precision_detail"].startswith("dynamic-range int8")
@@ -321,6 +333,8 @@ def test_export_sizes_can_prove_what_it_sizes(scratch_run, tmp_path):
     onnx, tflite = sizes["onnx_fp32_proof"], sizes["tflite_int8_proof"]
     assert onnx["passed"] and onnx["limit"] == 1e-4 and 0 < onnx["max_abs_diff"] < 1e-4
     assert tflite["limit"] == 0.05 and tflite["max_abs_diff"] > 1e-4  # int8 differs, and it is measured
-    assert tflite["passed"] == (tflite["max_abs_diff"] <= 0.05 and tflite["top1_agreement"] >= 0.99)
+    # The scratch run's dynamic-range int8 TFLite is within int8's limit (as export_run finds, see
+    # test_int8_artifacts_pass_their_limit): its proof here must say so.
+    assert tflite["passed"] is True and tflite["max_abs_diff"] <= 0.05
     # The frames the export's proof draws by default: BreastMNIST's 156 test images, 3 app frames each.
     assert onnx["images"] == tflite["images"] == 3 * 156
