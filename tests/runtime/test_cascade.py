@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from visioncascade.errors import ConfigError
+from visioncascade.errors import ConfigError, DataError
 from visioncascade.models import load_model, save_model
 from visioncascade.runtime import Cascade, ContextSchedule, load_cascade_config, open_source, watch
 
@@ -234,7 +234,7 @@ def test_folder_source_and_bad_sources(tmp_path: Path):
     with pytest.raises(ConfigError, match="is not a camera index, an existing video file or folder"):
         open_source(tmp_path / "missing.mp4")
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(Exception, match="is not a video file"):
+    with pytest.raises(DataError, match=r"notes\.txt is not a video file \(.*\) or a folder of images"):
         open_source(tmp_path / "notes.txt")
 
 
@@ -329,8 +329,6 @@ def test_frame_cap_covers_every_model_before_it_is_loaded(tmp_path: Path, cascad
 
 
 def test_missing_camera_and_stream_fail_clearly():
-    from visioncascade.errors import DataError
-
     with pytest.raises(DataError, match="cannot open camera 7"):
         open_source(7)
     with pytest.raises(DataError, match=r"cannot open stream 'rtsp://127\.0\.0\.1:9/none'"):
