@@ -174,21 +174,49 @@ def test_mobilenet_weight_errors(tmp_path: Path):
         create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, freeze=1000)
 
 
-@pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason="../shared/weights is not present on this machine")
-def test_mobilenet_rejects_weights_of_another_width():
-    wrong = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"
+def _keras_h5_weights(model: keras.Model, path: Path) -> Path:
+    """``model``'s weights in the legacy Keras .h5 layout of the ImageNet files Keras downloads."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+def _other_weights(tmp_path: Path) -> tuple[Path, Path]:
+    """The two files of ../shared/weights that do not fit the default MobileNetV2 (alpha 0.5 and a v1
+    MobileNet), or, where that folder is absent (a fresh clone in CI), files of the same layout and names
+    made from randomly initialised models."""
+    wrong_name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"
+    v1_name = "mobilenet_2_5_224_tf_no_top.h5"  # MobileNet alpha=0.25, not V2
+    if (SHARED_WEIGHTS / wrong_name).is_file() and (SHARED_WEIGHTS / v1_name).is_file():
+        return SHARED_WEIGHTS / wrong_name, SHARED_WEIGHTS / v1_name
+    shape = (32, 32, 3)
+    wrong = keras.applications.MobileNetV2(input_shape=shape, alpha=0.5, include_top=False, weights=None)
+    v1 = keras.applications.MobileNet(input_shape=shape, alpha=0.25, include_top=False, weights=None)
+    return _keras_h5_weights(wrong, tmp_path / wrong_name), _keras_h5_weights(v1, tmp_path / v1_name)
+
+
+def test_mobilenet_rejects_weights_of_another_width(tmp_path: Path):
+    wrong, v1 = _other_weights(tmp_path)
     with pytest.raises(
         ModelError,
         match=r"does not fit mobilenet_v2 \(alpha=0.35\).*its name says MobileNetV2 alpha=0.5: add --alpha 0.5",
     ):
         create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(wrong))
-    v1 = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"  # MobileNet alpha=0.25, not V2
     with pytest.raises(ModelError, match=r"its name says MobileNet \(v1\) weights, not MobileNetV2"):
         create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(v1))
     right = create_model(
         "mobilenet_v2", input_shape=(32, 32, 3), num_classes=2, weights=str(wrong), alpha=0.5
     )
     assert right.count_params() > 700_000
+    # The weights are those of the file: a layer of the base holds the file's values.
+    with h5py.File(wrong, "r") as f:
+        names: list[str] = []
+        f["Conv1"].visit(names.append)  # Conv1/kernel or Conv1/Conv1/kernel:0, by who wrote the file
+        saved = np.asarray(f["Conv1"][next(n for n in names if n.rsplit("/", 1)[-1].startswith("kernel"))])
+    base = right.get_layer(next(layer.name for layer in right.layers if layer.name.startswith("mobilenetv2")))
+    np.testing.assert_array_equal(np.asarray(base.get_layer("Conv1").kernel), saved)
 
 
 def test_augmentation_keeps_shape_and_range_and_flip_is_exact():
