@@ -82,6 +82,10 @@ def test_user_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:
     assert "unknown placeholder {oops}" in broken.stderr
     not_migrated = _cli("keys", "create", "--scope", "ingest", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
     assert not_migrated.returncode == 2 and "db upgrade" in not_migrated.stderr
+    for command in (("keys", "list"), ("keys", "revoke", "abcd1234")):  # were tracebacks
+        answer = _cli(*command, "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+        assert answer.returncode == 2, answer.stderr
+        assert "db upgrade" in answer.stderr and "Traceback" not in answer.stderr, answer.stderr
 
 
 def test_serve_refuses_broken_or_clashing_cascade_files(tmp_path: Path) -> None:

@@ -162,14 +162,11 @@ def keys_create(
 def keys_list(db: DbOption = None) -> None:
     """List keys (prefix, scope, name, created, revoked); never the keys themselves."""
     _require_api_extra()
-    from sqlalchemy import select
-
-    from visioncascade.api.storage import KEYS, Database
+    from visioncascade.api.storage import Database, list_api_keys
 
     database = Database(_database_url(db))
     try:
-        with database.reader.connect() as conn:
-            rows = conn.execute(select(KEYS).order_by(KEYS.c.id)).all()
+        rows = list_api_keys(database)
     finally:
         database.dispose()
     for r in rows:

@@ -81,11 +81,13 @@ __all__ = [
     "Event",
     "EventStage",
     "GroupCommitter",
+    "KeyListing",
     "KeyRecord",
     "StoredResult",
     "create_api_key",
     "find_api_key",
     "hash_key",
+    "list_api_keys",
     "list_events",
     "payload_hash",
     "stats",
@@ -441,6 +443,35 @@ def find_api_key(db: Database, key_hash: str) -> KeyRecord | None:
     except SQLAlchemyError as exc:
         raise _query_failed("check the API key", exc) from exc
     return KeyRecord(row.id, row.name, row.scope, row.prefix) if row is not None else None
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    """One stored API key as ``visioncascade keys list`` shows it (never the key itself)."""
+
+    prefix: str
+    scope: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_api_keys(db: Database) -> list[KeyListing]:
+    """Every stored key, revoked ones too, oldest first.
+
+    Raises:
+        StorageError: the database could not be queried (unreachable, or not migrated).
+    """
+    try:
+        with db.reader.connect() as conn:
+            rows = conn.execute(
+                select(
+                    KEYS.c.prefix, KEYS.c.scope, KEYS.c.name, KEYS.c.created_at, KEYS.c.revoked_at
+                ).order_by(KEYS.c.id)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise _query_failed("list the API keys", exc) from exc
+    return [KeyListing(r.prefix, r.scope, r.name, r.created_at, r.revoked_at) for r in rows]
 
 
 def revoke_api_key(db: Database, prefix: str) -> int:
