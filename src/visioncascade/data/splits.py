@@ -347,16 +347,23 @@ def _nearest_within(query: np.ndarray, reference: np.ndarray, limit: float) -> l
 def copies_of(split: Split, name: str, reference: dict[str, Split]) -> list[tuple[int, str]]:
     """``(index, "image = reference image")`` for each image of ``split`` (called ``name``) that has the very
     pixels of an image of ``reference``'s splits (a run's training data, for data it is evaluated on)."""
+    return _exact_copies(split, name, [_pixels_key(image) for image in split.images], _named_keys(reference))
+
+
+def _named_keys(reference: dict[str, Split]) -> dict[bytes, str]:
+    """Each pixel key of ``reference``'s images, with the name of the first image that has it."""
     known: dict[bytes, str] = {}
     for ref_name, ref_split in reference.items():
         for i, image in enumerate(ref_split.images):
             known.setdefault(_pixels_key(image), ref_split.name(i, ref_name))
-    found = []
-    for i, image in enumerate(split.images):
-        key = _pixels_key(image)
-        if key in known:
-            found.append((i, f"{split.name(i, name)} = {known[key]}"))
-    return found
+    return known
+
+
+def _exact_copies(
+    split: Split, name: str, keys: list[bytes], known: dict[bytes, str]
+) -> list[tuple[int, str]]:
+    """:func:`copies_of`, given the split's pixel keys and :func:`_named_keys` of the reference."""
+    return [(i, f"{split.name(i, name)} = {known[key]}") for i, key in enumerate(keys) if key in known]
 
 
 def evaluated_copy_notes(
@@ -371,9 +378,22 @@ def check_evaluated_copies(
 ) -> tuple[list[str], np.ndarray]:
     """The notes on evaluated images (``splits[name]`` for ``names``) that are exact or near copies of
     ``reference``'s (the images a run was trained or validated on), if any; and a mask over those images,
-    in that order, of the copies."""
-    found = {name: (copies_of(splits[name], name, reference), near_copies_of(splits[name], name, reference))
-             for name in names}  # fmt: skip
+    in that order, of the copies. Each image is hashed and thumbnailed once."""
+    channels = (
+        3 if any(_is_colour(s) for s in (*(splits[name] for name in names), *reference.values())) else 1
+    )
+    named = _named_keys(reference)
+    images = [image for ref_split in reference.values() for image in ref_split.images]
+    known = (set(named), _thumbnails(images, channels))
+    found = {}
+    for name in names:
+        split = splits[name]
+        keys = [_pixels_key(image) for image in split.images]
+        query = (keys, _thumbnails(split.images, channels))
+        found[name] = (
+            _exact_copies(split, name, keys, named),
+            _near_copies(split, name, reference, None, query, known),
+        )
     copies = [c for exact, _ in found.values() for _, c in exact]
     near = [c for _, close in found.values() for c in close]
     masks = []
