@@ -104,6 +104,8 @@ def test_train_help_shows_the_defaults_written_in_help_texts():
             "--prove-exports proves the artifacts that --export-sizes measures; drop --no-export-sizes",
         ),
         (["evaluate", "not-a-run", "--data", "breastmnist"], "not-a-run is not a run folder"),
+        # --no-export-sizes alone turns the proofs' default off: the command goes on to check DATA.
+        (["compare", "no/such.npz", "--no-export-sizes", "--out", "x"], "no dataset at 'no/such.npz'"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(

@@ -220,14 +220,16 @@ def compare(
         typer.Option(
             "--prove-exports/--no-prove-exports",
             help="Run each sized artifact through export's parity proof and report it "
-            "\\[default: on, off with --quick].",
+            "\\[default: on, off with --quick or --no-export-sizes].",
             show_default=False,
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train scratch and transfer arms the same way and compare them side by side."""
-    prove = (not quick) if prove_exports is None else prove_exports
+    # Proofs are on by default where there are sized artifacts to prove: not with --quick, nor with
+    # --no-export-sizes (which alone must not be refused for the default it did not ask for).
+    prove = (not quick and export_sizes) if prove_exports is None else prove_exports
     if prove and not export_sizes:
         raise ConfigError(
             "--prove-exports proves the artifacts that --export-sizes measures; drop --no-export-sizes"
