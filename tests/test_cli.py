@@ -14,6 +14,8 @@ import yaml
 from visioncascade.models import get_architecture
 from visioncascade.train.config import DEFAULT_WEIGHT_DECAY
 
+from synthetic import write_shape_folder
+
 
 def run_cli(
     *args: str, cwd: Path | None = None, env_extra: dict[str, str] | None = None
@@ -262,3 +264,21 @@ def test_compare_writes_both_arms_and_ratios_with_the_shared_settings(tmp_path: 
         metrics = json.loads((out / arm / "metrics.json").read_text())
         assert metrics["final"]["averaged_epochs"] == 2, arm
         assert metrics["calibration"]["prior_correction"] == 0.0, arm  # no class weights: nothing to undo
+
+
+def test_imagenet_weights_on_an_offline_machine_are_one_clear_error(tmp_path: Path):
+    """Keras's downloader fails with a bare ``Exception``; the user gets one line, not three tracebacks.
+    An empty Keras home and an unreachable proxy make the download fail on a connected machine too."""
+    data = write_shape_folder(tmp_path / "data", {"circle": 12, "square": 12}, mixed=False, size=32)
+    offline = {"KERAS_HOME": str(tmp_path / "keras-home"), "HTTPS_PROXY": "http://127.0.0.1:9"}
+    offline |= {"https_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    result = run_cli(
+        "train", str(data), "--arch", "mobilenet_v2", "--weights", "imagenet", "--image-size", "32",
+        "--folds", "0", "--epochs", "1", "--out", "x", "--quiet",
+        cwd=tmp_path, env_extra=offline,
+    )  # fmt: skip
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "could not get the ImageNet weights for mobilenet_v2 (alpha=0.35)" in said
+    assert "pass --weights PATH to a local no-top .h5" in said and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()

@@ -120,15 +120,19 @@ def build_mobilenet_v2(
         base = keras.applications.MobileNetV2(
             input_shape=(height, width, 3), alpha=alpha, include_top=False, weights=resolved
         )
-    except (ValueError, OSError) as exc:
-        where = "ImageNet download" if resolved == "imagenet" else f"weights file {resolved}"
-        hint = (
-            "this machine may be offline: pass --weights PATH to a local no-top .h5 (or leave --weights unset "
-            "for the bundled alpha=0.35 file)"
-            if resolved == "imagenet"
-            else _weights_hint(resolved, alpha)
-        )
-        raise ModelError(f"{where} does not fit mobilenet_v2 (alpha={alpha}): {exc}; {hint}") from exc
+    except Exception as exc:  # Keras's downloader raises a bare Exception ("URL fetch failure ...")
+        if resolved == "imagenet":
+            raise ModelError(
+                f"could not get the ImageNet weights for mobilenet_v2 (alpha={alpha}) from Keras's "
+                f"downloader: {exc}; this machine may be offline: pass --weights PATH to a local no-top .h5 "
+                "(or leave --weights unset for the bundled alpha=0.35 file)"
+            ) from exc
+        if not isinstance(exc, (ValueError, OSError)):
+            raise
+        raise ModelError(
+            f"weights file {resolved} does not fit mobilenet_v2 (alpha={alpha}): {exc}; "
+            f"{_weights_hint(resolved, alpha)}"
+        ) from exc
     if not 0 <= freeze <= len(base.layers):
         raise ConfigError(
             f"--freeze must be between 0 and {len(base.layers)} (layers in MobileNetV2), got {freeze}"
