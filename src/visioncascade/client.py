@@ -50,12 +50,26 @@ class ApiRequestError(ApiError):
     Attributes:
         status: HTTP status (None when the server was never reached).
         body: The decoded JSON error body, when there was one.
+        detail: The server's ``detail`` sentence (what was wrong and how to fix it), when it sent one.
+        errors: The server's per-field ``errors`` (``[{"loc", "msg", "type"}]``; empty when it sent none).
     """
 
     def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+
+    @property
+    def detail(self) -> str | None:
+        """The server's ``detail``, or None (no JSON body, or not the API's error shape)."""
+        detail = self.body.get("detail") if isinstance(self.body, dict) else None
+        return detail if isinstance(detail, str) else None
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The server's per-field ``errors``; ``[]`` where it sent none."""
+        errors = self.body.get("errors") if isinstance(self.body, dict) else None
+        return errors if isinstance(errors, list) else []
 
 
 def make_event(

@@ -23,6 +23,7 @@ def test_missing_or_invalid_key_is_401(server: LiveServer) -> None:
             body = {"events": [make_event()]} if path.endswith("batch") else make_event()
             r = c.request(method, path, json=body if method == "POST" else None)
             assert r.status_code == 401, (path, r.text)
+            assert r.json() == {"detail": r.json()["detail"], "errors": []}  # the one documented shape
             assert "missing API key" in r.json()["detail"]
             assert r.headers["www-authenticate"] == "Bearer"
         r = c.get("/v1/events", headers={"Authorization": "Bearer vc_nope_nope"})
@@ -35,6 +36,7 @@ def test_scopes_are_enforced_with_403(server: LiveServer) -> None:
         assert c.post("/v1/events", json=make_event()).status_code == 200
         r = c.get("/v1/events")
         assert r.status_code == 403 and "needs scope 'read'" in r.json()["detail"]
+        assert r.json()["errors"] == []
         assert c.get("/v1/rules").status_code == 403
     with server.client(read, header="x-api-key") as c:
         assert c.get("/v1/events").status_code == 200
@@ -90,6 +92,6 @@ def test_rate_limit_answers_429_with_retry_after(sqlite_url: str, server_factory
     assert codes == [200, 200, 200]
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
-    assert "rate limit" in limited.json()["detail"]
+    assert "rate limit" in limited.json()["detail"] and limited.json()["errors"] == []
     with server.client(other) as c:  # limits are per key
         assert c.post("/v1/events", json=make_event()).status_code == 200

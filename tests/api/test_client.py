@@ -36,6 +36,8 @@ def test_send_and_read_back(sqlite_url: str, server_factory: Any) -> None:
         with pytest.raises(ApiRequestError) as info:
             client.send({**_event(), "stages": []})
     assert info.value.status == 422 and "at least 1 item" in str(info.value)
+    assert "at least 1 item" in info.value.detail  # the server's detail and per-field errors, as documented
+    assert info.value.errors and info.value.errors[0]["loc"] == ["body", "stages"]
     assert count_rows(sqlite_url) == 2
 
 

@@ -35,7 +35,7 @@ def test_readyz_is_503_when_the_database_is_unusable(sqlite_url: str, server_fac
             conn.execute(text("DROP TABLE api_keys"))
         db.dispose()
         r = c.get("/readyz")
-        assert r.status_code == 503 and "db upgrade" in r.json()["detail"]
+        assert r.status_code == 503 and "db upgrade" in r.json()["detail"] and r.json()["errors"] == []
         assert c.get("/healthz").status_code == 200
 
 
@@ -56,7 +56,7 @@ def test_reads_and_key_checks_answer_503_when_the_database_fails(db_url: str, se
         posted = ingest.post("/v1/events", json=make_event())
     for r, what in ((listed, "list the events"), (summary, "statistics"), (posted, "check the API key")):
         assert r.status_code == 503, r.text
-        assert r.headers["Retry-After"] == "1"
+        assert r.headers["Retry-After"] == "1" and r.json()["errors"] == []
         detail = r.json()["detail"]
         assert "retry later" in detail and what in detail and "db upgrade" in detail, detail
 

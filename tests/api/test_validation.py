@@ -142,6 +142,7 @@ def test_oversized_body_is_413(sqlite_url: str, server_factory: Any) -> None:
 
         chunked = c.post("/v1/events:batch", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and "larger than 65536 bytes" in r.json()["detail"]
+    assert r.json()["errors"] == []
     assert chunked.status_code == 413
     assert count_rows(sqlite_url) == 0
 

@@ -50,7 +50,7 @@ class BodyLimitMiddleware:
         body = (
             b'{"detail":"request body larger than '
             + str(self.max_bytes).encode()
-            + b' bytes; send fewer events per batch"}'
+            + b' bytes; send fewer events per batch","errors":[]}'
         )
         await send(
             {
@@ -155,13 +155,17 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
 
 
 async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Every error answer has the one documented shape, {"detail", "errors"}: a client reads both always.
     content = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+    content = {**content, "errors": content.get("errors") or []}
     return JSONResponse(content, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def _storage_handler(request: Request, exc: StorageError) -> JSONResponse:
     return JSONResponse(
-        {"detail": f"database error, retry later: {exc}"}, status_code=503, headers={"Retry-After": "1"}
+        {"detail": f"database error, retry later: {exc}", "errors": []},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 

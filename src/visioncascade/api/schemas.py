@@ -239,7 +239,7 @@ class ErrorOut(BaseModel):
     """Every error answer: a sentence saying what was wrong and how to fix it, and details per field."""
 
     detail: str
-    errors: list[dict[str, Any]] | None = None
+    errors: list[dict[str, Any]] = []  # one entry per field for 400/422, empty for the other statuses
 
 
 class LiveStageOut(BaseModel):

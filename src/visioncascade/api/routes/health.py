@@ -29,7 +29,10 @@ async def readyz(state: Annotated[AppState, Depends(get_state)]) -> JSONResponse
     if await asyncio.to_thread(state.db.ping):
         return JSONResponse({"status": "ready"})
     return JSONResponse(
-        {"detail": "database unreachable or not migrated; check --db and run `visioncascade db upgrade`"},
+        {
+            "detail": "database unreachable or not migrated; check --db and run `visioncascade db upgrade`",
+            "errors": [],
+        },
         status_code=503,
     )
 
