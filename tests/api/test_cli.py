@@ -80,6 +80,11 @@ def test_user_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:
     broken = _cli("serve", "--db", url, "--rules", str(rules))
     assert broken.returncode == 2
     assert "unknown placeholder {oops}" in broken.stderr
+    unmigrated = _cli("serve", "--db", f"sqlite:///{tmp_path / 'fresh.db'}", "--no-migrate", "--port", "1")
+    assert unmigrated.returncode == 2, unmigrated.stderr  # said before the server starts, not by each worker
+    said = " ".join(unmigrated.stderr.split())
+    assert "not migrated; run `visioncascade db upgrade --db ...` first" in said
+    assert "Traceback" not in unmigrated.stderr
     not_migrated = _cli("keys", "create", "--scope", "ingest", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
     assert not_migrated.returncode == 2 and "db upgrade" in not_migrated.stderr
     for command in (("keys", "list"), ("keys", "revoke", "abcd1234")):  # were tracebacks

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from visioncascade.errors import ApiError
+from visioncascade.errors import ApiError, StorageError
 
 __all__ = ["register"]
 
@@ -113,6 +113,8 @@ def serve(
             os.environ[f"VISIONCASCADE_{name}"] = value
     if migrate:
         upgrade_database(settings.database_url)
+    else:  # said here in one line, not by the app's startup as a traceback from every worker
+        _check_migrated(settings.database_url)
     uvicorn.run(
         "visioncascade.api.app:create_app_from_env",
         factory=True,
@@ -126,6 +128,22 @@ def serve(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
+
+
+def _check_migrated(url: str) -> None:
+    """Raise :class:`StorageError` unless the database at ``url`` answers and holds the API's tables."""
+    from visioncascade.api.storage import Database
+
+    db = Database(url)
+    try:
+        ready = db.ping()
+    finally:
+        db.dispose()
+    if not ready:
+        raise StorageError(
+            f"the database {url.split('@')[-1]} is unreachable or not migrated; run "
+            "`visioncascade db upgrade --db ...` first, or serve without --no-migrate"
+        )
 
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
