@@ -64,10 +64,16 @@ class Settings(BaseSettings):
     def _refuse_unsafe(self) -> Settings:
         problems = self.unsafe_reasons()
         if problems:
+            # Development allows everything but auth off on a network address: there, only a fix helps.
+            escape = (
+                ""
+                if self.environment == "development"
+                else ", or set VISIONCASCADE_ENVIRONMENT=development for local experiments"
+            )
             raise ValueError(
                 f"unsafe settings for environment={self.environment}: "
                 + "; ".join(problems)
-                + ". Fix them, or set VISIONCASCADE_ENVIRONMENT=development for local experiments."
+                + f". Fix them{escape}."
             )
         return self
 
