@@ -91,7 +91,9 @@ def train(
     arch: Annotated[str, typer.Option(help="Architecture: scratch | mobilenet_v2.")] = "scratch",
     weights: Annotated[
         str | None,
-        typer.Option(help="mobilenet_v2 weights: imagenet | none | PATH to a no-top .h5 (default: bundled)."),
+        typer.Option(
+            help="mobilenet_v2 weights: bundled | imagenet | none | PATH to a no-top .h5 (default: bundled)."
+        ),
     ] = None,
     freeze: Annotated[
         int | None, typer.Option(help="Freeze the first N layers of the pretrained base.")
