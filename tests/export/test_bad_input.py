@@ -57,6 +57,13 @@ def test_unknown_format(formats, message, tmp_path):
         ),
         ("coreml", "fp16", {"ios_target": "iOS9"}, r"unknown iOS target 'iOS9'"),
         (
+            "coreml",
+            "fp16,int8",
+            {"ios_target": "iOS15"},
+            r"Core ML int8 weight compression needs iOS 16 or later, got --ios-target iOS15; pass "
+            r"--ios-target iOS16",
+        ),
+        (
             "tflite",
             "int8",
             {"tflite_int8": "int4"},

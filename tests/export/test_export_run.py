@@ -159,6 +159,26 @@ def test_int8_artifacts_pass_their_limit(exported_int8, parity_set):
 
 
 @pytest.mark.slow
+def test_validate_refuses_a_core_ml_artifact_newer_than_its_recorded_target(exported_int8, tmp_path):
+    """The int8 .mlpackage is specification version 7 (iOS 16): a manifest saying iOS15 is not true."""
+    copy = tmp_path / "exports"
+    shutil.copytree(exported_int8.out_dir, copy)
+    entry = _artifact(exported_int8, "coreml", "int8")
+    assert entry["ios_target"] == "iOS16" and entry["structure"]["specification_version"] == 7
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for item in manifest["artifacts"]:
+        if item["file"] == entry["file"]:
+            item["ios_target"] = "iOS15"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ExportError,
+        match=rf"{re.escape(entry['file'])} failed: specification version 7 needs iOS16 or later, but the "
+        r"recorded target is iOS15",
+    ):
+        validate_exports(copy)
+
+
+@pytest.mark.slow
 def test_tflite_full_integer_int8_option(scratch_run, keras_model, parity_set, tmp_path):
     """Full-integer int8: int8 activations inside, float32 I/O, calibrated on the run's training images."""
     from visioncascade.export import export_tflite

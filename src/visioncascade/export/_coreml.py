@@ -22,7 +22,14 @@ from visioncascade.errors import ExportError
 from visioncascade.export._common import check_precision, converter_error
 from visioncascade.spec import ModelSpec
 
-__all__ = ["COREML_FORMATS", "IOS_TARGETS", "check_coreml_structure", "export_coreml"]
+__all__ = [
+    "COREML_FORMATS",
+    "IOS_TARGETS",
+    "SPEC_VERSIONS",
+    "check_coreml_structure",
+    "export_coreml",
+    "resolve_ios_target",
+]
 
 COREML_FORMATS = ("mlprogram", "mlmodel")
 IOS_TARGETS = ("iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
@@ -35,7 +42,17 @@ def _quiet_coremltools() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _resolve_target(coreml_format: str, ios_target: str | None) -> str:
+#: The Core ML specification version each minimum deployment target allows (coremltools' ``ct.target``).
+SPEC_VERSIONS = {"iOS13": 4, "iOS14": 5, "iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
+
+
+def resolve_ios_target(coreml_format: str, ios_target: str | None, precision: str | None = None) -> str:
+    """The minimum iOS target of a Core ML export (``ios_target`` or the format's default), checked.
+
+    Raises :class:`ExportError` for an unknown format or target, a target the format cannot have, or a
+    precision the target cannot run: int8 weight compression (``constexpr_affine_dequantize``) exists from
+    iOS 16 on, so an int8 ML Program below iOS16 is refused rather than silently built for iOS 16.
+    """
     if coreml_format not in COREML_FORMATS:
         raise ExportError(f"unknown Core ML format {coreml_format!r}; choose mlprogram or mlmodel")
     target = ios_target or ("iOS16" if coreml_format == "mlprogram" else "iOS13")
@@ -51,6 +68,11 @@ def _resolve_target(coreml_format: str, ios_target: str | None) -> str:
         raise ExportError(
             f"the neural-network .mlmodel format targets iOS 15 or earlier, got --ios-target {target}; "
             "use --coreml-format mlprogram for iOS 16+"
+        )
+    if coreml_format == "mlprogram" and precision == "int8" and number < 16:
+        raise ExportError(
+            f"Core ML int8 weight compression needs iOS 16 or later, got --ios-target {target}; "
+            "pass --ios-target iOS16 (or later), or export at --precision fp16 for iOS 15"
         )
     return target
 
@@ -85,8 +107,8 @@ def export_coreml(
     import coremltools as ct
 
     path = Path(path)
-    target = _resolve_target(coreml_format, ios_target)
     check_precision("coreml" if coreml_format == "mlprogram" else "coreml-mlmodel", precision)
+    target = resolve_ios_target(coreml_format, ios_target, precision)
     suffix = ".mlpackage" if coreml_format == "mlprogram" else ".mlmodel"
     if path.suffix != suffix:
         raise ExportError(f"a Core ML {coreml_format} is saved as {suffix}, got path {path}")
@@ -158,10 +180,13 @@ def _set_metadata(mlmodel: Any, spec: ModelSpec, precision: str) -> None:
     )
 
 
-def check_coreml_structure(path: str | Path, spec: ModelSpec) -> dict[str, Any]:
+def check_coreml_structure(
+    path: str | Path, spec: ModelSpec, ios_target: str | None = None
+) -> dict[str, Any]:
     """Check a saved Core ML model's interface against ``spec``; raise :class:`ExportError` on mismatch.
 
-    Checks: one image input of ``spec.input_size`` with the colour layout of ``spec.color_mode``, no
+    Checks: a specification version that ``ios_target`` (the manifest's minimum iOS, when given) can
+    load, one image input of ``spec.input_size`` with the colour layout of ``spec.color_mode``, no
     scale/bias preprocessing other than identity, a classifier output whose labels equal ``spec.labels``
     (in order), and metadata (spec JSON, temperature, author, license, version) that round-trips.
     Returns the facts checked, for the manifest.
@@ -178,6 +203,16 @@ def check_coreml_structure(path: str | Path, spec: ModelSpec) -> dict[str, Any]:
         "type": mspec.WhichOneof("Type"),
         "specification_version": mspec.specificationVersion,
     }
+    if ios_target is not None:
+        allowed = SPEC_VERSIONS.get(ios_target)
+        if allowed is None:
+            problems.append(f"unknown iOS target {ios_target!r} (choose one of {', '.join(IOS_TARGETS)})")
+        elif mspec.specificationVersion > allowed:
+            needs = next(t for t, v in SPEC_VERSIONS.items() if v >= mspec.specificationVersion)
+            problems.append(
+                f"specification version {mspec.specificationVersion} needs {needs} or later, but the "
+                f"recorded target is {ios_target}"
+            )
     if len(inputs) != 1 or inputs[0].type.WhichOneof("Type") != "imageType":
         problems.append(f"expected one image input, got {[i.name for i in inputs]}")
     else:

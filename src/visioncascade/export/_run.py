@@ -35,7 +35,7 @@ from visioncascade.export._common import (
     artifact_sha256,
     check_precision,
 )
-from visioncascade.export._coreml import check_coreml_structure, export_coreml
+from visioncascade.export._coreml import check_coreml_structure, export_coreml, resolve_ios_target
 from visioncascade.export._onnx import ONNX_OPSET, export_onnx
 from visioncascade.export._parity import (
     ParityFrames,
@@ -173,9 +173,18 @@ def _input_description(fmt: str, spec: ModelSpec, structure: dict[str, Any] | No
 
 
 def _prove(
-    path: Path, fmt: str, precision: str, spec: ModelSpec, frames: ParityFrames, reference: np.ndarray
+    path: Path,
+    fmt: str,
+    precision: str,
+    spec: ModelSpec,
+    frames: ParityFrames,
+    reference: np.ndarray,
+    ios_target: str | None = None,
 ) -> dict[str, Any]:
     """Structure checks and parity for one artifact; the returned record says whether it passed.
+
+    ``ios_target`` is the Core ML artifact's recorded minimum iOS: its specification version must not need
+    a later one.
 
     An artifact that its runtime cannot load or run (a damaged file) is an :class:`ExportError` naming it.
     """
@@ -183,7 +192,7 @@ def _prove(
     started = time.perf_counter()
     try:
         if fmt == "coreml":
-            record["structure"] = check_coreml_structure(path, spec)
+            record["structure"] = check_coreml_structure(path, spec, ios_target)
         runner = artifact_predictor(path, fmt)
         got = runner[0](frames.prepared) if runner is not None else None
     except (ExportError, ImportError):
@@ -271,10 +280,11 @@ def export_run(
     plan = _plan(fmts, precs, coreml_format)
     if tflite_int8 not in INT8_MODES:
         raise ExportError(f"unknown TFLite int8 mode {tflite_int8!r}; choose from {', '.join(INT8_MODES)}")
+    coreml_target = None
     if "coreml" in fmts:
-        from visioncascade.export._coreml import _resolve_target
-
-        _resolve_target(coreml_format, ios_target)
+        for fmt, precision in plan:
+            if fmt == "coreml":
+                coreml_target = resolve_ios_target(coreml_format, ios_target, precision)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "exports"
     _refuse_out_over_run(out, run_dir)
@@ -308,7 +318,9 @@ def export_run(
                 tflite_int8=tflite_int8,
             )  # fmt: skip
             seconds = time.perf_counter() - started
-            record = _prove(path, fmt, precision, spec, frames, reference)
+            record = _prove(
+                path, fmt, precision, spec, frames, reference, coreml_target if fmt == "coreml" else None
+            )
             entry = {
                 "file": file_name,
                 "format": fmt,
@@ -322,7 +334,7 @@ def export_run(
                 **record,
             }
             if fmt == "coreml":
-                entry["ios_target"] = ios_target or ("iOS16" if coreml_format == "mlprogram" else "iOS13")
+                entry["ios_target"] = coreml_target
                 entry["precision_detail"] = {
                     "fp32": "fp32 weights and compute",
                     "fp16": "fp16 weights and compute",
@@ -444,7 +456,9 @@ def validate_exports(
             report["artifacts"].append(item)
             continue
         try:
-            record = _prove(path, entry["format"], entry["precision"], spec, frames, reference)
+            record = _prove(
+                path, entry["format"], entry["precision"], spec, frames, reference, entry.get("ios_target")
+            )
         except ExportError as exc:
             problems.append(str(exc) if str(exc).startswith(entry["file"]) else f"{entry['file']}: {exc}")
             item["passed"] = False
