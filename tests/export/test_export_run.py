@@ -143,6 +143,8 @@ def test_coreml_package_executes_in_interpreter_and_has_vision_interface(exporte
     assert model.author and model.license and model.version == scratch_run.spec.version
     description = model.get_spec().description
     assert description.predictedFeatureName == "classLabel"
+    assert description.predictedProbabilitiesName == "classLabel_probs"
+    assert facts["outputs"] == {"label": "classLabel", "probabilities": "classLabel_probs"}
     assert description.input[0].type.imageType.colorSpace == description.input[0].type.imageType.GRAYSCALE
 
 
@@ -304,14 +306,38 @@ def test_validate_names_artifacts_their_runtime_cannot_load(exported, tmp_path):
 
 @pytest.mark.slow
 def test_mlmodel_neural_network_format_structure_only(scratch_run, tmp_path):
-    result = export_run(
-        scratch_run.run_dir, "coreml", out=tmp_path / "ex", coreml_format="mlmodel", parity_images=8
-    )
-    (entry,) = result.artifacts
+    """The .mlmodel cannot run on Linux: the command says it was checked for structure only, not proven;
+    its outputs are named as the ML Program's are (classLabel, classLabel_probs) and the check insists."""
+    import coremltools as ct
+    from typer.testing import CliRunner
+
+    from visioncascade.cli import app
+
+    out = tmp_path / "ex"
+    result = CliRunner().invoke(
+        app, ["export", str(scratch_run.run_dir), "--to", "coreml", "--coreml-format", "mlmodel",
+              "--out", str(out), "--parity-images", "8"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "every artifact passed" not in text and "✓" not in text
+    assert "0 proven by the parity proof, 1 checked for structure only (breastmnist-scratch.mlmodel: " \
+        "Core ML cannot run on Linux" in text  # fmt: skip
+    (entry,) = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert entry["file"].endswith(".mlmodel") and entry["ios_target"] == "iOS13"
     assert entry["structure"]["type"] == "neuralNetworkClassifier"
     assert entry["structure"]["input"]["color_space"] == "GRAYSCALE"
-    assert entry["parity"]["status"] == "structure-only"
+    assert entry["parity"]["status"] == "structure-only" and entry["parity"]["proven"] is False
+    assert entry["structure"]["outputs"] == {"label": "classLabel", "probabilities": "classLabel_probs"}
+    path = out / entry["file"]
+    mspec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    assert {o.name for o in mspec.description.output} == {"classLabel", "classLabel_probs"}
+    assert mspec.neuralNetworkClassifier.labelProbabilityLayerName == "classLabel_probs"
+    # An .mlmodel whose probabilities keep the converter's name (as before) fails the structure check.
+    ct.utils.rename_feature(mspec, "classLabel_probs", "Identity")
+    ct.models.MLModel(mspec, skip_model_load=True).save(str(tmp_path / "old.mlmodel"))
+    with pytest.raises(ExportError, match=r"outputs are named 'classLabel' and 'Identity', expected"):
+        check_coreml_structure(tmp_path / "old.mlmodel", scratch_run.spec)
 
 
 @pytest.mark.slow

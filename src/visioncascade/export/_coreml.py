@@ -33,6 +33,9 @@ __all__ = [
 
 COREML_FORMATS = ("mlprogram", "mlmodel")
 IOS_TARGETS = ("iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
+#: The classifier's outputs, in both Core ML formats: the top label and the per-label probabilities.
+LABEL_OUTPUT = "classLabel"
+PROBABILITIES_OUTPUT = "classLabel_probs"
 _META_SPEC = "visioncascade.spec"
 _META_TEMPERATURE = "visioncascade.temperature"
 
@@ -149,10 +152,27 @@ def export_coreml(
         from coremltools.models.neural_network import quantization_utils
 
         mlmodel = quantization_utils.quantize_weights(mlmodel, nbits=16)
+    mlmodel = _name_probabilities(mlmodel)
     _set_metadata(mlmodel, spec, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     mlmodel.save(str(path))
     return path
+
+
+def _name_probabilities(mlmodel: Any) -> Any:
+    """``mlmodel`` with its probabilities output named :data:`PROBABILITIES_OUTPUT`.
+
+    The ML Program converter names it so already; the neural-network converter keeps the TensorFlow
+    tensor's name (``Identity``), which the feature (and the layer writing it) is renamed from.
+    """
+    import coremltools as ct
+
+    mspec = mlmodel.get_spec()
+    name = mspec.description.predictedProbabilitiesName
+    if name == PROBABILITIES_OUTPUT or mspec.WhichOneof("Type") == "mlProgram":
+        return mlmodel  # an ML Program named otherwise fails the structure check, naming the output
+    ct.utils.rename_feature(mspec, name, PROBABILITIES_OUTPUT)
+    return ct.models.MLModel(mspec, skip_model_load=True)
 
 
 def _set_metadata(mlmodel: Any, spec: ModelSpec, precision: str) -> None:
@@ -187,7 +207,8 @@ def check_coreml_structure(
 
     Checks: a specification version that ``ios_target`` (the manifest's minimum iOS, when given) can
     load, one image input of ``spec.input_size`` with the colour layout of ``spec.color_mode``, no
-    scale/bias preprocessing other than identity, a classifier output whose labels equal ``spec.labels``
+    scale/bias preprocessing other than identity, a classifier output (``classLabel`` and
+    ``classLabel_probs``) whose labels equal ``spec.labels``
     (in order), and metadata (spec JSON, temperature, author, license, version) that round-trips.
     Returns the facts checked, for the manifest.
     """
@@ -250,8 +271,15 @@ def check_coreml_structure(
     facts["labels"] = list(labels)
     if labels != tuple(spec.labels):
         problems.append(f"classifier labels {list(labels)} differ from the spec's {list(spec.labels)}")
-    if not mspec.description.predictedFeatureName or not mspec.description.predictedProbabilitiesName:
+    outputs = (mspec.description.predictedFeatureName, mspec.description.predictedProbabilitiesName)
+    facts["outputs"] = {"label": outputs[0], "probabilities": outputs[1]}
+    if not all(outputs):
         problems.append("the output is not a classifier (no predicted feature / probabilities names)")
+    elif outputs != (LABEL_OUTPUT, PROBABILITIES_OUTPUT):
+        problems.append(
+            f"classifier outputs are named {outputs[0]!r} and {outputs[1]!r}, expected {LABEL_OUTPUT!r} "
+            f"and {PROBABILITIES_OUTPUT!r}"
+        )
     meta = dict(mspec.description.metadata.userDefined)
     try:
         round_trip = ModelSpec.from_json(meta.get(_META_SPEC, ""))

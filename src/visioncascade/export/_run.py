@@ -50,7 +50,14 @@ from visioncascade.export._tflite import export_tflite
 from visioncascade.models import load_model
 from visioncascade.spec import ModelSpec
 
-__all__ = ["MANIFEST_VERSION", "ExportResult", "export_run", "export_sizes", "validate_exports"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "ExportResult",
+    "export_run",
+    "export_sizes",
+    "structure_only",
+    "validate_exports",
+]
 
 MANIFEST_VERSION = 1
 
@@ -66,6 +73,16 @@ class ExportResult:
     def artifacts(self) -> list[dict[str, Any]]:
         """The manifest's artifact entries."""
         return self.manifest["artifacts"]
+
+    @property
+    def structure_only(self) -> list[str]:
+        """The artifacts that were checked for structure only, never run (a ``.mlmodel`` on Linux)."""
+        return structure_only(self.artifacts)
+
+
+def structure_only(artifacts: list[dict[str, Any]]) -> list[str]:
+    """The files among manifest or report ``artifacts`` whose parity was not run (structure checks only)."""
+    return [a["file"] for a in artifacts if a.get("parity", {}).get("status") == "structure-only"]
 
 
 def _parse_list(
@@ -208,12 +225,14 @@ def _prove(
             "status": "structure-only",
             "reason": "a neural-network .mlmodel cannot be executed on Linux and the NumPy interpreter runs "
             "ML Programs only; its parity is proven by the macOS workflow",
-            "passed": True,
+            "proven": False,
+            "passed": True,  # nothing failed: the structure checks passed; parity was not run
         }
         return record
     backend = runner[1]
     parity = compare_probabilities(reference, got, precision, frames.sources)
     parity["backend"] = backend
+    parity["proven"] = True
     parity["seconds"] = round(time.perf_counter() - started, 3)
     record["parity"] = parity
     return record
@@ -405,7 +424,8 @@ def validate_exports(
     cannot load is reported by name.
 
     Returns:
-        A report: per artifact the fresh parity figures and ``passed``; ``passed`` overall.
+        A report: per artifact the fresh parity figures and ``passed``; ``passed`` overall;
+        ``structure_only``, the artifacts that could only be checked for structure (not run).
 
     Raises:
         ExportError: No manifest, a missing or modified artifact, or a failed proof (all failures listed).
@@ -470,6 +490,7 @@ def validate_exports(
             problems.append(failure_message(entry["file"], record["parity"], entry["precision"]))
         report["artifacts"].append(item)
     report["problems"] = problems
+    report["structure_only"] = structure_only(report["artifacts"])
     report["passed"] = not problems
     if problems:
         raise ExportError(f"validation of {exports_dir} failed: " + "; ".join(problems))

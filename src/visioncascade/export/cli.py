@@ -31,6 +31,25 @@ def _fmt_parity(parity: dict) -> str:
     )
 
 
+def _proof_summary(artifacts: list[dict]) -> str:
+    """How many artifacts were run and proven, and how many only checked for structure (never run)."""
+    unproven = [a for a in artifacts if a.get("parity", {}).get("status") == "structure-only"]
+    if not unproven:
+        return f"all {len(artifacts)} artifact{'s' if len(artifacts) != 1 else ''} passed the parity proof"
+    return (
+        f"{len(artifacts) - len(unproven)} proven by the parity proof, {len(unproven)} checked for structure "
+        f"only ({', '.join(a['file'] for a in unproven)}: Core ML cannot run on Linux; "
+        "run `visioncascade validate` on macOS to prove them)"
+    )
+
+
+def _ok(entry: dict) -> str:
+    parity = entry.get("parity", {})
+    if not entry.get("passed", parity.get("passed")):
+        return "✗"
+    return "structure only" if parity.get("status") == "structure-only" else "✓"
+
+
 def _print_artifacts(title: str, artifacts: list[dict]) -> None:
     from rich.table import Table
 
@@ -46,7 +65,7 @@ def _print_artifacts(title: str, artifacts: list[dict]) -> None:
             entry["precision"],
             f"{entry['bytes']:,}" if "bytes" in entry else "",
             _fmt_parity(parity),
-            "✓" if entry.get("passed", parity.get("passed")) else "✗",
+            _ok(entry),
         )
     _console.print(table)
 
@@ -111,9 +130,7 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(result.manifest))
         else:
             _print_artifacts(f"exports of {run}", result.artifacts)
-        _console.print(
-            escape(f"wrote {result.out_dir} (manifest.json); every artifact passed the parity proof")
-        )
+        _console.print(escape(f"wrote {result.out_dir} (manifest.json); {_proof_summary(result.artifacts)}"))
 
     @app.command()
     def validate(
@@ -133,4 +150,4 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(report))
         else:
             _print_artifacts(f"validation of {exports}", report["artifacts"])
-        _console.print(escape(f"{len(report['artifacts'])} artifacts in {exports} passed the parity proof"))
+        _console.print(escape(f"{exports}: {_proof_summary(report['artifacts'])}"))
