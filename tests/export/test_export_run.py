@@ -248,6 +248,60 @@ def test_validate_passes_then_catches_a_swapped_artifact(exported, tmp_path, scr
         validate_exports(copy)
 
 
+def _edit_manifest(copy, edit) -> None:
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.slow
+def test_validate_catches_tampered_labels_and_stray_files(exported, tmp_path):
+    """spec.json, the manifest's labels and each entry's labels must agree with the manifest's spec, and
+    a file the manifest does not name (which a runtime would give this manifest's labels) is a problem."""
+    labels = list(exported.manifest["spec"]["labels"])
+    onnx_file = _artifact(exported, "onnx")["file"]
+
+    def fresh(name: str):
+        copy = tmp_path / name
+        shutil.copytree(exported.out_dir, copy)
+        return copy
+
+    copy = fresh("spec")
+    ModelSpec.load(copy / "spec.json").replace(labels=tuple(reversed(labels))).save(copy / "spec.json")
+    with pytest.raises(ExportError, match=r"spec\.json differs from the spec in manifest\.json"):
+        validate_exports(copy)
+
+    copy = fresh("labels")
+    _edit_manifest(copy, lambda m: m.update(labels=["cat", "dog"]))
+    with pytest.raises(ExportError, match=r"manifest\.json's labels \['cat', 'dog'\] differ from its spec's"):
+        validate_exports(copy)
+
+    copy = fresh("entry")
+    _edit_manifest(
+        copy, lambda m: [a.update(labels=labels[::-1]) for a in m["artifacts"] if a["file"] == onnx_file]
+    )
+    with pytest.raises(ExportError, match=rf"{re.escape(onnx_file)}'s labels in manifest\.json"):
+        validate_exports(copy)
+
+    copy = fresh("stray")
+    shutil.copy(copy / onnx_file, copy / "other-model.onnx")
+    with pytest.raises(ExportError, match=r"holds other-model\.onnx, which manifest\.json does not name"):
+        validate_exports(copy)
+
+
+@pytest.mark.slow
+def test_validate_with_a_wrong_run_is_an_error(exported, scratch_run, tmp_path):
+    """An explicit --run that is not a run is refused, not replaced by the folder above the exports."""
+    from visioncascade.errors import RunNotFoundError
+
+    run = tmp_path / "run"
+    shutil.copytree(scratch_run.run_dir, run, ignore=shutil.ignore_patterns("exports"))
+    shutil.copytree(exported.out_dir, run / "exports")
+    assert validate_exports(run / "exports", run_dir=run)["passed"]
+    with pytest.raises(RunNotFoundError, match=rf"{re.escape(str(tmp_path / 'typo'))} is not a run folder"):
+        validate_exports(run / "exports", run_dir=tmp_path / "typo")
+
+
 @pytest.mark.slow
 def test_validate_catches_modified_bytes(exported, tmp_path):
     copy = tmp_path / "exports"

@@ -26,7 +26,7 @@ import numpy as np
 
 from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir, check_run_dir
-from visioncascade.errors import ExportError, RunExistsError
+from visioncascade.errors import ExportError, RunExistsError, VisionCascadeError
 from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES
 from visioncascade.export._common import (
     DEFAULT_PRECISION,
@@ -413,22 +413,78 @@ def _tool_versions() -> dict[str, str]:
     return versions
 
 
+#: Files an exports folder may hold besides its artifacts (.DS_Store: what macOS Finder leaves in a copy).
+_EXPORT_FILES = ("manifest.json", "spec.json", ".DS_Store")
+
+
+def _normal(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists), for comparing specs with what a file holds."""
+    return json.loads(json.dumps(value))
+
+
+def _manifest_problems(manifest: dict[str, Any], exports_dir: Path) -> list[str]:
+    """What in ``exports_dir`` disagrees with ``manifest["spec"]``: ``spec.json``, the manifest's labels, an
+    artifact entry's labels (or spec), and files the manifest does not name — each of which a runtime could
+    take an artifact's labels from."""
+    problems: list[str] = []
+    recorded = _normal(manifest["spec"])
+    labels = recorded.get("labels")
+    spec_path = exports_dir / "spec.json"
+    if not spec_path.is_file():
+        problems.append(f"{spec_path} is missing; copy it again from the original exports or export again")
+    else:
+        try:
+            exported = _normal(ModelSpec.load(spec_path).to_dict())
+        except VisionCascadeError as exc:
+            problems.append(f"{spec_path} is not a valid spec ({exc}); export the run again")
+        else:
+            if exported != recorded:
+                problems.append(
+                    f"{spec_path} differs from the spec in manifest.json (edited after export?); "
+                    "export the run again"
+                )
+    if manifest.get("labels") != labels:
+        problems.append(
+            f"manifest.json's labels {manifest.get('labels')} differ from its spec's {labels}; "
+            "export the run again"
+        )
+    for entry in manifest["artifacts"]:
+        if entry.get("labels") != labels:
+            problems.append(
+                f"{entry['file']}'s labels in manifest.json {entry.get('labels')} differ from its spec's "
+                f"{labels}; export the run again"
+            )
+        if "spec" in entry and _normal(entry["spec"]) != recorded:
+            problems.append(f"{entry['file']}'s spec in manifest.json differs from the manifest's spec")
+    named = {str(entry["file"]) for entry in manifest["artifacts"]} | set(_EXPORT_FILES)
+    strays = sorted(p.name for p in exports_dir.iterdir() if p.name not in named)
+    if strays:
+        problems.append(
+            f"{exports_dir} holds {', '.join(strays)}, which manifest.json does not name (a runtime would "
+            "give them this manifest's labels and spec); move them out, or export into a folder of their own"
+        )
+    return problems
+
+
 def validate_exports(
     exports_dir: str | Path, *, run_dir: str | Path | None = None, data: str | Path | None = None
 ) -> dict[str, Any]:
     """Re-run the parity proof for every artifact in ``exports_dir`` from its ``manifest.json``.
 
-    Checks each artifact's sha256 against the manifest, the Core ML structure, and parity against the
-    run's Keras model on the same held-out frames (their fingerprint must match the manifest's). An
-    artifact whose sha256 differs (a truncated copy, say) is reported and not run; one that its runtime
-    cannot load is reported by name.
+    Checks that ``spec.json``, the manifest's labels and every artifact entry agree with the manifest's
+    spec and that the folder holds no file the manifest does not name; each artifact's sha256 against the
+    manifest, the Core ML structure, and parity against the run's Keras model on the same held-out frames
+    (their fingerprint must match the manifest's). An artifact whose sha256 differs (a truncated copy, say)
+    is reported and not run; one that its runtime cannot load is reported by name.
 
     Returns:
         A report: per artifact the fresh parity figures and ``passed``; ``passed`` overall;
         ``structure_only``, the artifacts that could only be checked for structure (not run).
 
     Raises:
-        ExportError: No manifest, a missing or modified artifact, or a failed proof (all failures listed).
+        ExportError: No manifest, a missing or modified artifact, a stray file, a spec or labels that
+            disagree, or a failed proof (all failures listed).
+        RunNotFoundError: ``run_dir`` was given but is not a run folder (nothing else is tried).
     """
     exports_dir = Path(exports_dir)
     manifest_path = exports_dir / "manifest.json"
@@ -437,11 +493,14 @@ def validate_exports(
             f"{exports_dir} has no manifest.json; pass the exports folder written by `visioncascade export`"
         )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    run = Path(run_dir) if run_dir is not None else Path(manifest.get("run_dir", exports_dir.parent))
-    if not (run / "model.keras").is_file():
-        run = exports_dir.parent
+    if run_dir is not None:  # asked for: this run or an error, never a guess
+        run = check_run_dir(run_dir)
+    else:
+        run = Path(manifest.get("run_dir", exports_dir.parent))
+        if not (run / "model.keras").is_file():
+            run = exports_dir.parent
     run, model, spec = _load_run(run)
-    problems: list[str] = []
+    problems = _manifest_problems(manifest, exports_dir)
     if spec.to_dict() != manifest["spec"]:
         problems.append(f"the run's spec.json at {run} differs from the spec the exports were made from")
     if artifact_sha256(run / "model.keras") != manifest.get("model_sha256"):
