@@ -53,6 +53,41 @@ def test_export_refuses_an_out_that_would_replace_the_run(tmp_path, where):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []
 
 
+def test_export_refuses_data_of_other_classes_and_notes_other_data(tmp_path):
+    """--data must be data of the model's classes; data of those classes that is not what the run was
+    trained on is used, with a note (manifest and output) that it may overlap the training images."""
+    from visioncascade.data import load_dataset
+    from visioncascade.spec import ModelSpec
+
+    data = write_rgb_folder(tmp_path / "bars")
+    run = make_run_folder(tmp_path / "run", data, "scratch", 24, "rgb", edges=False)
+    spec = ModelSpec.load(run / "spec.json")
+    spec.replace(data_fingerprint=load_dataset(data).fingerprint()).save(run / "spec.json")
+    other = write_rgb_folder(tmp_path / "animals", per_class=6, seed=3)
+    (other / "horizontal").rename(other / "cat")
+    args = ["export", str(run), "--to", "onnx", "--parity-images", "4"]
+    result = runner.invoke(app, [*args, "--data", str(other), "--out", str(tmp_path / "ex1")])
+    assert result.exit_code != 0 and isinstance(result.exception, ExportError), result.output
+    assert str(result.exception) == (
+        f"the data {other} has classes ['cat', 'vertical'], the model's labels are ['horizontal', "
+        "'vertical'] (it lacks 'horizontal'; it has 'cat' the model does not): it is not this run's data; "
+        "pass --data with the run's dataset"
+    )
+    assert not (tmp_path / "ex1").exists()
+
+    (other / "cat").rename(other / "horizontal")
+    result = runner.invoke(app, [*args, "--data", str(other), "--out", str(tmp_path / "ex2")])
+    assert result.exit_code == 0, result.output
+    (note,) = json.loads((tmp_path / "ex2" / "manifest.json").read_text())["notes"]
+    assert note.startswith(f"the parity images come from {other}, whose fingerprint ")
+    assert "its held-out images may overlap the training images" in note
+    assert "note: the parity images come from" in " ".join(result.output.split())
+
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "ex3")])  # the run's own data: no note
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ex3" / "manifest.json").read_text())["notes"] == []
+
+
 def _export_tflite(run_dir, out, precision: str) -> None:
     """``visioncascade export RUN --to tflite --precision P`` on 6 held-out images; it must succeed."""
     result = runner.invoke(

@@ -41,6 +41,7 @@ __all__ = [
     "ParityFrames",
     "artifact_predictor",
     "compare_probabilities",
+    "parity_dataset",
     "parity_frames",
     "representative_images",
     "run_dataset",
@@ -83,7 +84,51 @@ class ParityFrames:
 
 def run_dataset(run_dir: Path, data: str | Path | None = None) -> tuple[Dataset, int]:
     """The run's dataset with the run's own splits (``config.yaml``'s data and seed), and the seed."""
-    run_dir = Path(run_dir)
+    dataset, seed = _load_run_data(Path(run_dir), data)
+    dataset, _ = resolve_splits(dataset, seed=seed)
+    return dataset, seed
+
+
+def parity_dataset(
+    run_dir: Path, spec: ModelSpec, data: str | Path | None = None
+) -> tuple[Dataset, int, list[str]]:
+    """:func:`run_dataset` for a parity proof of the model of ``spec``: also the notes for the manifest.
+
+    Data whose class names are not ``spec.labels`` is refused (:class:`ExportError` naming the classes
+    missing and extra): it is not the run's data. Data of the same classes whose fingerprint is not the
+    one the run was trained on (other images, or the run's data changed since) is used, with a note that
+    its held-out images may overlap the training images, as ``evaluate`` notes for such data.
+    """
+    dataset, seed = _load_run_data(Path(run_dir), data)
+    if set(dataset.labels) != set(spec.labels):
+        missing = [label for label in spec.labels if label not in dataset.labels]
+        extra = [label for label in dataset.labels if label not in spec.labels]
+        which = "; ".join(
+            part
+            for part in (
+                f"it lacks {', '.join(map(repr, missing))}" if missing else "",
+                f"it has {', '.join(map(repr, extra))} the model does not" if extra else "",
+            )
+            if part
+        )
+        raise ExportError(
+            f"the data {dataset.source} has classes {list(dataset.labels)}, the model's labels are "
+            f"{list(spec.labels)} ({which}): it is not this run's data; pass --data with the run's dataset"
+        )
+    notes: list[str] = []
+    fingerprint = dataset.fingerprint()
+    if spec.data_fingerprint and fingerprint != spec.data_fingerprint:
+        notes.append(
+            f"the parity images come from {dataset.source}, whose fingerprint {fingerprint} is not that of "
+            f"the data the run was trained on ({spec.data_fingerprint}); its held-out images may overlap "
+            "the training images (the proof compares each artifact with Keras on the same frames either way)"
+        )
+    dataset, _ = resolve_splits(dataset, seed=seed)
+    return dataset, seed, notes
+
+
+def _load_run_data(run_dir: Path, data: str | Path | None) -> tuple[Dataset, int]:
+    """The run's dataset as loaded (before its splits are made) and the run's seed."""
     config_path = run_dir / "config.yaml"
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     seed = int((config.get("train") or {}).get("seed", 0))
@@ -101,7 +146,6 @@ def run_dataset(run_dir: Path, data: str | Path | None = None) -> tuple[Dataset,
         raise ExportError(
             f"cannot load the run's data {source!r} for the parity proof ({exc}); pass --data with the dataset"
         ) from exc
-    dataset, _ = resolve_splits(dataset, seed=seed)
     return dataset, seed
 
 

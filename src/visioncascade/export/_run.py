@@ -42,6 +42,7 @@ from visioncascade.export._parity import (
     artifact_predictor,
     compare_probabilities,
     failure_message,
+    parity_dataset,
     parity_frames,
     representative_images,
     run_dataset,
@@ -73,6 +74,11 @@ class ExportResult:
     def artifacts(self) -> list[dict[str, Any]]:
         """The manifest's artifact entries."""
         return self.manifest["artifacts"]
+
+    @property
+    def notes(self) -> list[str]:
+        """What the manifest notes about the proof (e.g. parity images that are not the run's data)."""
+        return list(self.manifest.get("notes", []))
 
     @property
     def structure_only(self) -> list[str]:
@@ -315,7 +321,7 @@ def export_run(
         )
     check_output_dir(out, overwrite)
     run_dir, model, spec = _load_run(run_dir)
-    dataset, seed = run_dataset(run_dir, data)
+    dataset, seed, notes = parity_dataset(run_dir, spec, data)
     frames = parity_frames(dataset, spec, limit=parity_images, seed=seed)
     reference = _keras_probabilities(model, frames.prepared)
     representative = (
@@ -391,6 +397,7 @@ def export_run(
             "spec": spec.to_dict(),
             "labels": list(spec.labels),
             "parity_frames": frames.describe(),
+            "notes": notes,
             "artifacts": entries,
             "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "visioncascade_version": __version__,
@@ -505,14 +512,19 @@ def validate_exports(
         problems.append(f"the run's spec.json at {run} differs from the spec the exports were made from")
     if artifact_sha256(run / "model.keras") != manifest.get("model_sha256"):
         problems.append(f"{run / 'model.keras'} changed since the export; re-export the run")
-    dataset, seed = run_dataset(run, data)
+    dataset, seed, notes = parity_dataset(run, spec, data)
     described = manifest["parity_frames"]
     source_images = described.get("source_images", 200)
     frames = parity_frames(dataset, spec, limit=source_images, seed=seed)
     if frames.fingerprint != described.get("fingerprint"):
         problems.append("the held-out parity frames differ from those used at export time (data changed?)")
     reference = _keras_probabilities(model, frames.prepared)
-    report: dict[str, Any] = {"exports_dir": str(exports_dir), "run_dir": str(run), "artifacts": []}
+    report: dict[str, Any] = {
+        "exports_dir": str(exports_dir),
+        "run_dir": str(run),
+        "notes": notes,
+        "artifacts": [],
+    }
     for entry in manifest["artifacts"]:
         path = exports_dir / entry["file"]
         item: dict[str, Any] = {

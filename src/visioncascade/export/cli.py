@@ -130,6 +130,8 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(result.manifest))
         else:
             _print_artifacts(f"exports of {run}", result.artifacts)
+        for note in result.notes:
+            _console.print(escape(f"note: {note}"))
         _console.print(escape(f"wrote {result.out_dir} (manifest.json); {_proof_summary(result.artifacts)}"))
 
     @app.command()
@@ -150,4 +152,6 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(report))
         else:
             _print_artifacts(f"validation of {exports}", report["artifacts"])
+        for note in report.get("notes", []):
+            _console.print(escape(f"note: {note}"))
         _console.print(escape(f"{exports}: {_proof_summary(report['artifacts'])}"))
