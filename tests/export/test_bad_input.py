@@ -158,3 +158,34 @@ def test_a_reduced_precision_failure_says_to_export_at_a_higher_one(scratch_run,
     with pytest.raises(ExportError, match=r"\(fp16 and int8 compute more coarsely than fp32 and"):
         export_run(scratch_run.run_dir, "tflite", "fp16,int8", out=tmp_path / "exports", parity_images=4)
     assert not (tmp_path / "exports").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "claim"),
+    [
+        ({"temperature": 0.5}, "temperature 0.5 and logit offsets [0.6, 0.0, -0.6]"),
+        ({"logit_offsets": (0.3, -0.2, 0.5)}, "temperature 0.25 and logit offsets [0.3, -0.2, 0.5]"),
+        ({"logit_offsets": ()}, "temperature 0.25 and logit offsets [0.0, 0.0, 0.0]"),
+    ],
+)
+def test_spec_calibration_the_model_does_not_apply_is_refused(tmp_path, change, claim):
+    """Core ML metadata states spec.json's temperature and offsets: they must be what the model applies."""
+    from export_helpers import make_run_folder
+
+    from synthetic import write_shape_folder
+
+    data = write_shape_folder(tmp_path / "shapes", {"a": 6, "b": 6, "c": 6})
+    run = make_run_folder(tmp_path / "run", data, "scratch", 16, "grayscale", edges=False)
+    spec = ModelSpec.load(run / "spec.json")
+    spec.replace(**change).save(run / "spec.json")
+    with pytest.raises(ExportError) as failed:
+        export_run(run, "coreml", out=tmp_path / "ex", parity_images=2)
+    assert str(failed.value) == (
+        f"{run / 'spec.json'} says {claim}, but the model's TemperatureSoftmax 'probabilities' applies "
+        "temperature 0.25 and logit offsets [0.6, 0.0, -0.6]; the exports' metadata would claim a "
+        "calibration the model does not apply. spec.json and model.keras must be the ones `visioncascade "
+        "train` wrote together: restore them or train the run again"
+    )
+    assert not (tmp_path / "ex").exists()
+    spec.save(run / "spec.json")  # the spec as written with the model: exported and proven
+    assert export_run(run, "onnx", out=tmp_path / "ex", parity_images=2).artifacts[0]["parity"]["passed"]

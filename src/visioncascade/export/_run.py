@@ -135,6 +135,35 @@ def _load_run(run_dir: str | Path) -> tuple[Path, keras.Model, ModelSpec]:
     return run_dir, load_model(run_dir), ModelSpec.load(run_dir / "spec.json")
 
 
+def _calibration_problem(model: keras.Model, spec: ModelSpec, run_dir: Path) -> str | None:
+    """Why the model's ``TemperatureSoftmax`` (temperature and logit offsets) is not the calibration that
+    ``spec`` records — the one every export's metadata states — or ``None`` when they agree."""
+    from visioncascade.export._common import iter_layers
+    from visioncascade.models.layers import TemperatureSoftmax
+
+    want_offsets = np.asarray(spec.logit_offsets or [0.0] * spec.num_classes, dtype=np.float64)
+    said = f"temperature {spec.temperature:g} and logit offsets {[round(float(v), 6) for v in want_offsets]}"
+    layers = [layer for layer in iter_layers(model) if isinstance(layer, TemperatureSoftmax)]
+    if not layers:
+        if spec.temperature == 1.0 and not np.any(want_offsets):
+            return None
+        return (
+            f"{run_dir / 'spec.json'} says {said}, but {run_dir / 'model.keras'} has no TemperatureSoftmax "
+            "layer to apply them"
+        )
+    layer = layers[-1]
+    temperature = float(np.asarray(layer.temperature))
+    offsets = np.asarray(layer.offsets, dtype=np.float64).ravel()
+    if np.isclose(temperature, spec.temperature, rtol=1e-5, atol=0) and (
+        offsets.shape == want_offsets.shape and np.allclose(offsets, want_offsets, rtol=1e-5, atol=1e-6)
+    ):
+        return None
+    return (
+        f"{run_dir / 'spec.json'} says {said}, but the model's TemperatureSoftmax {layer.name!r} applies "
+        f"temperature {temperature:g} and logit offsets {[round(float(v), 6) for v in offsets]}"
+    )
+
+
 def _keras_probabilities(model: keras.Model, prepared: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(prepared.astype(np.float32), batch_size=64, verbose=0), dtype=np.float64)
 
@@ -295,7 +324,8 @@ def export_run(
         RunNotFoundError: No model in ``run_dir``.
         ExportError: Unknown format, impossible precision, a converter failure (naming the layer), or a
             failed parity / structure proof (naming the artifact, the worst image and the difference), or
-            an ``out`` that is ``run_dir`` or a folder above it (the export would replace the run).
+            an ``out`` that is ``run_dir`` or a folder above it (the export would replace the run), or a
+            ``spec.json`` whose temperature / logit offsets are not the model's ``TemperatureSoftmax``'s.
         RunExistsError: ``out`` holds exports and ``overwrite`` is false.
     """
     fmts = _parse_list(formats, "format", FORMATS)
@@ -321,6 +351,13 @@ def export_run(
         )
     check_output_dir(out, overwrite)
     run_dir, model, spec = _load_run(run_dir)
+    calibration = _calibration_problem(model, spec, run_dir)
+    if calibration is not None:
+        raise ExportError(
+            f"{calibration}; the exports' metadata would claim a calibration the model does not apply. "
+            "spec.json and model.keras must be the ones `visioncascade train` wrote together: restore them "
+            "or train the run again"
+        )
     dataset, seed, notes = parity_dataset(run_dir, spec, data)
     frames = parity_frames(dataset, spec, limit=parity_images, seed=seed)
     reference = _keras_probabilities(model, frames.prepared)
@@ -510,6 +547,9 @@ def validate_exports(
     problems = _manifest_problems(manifest, exports_dir)
     if spec.to_dict() != manifest["spec"]:
         problems.append(f"the run's spec.json at {run} differs from the spec the exports were made from")
+    calibration = _calibration_problem(model, spec, run)
+    if calibration is not None:
+        problems.append(f"{calibration}: the artifacts' metadata claims a calibration they do not apply")
     if artifact_sha256(run / "model.keras") != manifest.get("model_sha256"):
         problems.append(f"{run / 'model.keras'} changed since the export; re-export the run")
     dataset, seed, notes = parity_dataset(run, spec, data)
