@@ -166,7 +166,7 @@ def test_train_evaluate_and_export_from_the_command_line(tmp_path: Path):
     said = " ".join(shown.stderr.split())  # without the look-alikes
     assert shown.returncode == 0 and "note: 1 test image is an exact copy of a training or val image" in said
     assert "Without the 60 images evaluated that have a look-alike" in said
-    exported = run_cli("export", str(out), "--to", "coreml", "--parity-images", "4")
+    exported = run_cli("export", str(out), "--to", "coreml", "--parity-images", "8")
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads((out / "exports" / "manifest.json").read_text())
     assert "passes/s" not in exported.stderr + exported.stdout  # coremltools' progress bars are silenced

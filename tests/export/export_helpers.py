@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-PARITY_IMAGES = 40  # held-out source images -> 120 app frames (gray, RGB camera, BGR OpenCV)
+PARITY_IMAGES = 40  # held-out images -> 120 app frames (gray, RGB camera, BGR OpenCV), 80 distinct inputs
 
 
 def write_rgb_folder(root: Path, per_class: int = 20, seed: int = 0) -> Path:

@@ -111,7 +111,7 @@ def test_existing_exports_refused_then_replaced_atomically(exported, scratch_run
     shutil.copytree(exported.out_dir, out)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with pytest.raises(RunExistsError, match=r"already holds exports \(manifest\.json\); pass --overwrite"):
-        export_run(scratch_run.run_dir, "onnx", out=out, parity_images=4)
+        export_run(scratch_run.run_dir, "onnx", out=out, parity_images=8)
 
     # A failing proof (limits made impossible) with --overwrite leaves the old exports untouched.
     from visioncascade.export import _parity
@@ -120,14 +120,14 @@ def test_existing_exports_refused_then_replaced_atomically(exported, scratch_run
     with pytest.raises(
         ExportError, match=r"parity failed for .*\.onnx \(fp32\): max \|Δp\| .* on test\[\d+\]"
     ) as failed:
-        export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=4)
+        export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=8)
     assert "higher precision" not in str(failed.value)  # fp32 has none: a failure there is no rounding
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exports"], "no half-written sibling left"
     monkeypatch.undo()
 
     # A passing export with --overwrite swaps in the complete new set.
-    result = export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=4)
+    result = export_run(scratch_run.run_dir, "onnx", out=out, overwrite=True, parity_images=8)
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([result.artifacts[0]["file"], "manifest.json", "spec.json"])
     assert json.loads((out / "manifest.json").read_text())["artifacts"][0]["format"] == "onnx"
@@ -148,7 +148,7 @@ def test_a_reduced_precision_failure_says_to_export_at_a_higher_one(scratch_run,
 
     monkeypatch.setitem(_parity.LIMITS, "fp16", 0.0)  # as if this model were too sensitive for fp16
     with pytest.raises(ExportError) as failed:
-        export_run(scratch_run.run_dir, "tflite", "fp16", out=tmp_path / "exports", parity_images=4)
+        export_run(scratch_run.run_dir, "tflite", "fp16", out=tmp_path / "exports", parity_images=8)
     message = str(failed.value)
     assert message.startswith("parity failed for breastmnist-scratch-fp16.tflite (fp16)")
     assert "(fp16 computes more coarsely than fp32 and this model is sensitive to it: export at a higher " \
@@ -156,7 +156,7 @@ def test_a_reduced_precision_failure_says_to_export_at_a_higher_one(scratch_run,
     assert not (tmp_path / "exports").exists()
     monkeypatch.setitem(_parity.LIMITS, "int8", 0.0)
     with pytest.raises(ExportError, match=r"\(fp16 and int8 compute more coarsely than fp32 and"):
-        export_run(scratch_run.run_dir, "tflite", "fp16,int8", out=tmp_path / "exports", parity_images=4)
+        export_run(scratch_run.run_dir, "tflite", "fp16,int8", out=tmp_path / "exports", parity_images=8)
     assert not (tmp_path / "exports").exists()
 
 
@@ -179,7 +179,7 @@ def test_spec_calibration_the_model_does_not_apply_is_refused(tmp_path, change, 
     spec = ModelSpec.load(run / "spec.json")
     spec.replace(**change).save(run / "spec.json")
     with pytest.raises(ExportError) as failed:
-        export_run(run, "coreml", out=tmp_path / "ex", parity_images=2)
+        export_run(run, "coreml", out=tmp_path / "ex", parity_images=8)
     assert str(failed.value) == (
         f"{run / 'spec.json'} says {claim}, but the model's TemperatureSoftmax 'probabilities' applies "
         "temperature 0.25 and logit offsets [0.6, 0.0, -0.6]; the exports' metadata would claim a "
@@ -188,4 +188,4 @@ def test_spec_calibration_the_model_does_not_apply_is_refused(tmp_path, change, 
     )
     assert not (tmp_path / "ex").exists()
     spec.save(run / "spec.json")  # the spec as written with the model: exported and proven
-    assert export_run(run, "onnx", out=tmp_path / "ex", parity_images=2).artifacts[0]["parity"]["passed"]
+    assert export_run(run, "onnx", out=tmp_path / "ex", parity_images=8).artifacts[0]["parity"]["passed"]

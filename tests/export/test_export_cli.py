@@ -43,7 +43,7 @@ def test_export_refuses_an_out_that_would_replace_the_run(tmp_path, where):
     before = _files(tmp_path)
     out = run if where == "run" else run.parent
     result = runner.invoke(
-        app, ["export", str(run), "--to", "onnx", "--out", str(out), "--overwrite", "--parity-images", "4"]
+        app, ["export", str(run), "--to", "onnx", "--out", str(out), "--overwrite", "--parity-images", "8"]
     )
     assert result.exit_code != 0 and isinstance(result.exception, ExportError), result.output
     message = str(result.exception)
@@ -65,7 +65,7 @@ def test_export_refuses_data_of_other_classes_and_notes_other_data(tmp_path):
     spec.replace(data_fingerprint=load_dataset(data).fingerprint()).save(run / "spec.json")
     other = write_rgb_folder(tmp_path / "animals", per_class=6, seed=3)
     (other / "horizontal").rename(other / "cat")
-    args = ["export", str(run), "--to", "onnx", "--parity-images", "4"]
+    args = ["export", str(run), "--to", "onnx", "--parity-images", "8"]
     result = runner.invoke(app, [*args, "--data", str(other), "--out", str(tmp_path / "ex1")])
     assert result.exit_code != 0 and isinstance(result.exception, ExportError), result.output
     assert str(result.exception) == (
@@ -92,7 +92,7 @@ def _export_tflite(run_dir, out, precision: str) -> None:
     """``visioncascade export RUN --to tflite --precision P`` on 6 held-out images; it must succeed."""
     result = runner.invoke(
         app, ["export", str(run_dir), "--to", "tflite", "--precision", precision, "--out", str(out),
-              "--parity-images", "6", "--json"],
+              "--parity-images", "8", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
 
@@ -129,5 +129,33 @@ def test_the_parity_column_shows_flips_on_near_ties():
         "images": 100,
         "limit_max_abs_diff": 0.05,
     }
-    assert "top-1 98.0% (2 on near ties)  (100 frames, limit 0.05)" in _fmt_parity(parity)
+    assert "top-1 98.0% (2 on near ties)  (100 distinct inputs, limit 0.05)" in _fmt_parity(parity)
     assert "near ties" not in _fmt_parity({**parity, "top1_agreement": 1.0, "near_tie_flips": 0})
+
+
+@pytest.mark.parametrize("count", ["0", "-3", "1", "7"])
+def test_too_few_parity_images_are_refused(tmp_path, count):
+    result = runner.invoke(app, ["export", str(tmp_path), "--to", "onnx", "--parity-images", count])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "Invalid value for '--parity-images': Input should be greater than or equal to 8" in said
+    from visioncascade.export import export_run
+
+    with pytest.raises(
+        ExportError, match=rf"--parity-images {count} is too few for a parity proof; pass at least 8"
+    ):
+        export_run(tmp_path, "onnx", parity_images=int(count))
+
+
+def test_the_proof_counts_each_distinct_input_once(tmp_path):
+    """An RGB image's OpenCV BGR frame gives the model exactly its RGB frame's input: run once, counted once."""
+    data = write_rgb_folder(tmp_path / "bars")
+    run = make_run_folder(tmp_path / "run", data, "scratch", 24, "rgb", edges=False)
+    result = runner.invoke(app, ["export", str(run), "--to", "onnx", "--parity-images", "8"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "exports" / "manifest.json").read_text())
+    frames = manifest["parity_frames"]
+    assert (frames["frames"], frames["inputs"], frames["duplicate_frames"]) == (16, 8, 8)
+    assert frames["bgr_frames_checked"] == 8
+    (entry,) = manifest["artifacts"]
+    assert entry["parity"]["images"] == 8 and "bgr-opencv-frame" not in entry["parity"]["worst_image"]

@@ -67,6 +67,10 @@ def test_export_writes_every_artifact_with_manifest(exported, scratch_run, parit
     assert ModelSpec.load(out / "spec.json") == scratch_run.spec
     assert manifest["parity_frames"]["source_images"] == PARITY_IMAGES
     assert manifest["parity_frames"]["frames"] == 3 * PARITY_IMAGES  # gray, RGB camera, BGR OpenCV
+    # The BGR frame's input is its RGB frame's (checked once), so each artifact runs 2 inputs per image.
+    assert manifest["parity_frames"]["inputs"] == 2 * PARITY_IMAGES
+    assert manifest["parity_frames"]["duplicate_frames"] == PARITY_IMAGES
+    assert manifest["parity_frames"]["bgr_frames_checked"] == PARITY_IMAGES
     formats = {(a["format"], a["precision"]) for a in manifest["artifacts"]}
     assert formats == {("coreml", "fp16"), ("tflite", "fp32"), ("onnx", "fp32")}
     for entry in manifest["artifacts"]:
@@ -77,7 +81,7 @@ def test_export_writes_every_artifact_with_manifest(exported, scratch_run, parit
         assert entry["input"]["name"] == "image"
         parity = entry["parity"]
         assert parity["passed"] is True
-        assert parity["images"] == 3 * PARITY_IMAGES
+        assert parity["images"] == 2 * PARITY_IMAGES
         assert parity["max_abs_diff"] <= {"fp32": 1e-4, "fp16": 1e-2}[entry["precision"]]
         _assert_flips_only_on_near_ties(exported, entry, parity_set)
         assert "worst_image" in parity
@@ -216,10 +220,22 @@ def test_frames_are_app_like_and_bgr_equals_rgb(parity_set, scratch_run):
     assert frames.frames[0].ndim == 2 and frames.frames[1].shape[-1] == 3
     assert not np.array_equal(frames.frames[1][..., 0], frames.frames[1][..., 2]), "camera frame is coloured"
     np.testing.assert_array_equal(frames.frames[1], frames.frames[2][..., ::-1])
-    # the OpenCV BGR frame, prepared with channel_order="bgr", is exactly the RGB frame's model input
-    for i in range(0, len(frames), 3):
-        np.testing.assert_array_equal(frames.prepared[i + 1], frames.prepared[i + 2])
-    assert frames.prepared.shape[1:] == (*scratch_run.spec.input_size, 1)
+    # the OpenCV BGR frame, prepared with channel_order="bgr", is exactly the RGB frame's model input: it is
+    # checked, and not given to the artifacts a second time
+    from visioncascade.data import prepare_image
+
+    spec = scratch_run.spec
+    for i in range(0, len(frames.frames), 3):
+        rgb, bgr = frames.frames[i + 1], frames.frames[i + 2]
+        np.testing.assert_array_equal(
+            prepare_image(rgb, spec.input_size, spec.color_mode),
+            prepare_image(bgr, spec.input_size, spec.color_mode, channel_order="bgr"),
+        )
+    assert frames.bgr_checked == PARITY_IMAGES
+    assert len(frames) == len(frames.prepared) == len(frames.input_sources) == 2 * PARITY_IMAGES
+    assert len({x.tobytes() for x in frames.prepared}) == len(frames.prepared), "no input twice"
+    assert {s.split(" ")[1] for s in frames.input_sources} == {"gray-frame", "rgb-camera-frame"}
+    assert frames.prepared.shape[1:] == (*spec.input_size, 1)
 
 
 @pytest.mark.slow
@@ -404,6 +420,7 @@ def test_rgb_mobilenet_run_exports_and_proves_every_format(tmp_path, weights_035
     result = export_run(run, "coreml,tflite,onnx", out=run / "exports", parity_images=8)
     kinds = result.manifest["parity_frames"]["frame_kinds"]
     assert kinds == {"rgb-camera-frame": 8, "bgr-opencv-frame": 8}
+    assert result.manifest["parity_frames"]["inputs"] == 8  # the BGR frames give the RGB frames' inputs
     for entry in result.artifacts:
         assert entry["parity"]["passed"], entry
     assert _artifact(result, "coreml")["input"]["color_layout"] == "RGB"
@@ -436,5 +453,6 @@ def test_export_sizes_can_prove_what_it_sizes(scratch_run, tmp_path):
     # The scratch run's dynamic-range int8 TFLite is within int8's limit (as export_run finds, see
     # test_int8_artifacts_pass_their_limit): its proof here must say so.
     assert tflite["passed"] is True and tflite["max_abs_diff"] <= 0.05
-    # The frames the export's proof draws by default: BreastMNIST's 156 test images, 3 app frames each.
-    assert onnx["images"] == tflite["images"] == 3 * 156
+    # The inputs the export's proof draws by default: BreastMNIST's 156 test images, 3 app frames each, of
+    # which 2 distinct inputs (the BGR frame's is the RGB frame's).
+    assert onnx["images"] == tflite["images"] == 2 * 156

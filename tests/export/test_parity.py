@@ -49,7 +49,10 @@ def test_a_flip_on_a_decisive_frame_fails_and_the_message_says_where():
     assert parity["top1_agreement_decisive"] == pytest.approx(49 / 50)
     message = failure_message("m-int8.tflite", parity, "int8")
     assert "max |Δp| 0.07 on test[7] gray-frame 28x28 (limit 0.05)" in message
-    assert "top-1 agreement 98.00% (needs ≥ 99%) over the 50 of 50 frames that are not near ties" in message
+    assert (
+        "top-1 agreement 98.00% (needs ≥ 99%) over the 50 of 50 distinct inputs that are not near ties"
+        in message
+    )
 
 
 @pytest.mark.parametrize("precision", sorted(LIMITS))

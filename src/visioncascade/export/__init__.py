@@ -17,6 +17,8 @@ from typing import Any
 #: entry point, library and CLI alike (here, not in ``_tflite``, so that the CLI reads it without TensorFlow).
 INT8_MODES = ("full", "dynamic")
 DEFAULT_INT8_MODE = "dynamic"
+#: The fewest held-out images a parity proof may be asked to draw on (``--parity-images``); here for the CLI.
+MIN_PARITY_IMAGES = 8
 
 # Lazy: the CLI and the API import this package's cli without paying for TensorFlow and converters.
 _LAZY = {
@@ -48,6 +50,7 @@ __all__ = [
     "FORMATS",
     "INT8_MODES",
     "LIMITS",
+    "MIN_PARITY_IMAGES",
     "MIN_TOP1_AGREEMENT",
     "PRECISIONS",
     "SUPPORTED_OPS",

@@ -8,8 +8,11 @@ receives them:
   image tinted so that R, G and B differ) and as that colour frame in OpenCV's BGR order.
 
 Each frame goes through :func:`~visioncascade.data.images.prepare_image` (``channel_order="bgr"`` for the
-OpenCV frames) — the one definition of frame → model input — and then through the artifact's own input
-path (a Core ML image input, a TFLite / ONNX float tensor). The Keras model gets the same prepared input.
+OpenCV frames) — the one definition of frame → model input. An OpenCV BGR frame must give exactly the input
+of the RGB frame it is the BGR copy of (checked here: that is what the BGR frames prove, of
+``prepare_image``); the artifact is not given that same input twice. Each *distinct* prepared input goes
+through the artifact's own input path (a Core ML image input, a TFLite / ONNX float tensor), and the Keras
+model gets the same inputs; counts and top-1 agreements are over distinct inputs.
 Limits: max absolute probability difference fp32 ≤ 1e-4, fp16 ≤ 1e-2, int8 ≤ 5e-2, top-1 agreement ≥ 99 %.
 
 Top-1 agreement is judged on the frames where the Keras model is decisive: its top two probabilities
@@ -54,7 +57,12 @@ _TINT = np.array([1.0, 0.86, 0.72], dtype=np.float32)  # camera-like colour cast
 
 @dataclass
 class ParityFrames:
-    """The parity images: raw frames, how each was fed, and the prepared model input."""
+    """The parity images: the app frames built, how each was fed, and the distinct prepared model inputs.
+
+    ``frames``, ``channel_orders`` and ``sources`` list every app frame; ``prepared`` holds each distinct
+    prepared input once (what every artifact and Keras are run on) and ``input_sources`` names the first
+    frame that gave each. ``fingerprint`` is over every frame's prepared input, in order.
+    """
 
     frames: list[np.ndarray]
     channel_orders: list[str]
@@ -62,9 +70,11 @@ class ParityFrames:
     prepared: np.ndarray
     split: str
     fingerprint: str = field(default="")
+    input_sources: list[str] = field(default_factory=list)
+    bgr_checked: int = 0
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.prepared)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for the manifest."""
@@ -74,9 +84,12 @@ class ParityFrames:
             kinds[kind] = kinds.get(kind, 0) + 1
         return {
             "split": self.split,
-            "frames": len(self),
+            "frames": len(self.frames),
+            "inputs": len(self.prepared),
+            "duplicate_frames": len(self.frames) - len(self.prepared),
             "source_images": len({s.split(" ", 1)[0] for s in self.sources}),
             "frame_kinds": kinds,
+            "bgr_frames_checked": self.bgr_checked,
             "fingerprint": self.fingerprint,
             "prepared_with": "visioncascade.data.images.prepare_image",
         }
@@ -157,6 +170,8 @@ def _pick(n: int, limit: int, seed: int) -> np.ndarray:
 
 def parity_frames(dataset: Dataset, spec: ModelSpec, limit: int = 200, seed: int = 0) -> ParityFrames:
     """Build app-like frames from up to ``limit`` held-out images (test split, else val) of ``dataset``."""
+    if limit < 1:
+        raise ExportError(f"a parity proof needs at least 1 held-out image, got {limit}")
     split = "test" if len(dataset.splits.get("test", [])) else "val"
     if split not in dataset.splits or not len(dataset.splits[split]):
         raise ExportError(f"dataset {dataset.name!r} has no held-out test or val images for the parity proof")
@@ -185,14 +200,34 @@ def parity_frames(dataset: Dataset, spec: ModelSpec, limit: int = 200, seed: int
             orders += ["rgb", "bgr"]
             h, w = rgb.shape[:2]
             sources += [f"{where} rgb-camera-frame {w}x{h}", f"{where} bgr-opencv-frame {w}x{h}"]
-    prepared = np.stack(
-        [
-            prepare_image(frame, spec.input_size, spec.color_mode, channel_order=order)
-            for frame, order in zip(frames, orders, strict=True)
-        ]
+    every = [
+        prepare_image(frame, spec.input_size, spec.color_mode, channel_order=order)
+        for frame, order in zip(frames, orders, strict=True)
+    ]
+    digest = hashlib.sha256(np.stack(every).tobytes()).hexdigest()[:16]
+    bgr_checked = 0
+    for i, order in enumerate(orders):
+        if order == "bgr":  # the BGR copy of the frame before it: the OpenCV path must give the same input
+            if not np.array_equal(every[i], every[i - 1]):
+                raise ExportError(
+                    f"prepare_image gives {sources[i]} another model input than {sources[i - 1]}, the RGB frame "
+                    "it is the BGR copy of: the OpenCV path is broken (a bug in visioncascade, please report it)"
+                )
+            bgr_checked += 1
+    seen: dict[bytes, int] = {}
+    for i, prepared_input in enumerate(every):
+        seen.setdefault(prepared_input.tobytes(), i)
+    distinct = sorted(seen.values())
+    return ParityFrames(
+        frames,
+        orders,
+        sources,
+        np.stack([every[i] for i in distinct]),
+        split,
+        digest,
+        input_sources=[sources[i] for i in distinct],
+        bgr_checked=bgr_checked,
     )
-    digest = hashlib.sha256(prepared.tobytes()).hexdigest()[:16]
-    return ParityFrames(frames, orders, sources, prepared, split, digest)
 
 
 def representative_images(dataset: Dataset, spec: ModelSpec, limit: int = 200, seed: int = 0) -> np.ndarray:
@@ -246,7 +281,7 @@ def failure_message(artifact: str, parity: dict[str, Any], precision: str) -> st
         f"parity failed for {artifact} ({precision}): max |Δp| {parity['max_abs_diff']:.3g} on "
         f"{parity['worst_image']} (limit {parity['limit_max_abs_diff']:g}), top-1 agreement "
         f"{parity['top1_agreement_decisive']:.2%} (needs ≥ {MIN_TOP1_AGREEMENT:.0%}) over the {decisive} of "
-        f"{parity['images']} frames that are not near ties"
+        f"{parity['images']} distinct inputs that are not near ties"
     )
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from visioncascade import __version__
 from visioncascade._fs import atomic_dir, check_output_dir, check_run_dir
 from visioncascade.errors import ExportError, RunExistsError, VisionCascadeError
-from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES
+from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES, MIN_PARITY_IMAGES
 from visioncascade.export._common import (
     DEFAULT_PRECISION,
     FORMATS,
@@ -265,12 +265,20 @@ def _prove(
         }
         return record
     backend = runner[1]
-    parity = compare_probabilities(reference, got, precision, frames.sources)
+    parity = compare_probabilities(reference, got, precision, frames.input_sources)
     parity["backend"] = backend
     parity["proven"] = True
     parity["seconds"] = round(time.perf_counter() - started, 3)
     record["parity"] = parity
     return record
+
+
+def _check_parity_images(parity_images: int) -> None:
+    if parity_images < MIN_PARITY_IMAGES:
+        raise ExportError(
+            f"--parity-images {parity_images} is too few for a parity proof; pass at least "
+            f"{MIN_PARITY_IMAGES} (the default is 200)"
+        )
 
 
 def _refuse_out_over_run(out: Path, run_dir: Path) -> None:
@@ -312,7 +320,8 @@ def export_run(
         overwrite: Replace an existing exports folder (atomically).
         coreml_format: ``mlprogram`` (``.mlpackage``) or ``mlmodel`` (neural network, old iOS).
         ios_target: Core ML minimum deployment target, e.g. ``"iOS16"``.
-        parity_images: How many held-out images to draw frames from (each gives 2-3 app frames).
+        parity_images: How many held-out images to draw frames from (each gives 2-3 app frames, 1-2
+            distinct model inputs); at least :data:`MIN_PARITY_IMAGES`.
         data: The run's dataset, when its ``config.yaml`` source is not reachable from here.
         tflite_int8: TFLite int8 mode: ``"dynamic"`` (default, dynamic-range) or ``"full"`` (full-integer,
             calibrated on the run's training images); float32 I/O either way.
@@ -331,6 +340,7 @@ def export_run(
     fmts = _parse_list(formats, "format", FORMATS)
     if not fmts:
         raise ExportError(f"no export format given; choose from {', '.join(FORMATS)}")
+    _check_parity_images(parity_images)
     precs = _parse_list(precisions, "precision", ("fp32", "fp16", "int8"))
     plan = _plan(fmts, precs, coreml_format)
     if tflite_int8 not in INT8_MODES:
@@ -629,6 +639,8 @@ def export_sizes(
     raised: a size is only worth comparing with the knowledge of whether that artifact can be shipped.
     Without ``prove`` nothing is checked (and the run's data is not needed).
     """
+    if prove:
+        _check_parity_images(parity_images)
     unknown = [fmt for fmt in formats if fmt not in FORMATS]
     if unknown:
         raise ExportError(

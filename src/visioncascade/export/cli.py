@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from visioncascade._tf import quiet_tensorflow
-from visioncascade.export import DEFAULT_INT8_MODE
+from visioncascade.export import DEFAULT_INT8_MODE, MIN_PARITY_IMAGES
 
 __all__ = ["register"]
 
@@ -27,7 +27,7 @@ def _fmt_parity(parity: dict) -> str:
     return (
         f"max|Δp| {parity['max_abs_diff']:.2e}  mean {parity['mean_abs_diff']:.1e}  "
         f"top-1 {parity['top1_agreement']:.1%}{f' ({flips} on near ties)' if flips else ''}  "
-        f"({parity['images']} frames, limit {parity['limit_max_abs_diff']:g})"
+        f"({parity['images']} distinct inputs, limit {parity['limit_max_abs_diff']:g})"
     )
 
 
@@ -93,7 +93,12 @@ def register(app: typer.Typer) -> None:
         ios_target: Annotated[
             str | None, typer.Option(help="Core ML minimum iOS: iOS13..iOS18 (default iOS16; mlmodel iOS13).")
         ] = None,
-        parity_images: Annotated[int, typer.Option(help="Held-out images for the parity proof.")] = 200,
+        parity_images: Annotated[
+            int,
+            typer.Option(
+                min=MIN_PARITY_IMAGES, help=f"Held-out images for the parity proof (≥ {MIN_PARITY_IMAGES})."
+            ),
+        ] = 200,
         data: Annotated[
             str | None, typer.Option(help="The run's dataset, if not where config.yaml says.")
         ] = None,
