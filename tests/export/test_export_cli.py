@@ -159,3 +159,45 @@ def test_the_proof_counts_each_distinct_input_once(tmp_path):
     assert frames["bgr_frames_checked"] == 8
     (entry,) = manifest["artifacts"]
     assert entry["parity"]["images"] == 8 and "bgr-opencv-frame" not in entry["parity"]["worst_image"]
+
+
+def test_overwrite_only_replaces_exports(tmp_path):
+    """--overwrite replaces a previous exports folder; a run, a dataset or a folder of other files is refused
+    naming what it holds (without suggesting --overwrite), as is a folder inside the run that is not an
+    exports folder of it; nothing is deleted."""
+    data = write_rgb_folder(tmp_path / "bars")
+    run = make_run_folder(tmp_path / "runs" / "run", data, "scratch", 24, "rgb", edges=False)
+    other_run = make_run_folder(tmp_path / "runs" / "other", data, "scratch", 24, "rgb", edges=False, seed=1)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    (run / "checkpoints").mkdir()
+    before = _files(tmp_path)
+    args = ["export", str(run), "--to", "onnx", "--parity-images", "8", "--overwrite"]
+    for out, holds in [
+        (other_run, "holds a trained run (model.keras, spec.json, config.yaml), not exports"),
+        (data, "holds a dataset (horizontal, vertical), not exports"),
+        (notes, "holds todo.txt, not exports"),
+    ]:
+        result = runner.invoke(app, [*args, "--data", str(data), "--out", str(out)])
+        assert result.exit_code != 0, result.output
+        message = str(result.exception)
+        assert message.startswith(f"output folder {out} {holds}; exports replace their folder whole"), message
+        assert "pass --overwrite" not in message
+    for out in (run / "checkpoints", run / "checkpoints" / "x"):
+        result = runner.invoke(app, [*args, "--out", str(out)])
+        assert isinstance(result.exception, ExportError), result.output
+        assert f"--out {out} is inside the run folder {run} but is not an exports folder of it" in str(
+            result.exception
+        )
+    assert _files(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == []
+
+    # An exports folder of the run's own (twice: the second time replacing the first) is fine.
+    for _ in range(2):
+        result = runner.invoke(app, [*args, "--out", str(run / "exports-int8")])
+        assert result.exit_code == 0, result.output
+    (run / "exports-int8" / "mine.txt").write_text("not an artifact")
+    result = runner.invoke(app, [*args, "--out", str(run / "exports-int8")])
+    assert "holds exports and also mine.txt, which its manifest.json does not name" in str(result.exception)
+    assert (run / "exports-int8" / "mine.txt").is_file()

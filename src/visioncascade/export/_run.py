@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from visioncascade import __version__
-from visioncascade._fs import atomic_dir, check_output_dir, check_run_dir
+from visioncascade._fs import atomic_dir, check_run_dir
 from visioncascade.errors import ExportError, RunExistsError, VisionCascadeError
 from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES, MIN_PARITY_IMAGES
 from visioncascade.export._common import (
@@ -282,10 +282,12 @@ def _check_parity_images(parity_images: int) -> None:
 
 
 def _refuse_out_over_run(out: Path, run_dir: Path) -> None:
-    """ExportError when ``out`` is ``run_dir`` or a folder above it: the exports would replace the run.
+    """ExportError when ``out`` is ``run_dir``, a folder above it, or a folder inside it other than an
+    ``exports*`` folder of its own (``RUN/exports``, ``RUN/exports-int8``).
 
     The exports folder is swapped into place whole, so writing it over the run folder (or a parent of it)
-    would delete the trained model. A folder inside the run, such as ``RUN/exports``, is fine.
+    would delete the trained model, and one inside ``RUN/checkpoints`` or ``RUN/evaluations`` would mix
+    exports into what train and evaluate write.
     """
     resolved, run = out.resolve(), run_dir.resolve()
     if resolved == run or resolved in run.parents:
@@ -294,6 +296,72 @@ def _refuse_out_over_run(out: Path, run_dir: Path) -> None:
             f"--out {out} {what} {run_dir}: the exports replace their folder whole, which would delete the "
             f"run; choose a folder of its own, e.g. --out {run_dir / 'exports'} (the default)"
         )
+    if run in resolved.parents and not (resolved.parent == run and resolved.name.startswith("exports")):
+        raise ExportError(
+            f"--out {out} is inside the run folder {run_dir} but is not an exports folder of it; inside a run "
+            f"the exports go to {run_dir / 'exports'} (the default) or another RUN/exports-<name> folder"
+        )
+
+
+def _holdings(path: Path) -> str:
+    """What a folder that is not an exports folder holds, in words, for an error message."""
+    names = sorted(p.name for p in path.iterdir())
+    markers = [name for name in ("model.keras", "spec.json", "config.yaml", "metrics.json") if name in names]
+    if "model.keras" in markers:
+        return f"a trained run ({', '.join(markers)})"
+    from visioncascade.data.images import IMAGE_SUFFIXES
+
+    image_folders = [
+        p.name
+        for p in sorted(path.iterdir())
+        if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+    ]
+    if image_folders or any(name.endswith(".npz") for name in names):
+        shown = image_folders or [name for name in names if name.endswith(".npz")]
+        return f"a dataset ({', '.join(shown[:5])}{', …' if len(shown) > 5 else ''})"
+    return f"{', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
+
+
+def _check_export_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is not a place for exports.
+
+    Only an absent or empty folder, or a previous exports folder (``manifest.json`` with ``spec.json`` and
+    the artifacts it names, nothing else), may be written; ``overwrite`` replaces the latter. Anything
+    else — a run, a dataset, a folder of other files, a damaged manifest — is refused naming what it holds,
+    with or without ``overwrite``: the exports replace their folder whole, which would delete it.
+    """
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"--out {out} exists and is a file; choose a folder for the exports")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            named = {str(entry["file"]) for entry in manifest["artifacts"]} | set(_EXPORT_FILES)
+        except (ValueError, KeyError, TypeError):
+            raise RunExistsError(
+                f"output folder {out} holds a manifest.json that is damaged or not a visioncascade export "
+                "manifest, so it is not known to be an exports folder and is not replaced; choose another "
+                "--out (a new or empty folder)"
+            ) from None
+        others = sorted(p.name for p in out.iterdir() if p.name not in named)
+        if not others:
+            if overwrite:
+                return
+            raise RunExistsError(
+                f"output folder {out} already holds exports (manifest.json); pass --overwrite to replace them "
+                "atomically, or choose another --out"
+            )
+        what = f"{', '.join(others[:5])}{f' and {len(others) - 5} more' if len(others) > 5 else ''}"
+        raise RunExistsError(
+            f"output folder {out} holds exports and also {what}, which its manifest.json does not name; "
+            "exports replace their folder whole, so it is not replaced: move those out or choose another --out"
+        )
+    raise RunExistsError(
+        f"output folder {out} holds {_holdings(out)}, not exports; exports replace their folder whole, so a "
+        "folder holding anything else is never replaced: choose another --out (a new or empty folder)"
+    )
 
 
 def export_run(
@@ -317,7 +385,8 @@ def export_run(
         precisions: ``fp32``/``fp16``/``int8`` (list or comma-separated), applied to every format;
             ``None`` gives each format its default (Core ML fp16, TFLite fp32, ONNX fp32).
         out: Output folder (default ``<run_dir>/exports``).
-        overwrite: Replace an existing exports folder (atomically).
+        overwrite: Replace an existing exports folder (atomically); a folder holding anything else is never
+            replaced.
         coreml_format: ``mlprogram`` (``.mlpackage``) or ``mlmodel`` (neural network, old iOS).
         ios_target: Core ML minimum deployment target, e.g. ``"iOS16"``.
         parity_images: How many held-out images to draw frames from (each gives 2-3 app frames, 1-2
@@ -335,7 +404,8 @@ def export_run(
             failed parity / structure proof (naming the artifact, the worst image and the difference), or
             an ``out`` that is ``run_dir`` or a folder above it (the export would replace the run), or a
             ``spec.json`` whose temperature / logit offsets are not the model's ``TemperatureSoftmax``'s.
-        RunExistsError: ``out`` holds exports and ``overwrite`` is false.
+        RunExistsError: ``out`` holds exports and ``overwrite`` is false, or holds anything but exports (a
+            run, a dataset, other files), whatever ``overwrite`` says.
     """
     fmts = _parse_list(formats, "format", FORMATS)
     if not fmts:
@@ -353,13 +423,7 @@ def export_run(
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "exports"
     _refuse_out_over_run(out, run_dir)
-    if not overwrite and out.is_dir() and any(out.iterdir()):
-        what = "exports (manifest.json)" if (out / "manifest.json").exists() else "files"
-        raise RunExistsError(
-            f"output folder {out} already holds {what}; pass --overwrite to replace them atomically, "
-            "or choose another --out"
-        )
-    check_output_dir(out, overwrite)
+    _check_export_out(out, overwrite)
     run_dir, model, spec = _load_run(run_dir)
     calibration = _calibration_problem(model, spec, run_dir)
     if calibration is not None:

@@ -109,7 +109,12 @@ def register(app: typer.Typer) -> None:
                 "full (integer, calibrated on training images; often outside the int8 parity limit)."
             ),
         ] = DEFAULT_INT8_MODE,
-        overwrite: Annotated[bool, typer.Option(help="Replace existing exports (atomically).")] = False,
+        overwrite: Annotated[
+            bool,
+            typer.Option(
+                help="Replace a previous exports folder (atomically); never a folder of anything else."
+            ),
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     ) -> None:
         """Export RUN to Core ML / TFLite / ONNX and prove every artifact equals the Keras model."""
