@@ -11,7 +11,7 @@ from pathlib import Path
 
 from visioncascade.errors import RunExistsError, RunNotFoundError
 
-__all__ = ["RUN_FILES", "atomic_dir", "check_output_dir", "check_run_dir"]
+__all__ = ["RUN_FILES", "atomic_dir", "check_output_dir", "check_run_dir", "remove_stale_temporaries"]
 
 #: What a complete run folder of `visioncascade train` holds, at the least, for evaluating it.
 RUN_FILES = ("model.keras", "spec.json", "config.yaml")
@@ -48,28 +48,78 @@ def check_run_dir(path: str | Path, required: Sequence[str] = ("model.keras", "s
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove what killed writes of ``path`` left beside it; return what was removed.
+
+    :func:`atomic_dir` builds ``path`` in ``.<name>.tmp-<pid>-XXXX`` and moves the previous ``path`` aside
+    to ``.<name>.old-<pid>`` during the swap. A temporary whose process is gone (or of the older
+    ``.<name>.tmp-XXXX`` form, which names no process) is stale; an ``.old`` one is too, once ``path``
+    exists again. Those of a process still running (a concurrent write) are left alone.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed: list[Path] = []
+    for sibling in path.parent.iterdir():
+        for kind in ("tmp", "old"):
+            prefix = f".{path.name}.{kind}-"
+            if not sibling.name.startswith(prefix) or not sibling.is_dir():
+                continue
+            rest = sibling.name[len(prefix) :]
+            pid_text = rest.split("-", 1)[0] if kind == "tmp" and "-" in rest else rest
+            pid = int(pid_text) if pid_text.isdigit() else None
+            if kind == "old" and (pid is None or not path.exists()):
+                continue  # the previous folder, while path is missing: kept, it may be all there is
+            if pid is not None and _pid_alive(pid):
+                continue
+            shutil.rmtree(sibling, ignore_errors=True)
+            removed.append(sibling)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` only if the block succeeds.
 
-    On error (or Ctrl-C) the temporary folder is removed and ``path`` is untouched.
+    On error (or Ctrl-C) the temporary folder is removed and ``path`` is untouched. Temporaries that an
+    earlier, killed write of ``path`` left behind are removed first (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     check_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run folder gets ordinary permissions
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run folder gets ordinary permissions
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C mid-swap: the previous folder back in place, the new one dropped
+        if old is not None and not path.exists():
+            os.replace(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

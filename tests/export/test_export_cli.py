@@ -201,3 +201,32 @@ def test_overwrite_only_replaces_exports(tmp_path):
     result = runner.invoke(app, [*args, "--out", str(run / "exports-int8")])
     assert "holds exports and also mine.txt, which its manifest.json does not name" in str(result.exception)
     assert (run / "exports-int8" / "mine.txt").is_file()
+
+
+def test_temporaries_of_a_killed_export_are_removed_by_the_next(tmp_path):
+    """A killed export leaves its .exports.tmp-* folder; the next export of that output removes it — but
+    not one of a process still running, nor another output's — and Ctrl-C cleans up after itself."""
+    import os
+    import subprocess
+    import sys
+
+    from visioncascade._fs import atomic_dir
+
+    data = write_rgb_folder(tmp_path / "bars")
+    run = make_run_folder(tmp_path / "run", data, "scratch", 24, "rgb", edges=False)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = int(gone.stdout)
+    stale = [run / ".exports.tmp-k2j3h4g5", run / f".exports.tmp-{dead}-a1b2c3d4"]
+    kept = [run / f".exports.tmp-{os.getpid()}-running", run / ".exports-int8.tmp-x9y8z7w6"]
+    for folder in stale + kept:
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half written")
+    result = runner.invoke(app, ["export", str(run), "--to", "onnx", "--parity-images", "8"])
+    assert result.exit_code == 0, result.output
+    assert not any(folder.exists() for folder in stale)
+    assert all((folder / "model.onnx").is_file() for folder in kept)
+
+    with pytest.raises(KeyboardInterrupt), atomic_dir(tmp_path / "interrupted") as tmp:
+        (tmp / "part").write_text("x")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "interrupted").exists() and not list(tmp_path.glob(".interrupted.*"))
