@@ -319,6 +319,48 @@ def test_validate_with_a_wrong_run_is_an_error(exported, scratch_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_validate_names_a_damaged_manifest_a_lost_run_and_an_edited_spec(exported, scratch_run, tmp_path):
+    copy = tmp_path / "exports"
+    shutil.copytree(exported.out_dir, copy)
+    manifest_path = copy / "manifest.json"
+    text = manifest_path.read_text()
+
+    manifest_path.write_text(text[: len(text) // 2])  # a truncated copy
+    with pytest.raises(ExportError, match=rf"^{re.escape(str(manifest_path))} is damaged \(not valid JSON: "):
+        validate_exports(copy)
+    no_spec = json.loads(text)
+    del no_spec["spec"]
+    manifest_path.write_text(json.dumps(no_spec))
+    with pytest.raises(
+        ExportError,
+        match=r"is not a visioncascade export manifest \(it lacks spec\); it is damaged or another",
+    ):
+        validate_exports(copy)
+
+    # The run moved (or the exports were copied elsewhere): say so, and what to pass.
+    manifest_path.write_text(text)
+    _edit_manifest(copy, lambda m: m.update(run_dir=str(tmp_path / "moved")))
+    with pytest.raises(
+        ExportError, match=r"no longer exists or lacks model\.keras.*; pass --run with the run"
+    ):
+        validate_exports(copy)
+    assert validate_exports(copy, run_dir=scratch_run.run_dir)["passed"]
+
+    # An edited manifest spec is the manifest's fault, not the run's.
+    manifest_path.write_text(text)
+    _edit_manifest(copy, lambda m: m["spec"].update(version="9.9"))
+    with pytest.raises(ExportError) as failed:
+        validate_exports(copy)
+    message = str(failed.value)
+    assert (
+        f"the spec in {manifest_path} differs from the exports' spec.json and the run's spec.json" in message
+    )
+    assert "manifest.json was edited after export" in message
+    assert "differs from the spec the exports were made from" not in message  # the run is not blamed
+    assert "spec.json differs from the spec in" not in message
+
+
+@pytest.mark.slow
 def test_validate_catches_modified_bytes(exported, tmp_path):
     copy = tmp_path / "exports"
     shutil.copytree(exported.out_dir, copy)

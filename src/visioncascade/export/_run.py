@@ -540,14 +540,64 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _manifest_problems(manifest: dict[str, Any], exports_dir: Path) -> list[str]:
-    """What in ``exports_dir`` disagrees with ``manifest["spec"]``: ``spec.json``, the manifest's labels, an
-    artifact entry's labels (or spec), and files the manifest does not name — each of which a runtime could
-    take an artifact's labels from."""
-    problems: list[str] = []
+def _read_manifest(manifest_path: Path) -> dict[str, Any]:
+    """``manifest.json`` of an exports folder, or :class:`ExportError` saying it is damaged or not one."""
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExportError(
+            f"{manifest_path} is damaged (not valid JSON: {exc}); copy it again from the original exports, "
+            "or export the run again"
+        ) from None
+    keys = manifest if isinstance(manifest, dict) else {}
+    missing = [key for key in ("spec", "artifacts", "parity_frames") if key not in keys]
+    entries = keys.get("artifacts")
+    if not missing and (
+        not isinstance(entries, list)
+        or not all(
+            isinstance(e, dict) and {"file", "format", "precision", "sha256"} <= set(e) for e in entries
+        )
+    ):
+        missing = ["artifacts (each with file, format, precision and sha256)"]
+    if missing:
+        raise ExportError(
+            f"{manifest_path} is not a visioncascade export manifest (it lacks {', '.join(missing)}); it is "
+            "damaged or another tool's: copy it again from the original exports, or export the run again"
+        )
+    try:
+        ModelSpec.from_dict(manifest["spec"])
+    except (VisionCascadeError, TypeError, ValueError) as exc:
+        raise ExportError(
+            f"the spec in {manifest_path} is not valid ({exc}); the manifest was damaged or edited: copy it "
+            "again from the original exports, or export the run again"
+        ) from None
+    return manifest
+
+
+def _manifest_run(manifest: dict[str, Any], exports_dir: Path, run_dir: str | Path | None) -> Path:
+    """The run to validate ``exports_dir`` against: ``run_dir`` if given (a run folder, or an error), else
+    the manifest's ``run_dir``, else the folder above the exports (a run moved with its exports)."""
+    if run_dir is not None:  # asked for: this run or an error, never a guess
+        return check_run_dir(run_dir)
+    recorded = manifest.get("run_dir")
+    for candidate in ([Path(recorded)] if recorded else []) + [exports_dir.parent]:
+        if (candidate / "model.keras").is_file() and (candidate / "spec.json").is_file():
+            return candidate
+    raise ExportError(
+        f"the run these exports were made from, {recorded or '(not recorded)'}, no longer exists or lacks "
+        f"model.keras, and {exports_dir.parent} is not a run either (exports copied elsewhere, or the run "
+        "moved?); pass --run with the run folder"
+    )
+
+
+def _spec_problems(manifest: dict[str, Any], exports_dir: Path, spec: ModelSpec, run: Path) -> list[str]:
+    """Which of the manifest's spec, the exports' ``spec.json`` and the run's ``spec.json`` disagree, with
+    the odd one out named: an edited manifest is blamed, not the run."""
     recorded = _normal(manifest["spec"])
-    labels = recorded.get("labels")
+    from_run = _normal(spec.to_dict())
     spec_path = exports_dir / "spec.json"
+    exported: Any = None
+    problems: list[str] = []
     if not spec_path.is_file():
         problems.append(f"{spec_path} is missing; copy it again from the original exports or export again")
     else:
@@ -555,12 +605,29 @@ def _manifest_problems(manifest: dict[str, Any], exports_dir: Path) -> list[str]
             exported = _normal(ModelSpec.load(spec_path).to_dict())
         except VisionCascadeError as exc:
             problems.append(f"{spec_path} is not a valid spec ({exc}); export the run again")
-        else:
-            if exported != recorded:
-                problems.append(
-                    f"{spec_path} differs from the spec in manifest.json (edited after export?); "
-                    "export the run again"
-                )
+    if exported is not None and exported == from_run != recorded:
+        problems.append(
+            f"the spec in {exports_dir / 'manifest.json'} differs from the exports' spec.json and the run's "
+            f"spec.json at {run}, which agree: manifest.json was edited after export; copy it again from "
+            "the original exports, or export the run again"
+        )
+        return problems
+    if exported is not None and exported != recorded:
+        problems.append(
+            f"{spec_path} differs from the spec in manifest.json (edited after export?); export the run again"
+        )
+    if from_run != recorded:
+        problems.append(f"the run's spec.json at {run} differs from the spec the exports were made from")
+    return problems
+
+
+def _manifest_problems(manifest: dict[str, Any], exports_dir: Path) -> list[str]:
+    """What in ``exports_dir`` disagrees with ``manifest["spec"]``: the manifest's labels, an artifact
+    entry's labels (or spec), and files the manifest does not name — each of which a runtime could take an
+    artifact's labels from."""
+    problems: list[str] = []
+    recorded = _normal(manifest["spec"])
+    labels = recorded.get("labels")
     if manifest.get("labels") != labels:
         problems.append(
             f"manifest.json's labels {manifest.get('labels')} differ from its spec's {labels}; "
@@ -600,8 +667,9 @@ def validate_exports(
         ``structure_only``, the artifacts that could only be checked for structure (not run).
 
     Raises:
-        ExportError: No manifest, a missing or modified artifact, a stray file, a spec or labels that
-            disagree, or a failed proof (all failures listed).
+        ExportError: No manifest, a damaged one (or not a visioncascade manifest), no run to validate
+            against (the manifest's ``run_dir`` gone and ``run_dir`` not given), a missing or modified
+            artifact, a stray file, a spec or labels that disagree, or a failed proof (all failures listed).
         RunNotFoundError: ``run_dir`` was given but is not a run folder (nothing else is tried).
     """
     exports_dir = Path(exports_dir)
@@ -610,17 +678,9 @@ def validate_exports(
         raise ExportError(
             f"{exports_dir} has no manifest.json; pass the exports folder written by `visioncascade export`"
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if run_dir is not None:  # asked for: this run or an error, never a guess
-        run = check_run_dir(run_dir)
-    else:
-        run = Path(manifest.get("run_dir", exports_dir.parent))
-        if not (run / "model.keras").is_file():
-            run = exports_dir.parent
-    run, model, spec = _load_run(run)
-    problems = _manifest_problems(manifest, exports_dir)
-    if spec.to_dict() != manifest["spec"]:
-        problems.append(f"the run's spec.json at {run} differs from the spec the exports were made from")
+    manifest = _read_manifest(manifest_path)
+    run, model, spec = _load_run(_manifest_run(manifest, exports_dir, run_dir))
+    problems = _spec_problems(manifest, exports_dir, spec, run) + _manifest_problems(manifest, exports_dir)
     calibration = _calibration_problem(model, spec, run)
     if calibration is not None:
         problems.append(f"{calibration}: the artifacts' metadata claims a calibration they do not apply")
