@@ -148,6 +148,14 @@ def test_coreml_package_executes_in_interpreter_and_has_vision_interface(exporte
     description = model.get_spec().description
     assert description.predictedFeatureName == "classLabel"
     assert description.predictedProbabilitiesName == "classLabel_probs"
+    described = {f.name: f.shortDescription for f in [*description.input, *description.output]}
+    assert described == {
+        "image": "grayscale image, 28x28 (width x height), raw 0..255 pixels; scale the whole frame to this "
+        "size without keeping the aspect ratio (Vision: .scaleFill)",
+        "classLabel": "the most probable label (malignant, normal_benign)",
+        "classLabel_probs": "the probability of each label, summing to 1 (softmax with the run's calibration "
+        "applied)",
+    }
     assert facts["outputs"] == {"label": "classLabel", "probabilities": "classLabel_probs"}
     assert description.input[0].type.imageType.colorSpace == description.input[0].type.imageType.GRAYSCALE
 
@@ -445,11 +453,17 @@ def test_mlmodel_neural_network_format_structure_only(scratch_run, tmp_path):
     mspec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     assert {o.name for o in mspec.description.output} == {"classLabel", "classLabel_probs"}
     assert mspec.neuralNetworkClassifier.labelProbabilityLayerName == "classLabel_probs"
+    assert all(f.shortDescription for f in [*mspec.description.input, *mspec.description.output])
     # An .mlmodel whose probabilities keep the converter's name (as before) fails the structure check.
     ct.utils.rename_feature(mspec, "classLabel_probs", "Identity")
     ct.models.MLModel(mspec, skip_model_load=True).save(str(tmp_path / "old.mlmodel"))
     with pytest.raises(ExportError, match=r"outputs are named 'classLabel' and 'Identity', expected"):
         check_coreml_structure(tmp_path / "old.mlmodel", scratch_run.spec)
+    ct.utils.rename_feature(mspec, "Identity", "classLabel_probs")
+    mspec.description.input[0].shortDescription = ""
+    ct.models.MLModel(mspec, skip_model_load=True).save(str(tmp_path / "undescribed.mlmodel"))
+    with pytest.raises(ExportError, match=r"input/output image without a description"):
+        check_coreml_structure(tmp_path / "undescribed.mlmodel", scratch_run.spec)
 
 
 @pytest.mark.slow

@@ -187,6 +187,16 @@ def _set_metadata(mlmodel: Any, spec: ModelSpec, precision: str) -> None:
         extra.get("license") or extra.get("attribution") or "see the training data's license"
     )
     mlmodel.version = str(spec.version)
+    height, width = spec.input_size
+    mlmodel.input_description["image"] = (
+        f"{spec.color_mode} image, {width}x{height} (width x height), raw 0..255 pixels; scale the whole frame "
+        "to this size without keeping the aspect ratio (Vision: .scaleFill)"
+    )
+    labels = ", ".join(spec.labels) if len(spec.labels) <= 10 else f"{len(spec.labels)} labels"
+    mlmodel.output_description[LABEL_OUTPUT] = f"the most probable label ({labels})"
+    mlmodel.output_description[PROBABILITIES_OUTPUT] = (
+        "the probability of each label, summing to 1 (softmax with the run's calibration applied)"
+    )
     meta = mlmodel.user_defined_metadata
     meta[_META_SPEC] = spec.to_json()
     meta[_META_TEMPERATURE] = repr(float(spec.temperature))
@@ -209,7 +219,8 @@ def check_coreml_structure(
     load, one image input of ``spec.input_size`` with the colour layout of ``spec.color_mode``, no
     scale/bias preprocessing other than identity, a classifier output (``classLabel`` and
     ``classLabel_probs``) whose labels equal ``spec.labels``
-    (in order), and metadata (spec JSON, temperature, author, license, version) that round-trips.
+    (in order), and metadata (spec JSON, temperature, author, license, version, a description of the input
+    and of each output) that round-trips.
     Returns the facts checked, for the manifest.
     """
     _quiet_coremltools()
@@ -295,6 +306,9 @@ def check_coreml_structure(
     md = mspec.description.metadata
     if not md.author or not md.license or md.versionString != str(spec.version) or not md.shortDescription:
         problems.append("author, license, version or description metadata is missing")
+    undescribed = [f.name for f in [*inputs, *mspec.description.output] if not f.shortDescription]
+    if undescribed:
+        problems.append(f"input/output {', '.join(undescribed)} without a description")
     if problems:
         raise ExportError(f"Core ML structure check of {path.name} failed: " + "; ".join(problems))
     facts["metadata_keys"] = sorted(meta)
