@@ -122,6 +122,28 @@ def test_bad_input_exits_2_with_a_clear_message(
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "compare", "demo"])
+def test_overwrite_never_replaces_a_folder_that_holds_no_earlier_output(
+    tmp_path: Path, command: str, without_tensorflow: dict[str, str]
+):
+    """--overwrite replaces the output folder whole: a dataset, or a folder of runs, given as --out by
+    mistake is refused (before TensorFlow loads) and left as it was."""
+    write_shape_folder(tmp_path / "photos", {"circle": 2, "square": 2}, mixed=False)
+    (tmp_path / "runs" / "old-run").mkdir(parents=True)
+    (tmp_path / "runs" / "old-run" / "spec.json").write_text("{}")
+    for out, holds in (("photos", "a dataset (circle, square)"), ("runs", "old-run")):
+        before = sorted(p.relative_to(tmp_path) for p in (tmp_path / out).rglob("*"))
+        data = [] if command == "demo" else ["breastmnist"]
+        result = run_cli(
+            command, *data, "--out", out, "--overwrite", cwd=tmp_path, env_extra=without_tensorflow
+        )
+        said = " ".join(result.stderr.split())
+        assert result.returncode == 2, result.stderr
+        assert f"output folder {out} holds {holds}, not an earlier visioncascade output" in said, said
+        assert "choose a new or empty --out" in said and "Traceback" not in result.stderr
+        assert sorted(p.relative_to(tmp_path) for p in (tmp_path / out).rglob("*")) == before
+
+
 @pytest.mark.parametrize("command", ["train", "compare"])
 def test_an_out_folder_holding_a_run_is_refused_before_tensorflow_loads(
     tmp_path: Path, command: str, without_tensorflow: dict[str, str]

@@ -11,24 +11,68 @@ from pathlib import Path
 
 from visioncascade.errors import RunExistsError, RunNotFoundError
 
-__all__ = ["RUN_FILES", "atomic_dir", "check_output_dir", "check_run_dir", "remove_stale_temporaries"]
+__all__ = [
+    "RUN_FILES",
+    "atomic_dir",
+    "check_output_dir",
+    "check_run_dir",
+    "describe_folder",
+    "remove_stale_temporaries",
+]
 
 #: What a complete run folder of `visioncascade train` holds, at the least, for evaluating it.
 RUN_FILES = ("model.keras", "spec.json", "config.yaml")
 
-_RUN_MARKERS = ("spec.json", "model.keras", "metrics.json", "comparison.json", "manifest.json")
+#: Files that mark a folder as one visioncascade wrote (a run, a comparison, exports, the demo): only
+#: such a folder is replaced by ``--overwrite``.
+_RUN_MARKERS = (
+    "spec.json",
+    "model.keras",
+    "metrics.json",
+    "comparison.json",
+    "manifest.json",
+    "summary.json",
+)
+
+
+def describe_folder(path: Path) -> str:
+    """What a folder holds, in words, for an error message: a trained run, a dataset, or its first names."""
+    names = sorted(p.name for p in path.iterdir())
+    markers = [name for name in ("model.keras", "spec.json", "config.yaml", "metrics.json") if name in names]
+    if "model.keras" in markers:
+        return f"a trained run ({', '.join(markers)})"
+    from visioncascade.data.images import IMAGE_SUFFIXES
+
+    image_folders = [
+        p.name
+        for p in sorted(path.iterdir())
+        if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+    ]
+    if image_folders or any(name.endswith(".npz") for name in names):
+        shown = image_folders or [name for name in names if name.endswith(".npz")]
+        return f"a dataset ({', '.join(shown[:5])}{', …' if len(shown) > 5 else ''})"
+    return f"{', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:
-    """Refuse to write into ``path`` if it already holds something, unless ``overwrite``."""
+    """Refuse to write into ``path`` if it already holds something, unless ``overwrite`` and what it holds
+    is an earlier output of visioncascade (a run, a comparison, exports, the demo).
+
+    The output replaces its folder whole, so ``overwrite`` never replaces a folder of anything else (a
+    dataset, a folder of runs, a home folder): that is refused whatever ``overwrite`` says.
+    """
     if path.exists() and not path.is_dir():
         raise RunExistsError(f"output path {path} exists and is a file; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        holds_run = any((path / marker).exists() for marker in _RUN_MARKERS)
-        what = "a run" if holds_run else "files"
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not any((path / marker).exists() for marker in _RUN_MARKERS):
         raise RunExistsError(
-            f"output folder {path} already holds {what}; pass --overwrite to replace it, "
-            "or choose another --out"
+            f"output folder {path} holds {describe_folder(path)}, not an earlier visioncascade output; the "
+            "output replaces its folder whole, so this one is never replaced: choose a new or empty --out"
+        )
+    if not overwrite:
+        raise RunExistsError(
+            f"output folder {path} already holds a run; pass --overwrite to replace it, or choose another --out"
         )
 
 

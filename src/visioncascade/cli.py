@@ -576,6 +576,7 @@ def demo(
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
 ) -> None:
     """The whole loop on a procedural world: train, export, cascade on video, events stored, custom outputs."""
+    _check_before_tensorflow(out=out, overwrite=overwrite)
     quiet_tensorflow()
     from visioncascade.demo import run_demo
 

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from visioncascade import __version__
-from visioncascade._fs import atomic_dir, check_run_dir
+from visioncascade._fs import atomic_dir, check_run_dir, describe_folder
 from visioncascade.errors import ExportError, RunExistsError, VisionCascadeError
 from visioncascade.export import DEFAULT_INT8_MODE, INT8_MODES, MIN_PARITY_IMAGES
 from visioncascade.export._common import (
@@ -303,25 +303,6 @@ def _refuse_out_over_run(out: Path, run_dir: Path) -> None:
         )
 
 
-def _holdings(path: Path) -> str:
-    """What a folder that is not an exports folder holds, in words, for an error message."""
-    names = sorted(p.name for p in path.iterdir())
-    markers = [name for name in ("model.keras", "spec.json", "config.yaml", "metrics.json") if name in names]
-    if "model.keras" in markers:
-        return f"a trained run ({', '.join(markers)})"
-    from visioncascade.data.images import IMAGE_SUFFIXES
-
-    image_folders = [
-        p.name
-        for p in sorted(path.iterdir())
-        if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
-    ]
-    if image_folders or any(name.endswith(".npz") for name in names):
-        shown = image_folders or [name for name in names if name.endswith(".npz")]
-        return f"a dataset ({', '.join(shown[:5])}{', …' if len(shown) > 5 else ''})"
-    return f"{', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}"
-
-
 def _check_export_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``out`` that is not a place for exports.
 
@@ -359,7 +340,7 @@ def _check_export_out(out: Path, overwrite: bool) -> None:
             "exports replace their folder whole, so it is not replaced: move those out or choose another --out"
         )
     raise RunExistsError(
-        f"output folder {out} holds {_holdings(out)}, not exports; exports replace their folder whole, so a "
+        f"output folder {out} holds {describe_folder(out)}, not exports; exports replace their folder whole, so a "
         "folder holding anything else is never replaced: choose another --out (a new or empty folder)"
     )
 
