@@ -319,8 +319,25 @@ def _check_before_tensorflow(
         check_output_dir(out, overwrite)
 
 
-def _make_sender(config, post: bool):
-    """An EventSender for the cascade's api section (None without one, or with --no-post)."""
+def _check_post(config, post: bool | None, cascade_file: Path) -> bool:
+    """Whether to post events: ``--post`` needs the cascade file's ``api`` section; the default (None) posts
+    when there is one."""
+    if post and config.api is None:
+        raise ConfigError(
+            f"--post needs an api section in {cascade_file} to post events to "
+            "(api: {url: http://127.0.0.1:8000}); add one, or leave out --post"
+        )
+    return config.api is not None if post is None else post
+
+
+def _make_sender(
+    config, post: bool, *, min_interval_s: float | None = None, queue_size: int | None = None
+) -> EventSender | None:
+    """An EventSender for the cascade's api section (None with --no-post; see :func:`_check_post`).
+
+    ``min_interval_s`` and ``queue_size`` replace the file's (``predict`` posts every event, and queues
+    them all).
+    """
     from visioncascade.runtime.sender import EventSender, HttpEventPoster
 
     if not post or config.api is None:
@@ -330,7 +347,29 @@ def _make_sender(config, post: bool):
         console.print(f"[yellow]warning:[/] ${api.key_env} is not set; posting without an API key")
     poster = HttpEventPoster(api.url, api.api_key(), api.timeout_s)
     return EventSender(
-        poster, queue_size=api.queue_size, min_interval_s=api.min_interval_s, device_id=api.device_id
+        poster,
+        queue_size=max(api.queue_size, queue_size or 0),
+        min_interval_s=api.min_interval_s if min_interval_s is None else min_interval_s,
+        device_id=api.device_id,
+    )
+
+
+def _undelivered(sender: EventSender, url: str) -> str | None:
+    """What became of the queued events that did not reach the API (None when every one did)."""
+    stats = sender.stats
+    lost = stats.pending + stats.dropped + stats.rejected
+    if not lost:
+        return None
+    parts = []
+    if stats.pending:
+        parts.append(f"{stats.pending} not taken ({stats.last_error})")
+    if stats.dropped:
+        parts.append(f"{stats.dropped} dropped from the full queue of {sender.queue_size}")
+    if stats.rejected:
+        parts.append(f"{stats.rejected} refused")
+    return (
+        f"{lost} of {stats.queued} event(s) were not delivered to {url}: " + "; ".join(parts) + " "
+        "(check that the API is up at that url, and the key in the cascade file's api.key_env)"
     )
 
 
@@ -378,7 +417,14 @@ def watch(
     ] = None,
     save: Annotated[Path | None, typer.Option(help="Write an annotated video (.mp4).")] = None,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and GUI OpenCV).")] = False,
-    post: Annotated[bool, typer.Option("--post/--no-post", help="Send events to the cascade's API.")] = True,
+    post: Annotated[
+        bool | None,
+        typer.Option(
+            "--post/--no-post",
+            help="Send events to the cascade file's API. [default: when the file has an api section]",
+            show_default=False,
+        ),
+    ] = None,
     realtime: Annotated[
         bool | None,
         typer.Option("--realtime/--no-realtime", help="Drop frames when behind (default: live sources)"),
@@ -399,6 +445,7 @@ def watch(
     cascade = Cascade.from_file(cascade_file)
     for ctx in context:
         cascade.config.specialist_for(ctx)  # unknown contexts fail before the first frame
+    post = _check_post(cascade.config, post, cascade_file)
     frames = open_source(source, realtime=realtime, max_frames=max_frames, max_short_side=cascade.frame_cap)
     sender = _make_sender(cascade.config, post)
     on_result = None
@@ -512,20 +559,29 @@ def predict(
     cascade_file: Annotated[Path, typer.Argument(help="The cascade YAML file.")],
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     context: Annotated[str, typer.Option(help="The user's context.")],
-    post: Annotated[bool, typer.Option("--post/--no-post", help="Send events to the cascade's API.")] = False,
+    post: Annotated[
+        bool, typer.Option("--post/--no-post", help="Send every event to the cascade file's API.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Run a cascade on single images (for scripts).
 
     An image that cannot be read gets an ``error`` in its place and the others are still run (exit code 2
-    at the end, as ``grep`` does with a missing file).
+    at the end, as ``grep`` does with a missing file). With ``--post`` every event is posted; one that does
+    not reach the API is counted at the end, and the exit code is 2.
     """
     from visioncascade.data.images import read_images
     from visioncascade.runtime import Cascade
 
     cascade = Cascade.from_file(cascade_file)
     cascade.config.specialist_for(context)  # an unknown context fails before any image is read
-    sender = _make_sender(cascade.config, post)
+    # Every image is a decision of its own: each event is posted (no min_interval_s), none is dropped.
+    sender = _make_sender(
+        cascade.config,
+        _check_post(cascade.config, post, cascade_file),
+        min_interval_s=0.0,
+        queue_size=len(images),
+    )
     results = []
     for image, frame, why in read_images(images, cascade.frame_cap):  # the next decode while this one runs
         if frame is None:
@@ -535,8 +591,10 @@ def predict(
         if sender is not None and result.event is not None:
             sender.offer(result.event)
         results.append({"image": str(image), **result.to_dict()})
+    undelivered = None
     if sender is not None:
         stats = sender.close(timeout=10.0)
+        undelivered = _undelivered(sender, cascade.config.api.url)
         answers = {a.get("event_id"): a for a in stats.answers}
         for item in results:
             if item.get("event"):
@@ -552,7 +610,9 @@ def predict(
                 f"{s['stage']}: {s['top_label']} {s['top_probability']:.3f}" for s in item["stages"]
             )
             out_console.print(escape(f"{item['image']}: {item['decision']} ({labels})"))
-    if any("error" in item for item in results):
+    if undelivered:
+        console.print(f"[bold red]error:[/] {escape(undelivered)}", highlight=False)
+    if undelivered or any("error" in item for item in results):
         raise typer.Exit(2)
 
 

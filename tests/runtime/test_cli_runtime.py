@@ -164,3 +164,54 @@ def test_watch_a_folder_of_photos(tmp_path: Path, cascade_runs):
     assert none.returncode == 2 and none.stderr.startswith(
         f"error: none of the 4 image(s) in {folder} could be read"
     )
+
+
+def _bars(folder: Path, count: int) -> list[str]:
+    """``count`` PNGs of bars the cascade turns into events."""
+    paths = []
+    for i in range(count):
+        path = folder / f"bar{i}.png"
+        cv2.imwrite(
+            str(path), cv2.cvtColor(bar("horizontal" if i % 2 else "vertical", seed=i), cv2.COLOR_RGB2BGR)
+        )
+        paths.append(str(path))
+    return paths
+
+
+def test_predict_posts_the_event_of_every_image_and_fails_when_one_is_not_delivered(
+    tmp_path: Path, cascade_runs
+):
+    database = f"sqlite:///{tmp_path / 'events.db'}"
+    upgrade_database(database)
+    server = LiveServer(
+        database, environment="development", rate_limit_per_second=1e5, rate_limit_burst=100000
+    ).start()
+    api = {"url": server.base_url, "key_env": "VC_TEST_INGEST_KEY"}  # min_interval_s: 1 s by default
+    cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}}, api=api)
+    images = _bars(tmp_path, 3)
+    env = {"VC_TEST_INGEST_KEY": server.key("ingest")}
+    try:
+        result = run_cli("predict", str(cascade), *images, "--context", "hiking", "--post", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        results = json.loads(result.stdout)["results"]
+        assert [r["decision"] for r in results] == ["event"] * 3
+        assert [r["api"]["event_id"] for r in results] == [r["event"]["event_id"] for r in results]
+        assert count_rows(database) == 3
+    finally:
+        server.stop()
+    down = run_cli("predict", str(cascade), *images, "--context", "hiking", "--post", "--json", env=env)
+    assert down.returncode == 2
+    assert [r["decision"] for r in json.loads(down.stdout)["results"]] == ["event"] * 3
+    assert f"error: 3 of 3 event(s) were not delivered to {server.base_url}: 3 not taken (" in down.stderr
+    assert count_rows(database) == 3
+
+
+def test_post_without_an_api_section_is_an_error(tmp_path: Path, cascade_runs):
+    cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}})
+    images = _bars(tmp_path, 1)
+    predict = run_cli("predict", str(cascade), *images, "--context", "hiking", "--post")
+    watch = run_cli("watch", str(cascade), "--source", str(tmp_path), "--context", "hiking", "--post")
+    for result in (predict, watch):
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: --post needs an api section in {cascade}"), result.stderr
+    assert run_cli("watch", str(cascade), "--source", str(tmp_path), "--context", "hiking").returncode == 0
