@@ -361,16 +361,13 @@ def _undelivered(sender: EventSender, url: str) -> str | None:
     if not lost:
         return None
     parts = []
+    if stats.rejected:  # the API's reason says what to mend: a wrong key (401), a context too long (422)...
+        parts.append(f"{stats.rejected} refused by the API ({stats.last_rejection})")
     if stats.pending:
-        parts.append(f"{stats.pending} not taken ({stats.last_error})")
+        parts.append(f"{stats.pending} not taken before the end ({stats.last_error}; is the API up?)")
     if stats.dropped:
-        parts.append(f"{stats.dropped} dropped from the full queue of {sender.queue_size}")
-    if stats.rejected:
-        parts.append(f"{stats.rejected} refused")
-    return (
-        f"{lost} of {stats.queued} event(s) were not delivered to {url}: " + "; ".join(parts) + " "
-        "(check that the API is up at that url, and the key in the cascade file's api.key_env)"
-    )
+        parts.append(f"{stats.dropped} dropped from the full queue of {sender.queue_size} while it was down")
+    return f"{lost} of {stats.queued} event(s) were not delivered to {url}: " + "; ".join(parts)
 
 
 def _live_table(stats, source, sender):
@@ -398,7 +395,7 @@ def _live_table(stats, source, sender):
         state = {True: "[green]up[/]", False: "[red]down — retrying[/]", None: "—"}[ev["api_up"]]
         table.add_row(
             "API",
-            f"{state}  posted {ev['posted']} pending {ev['pending']} dropped {ev['dropped']}",
+            f"{state}  posted {ev['posted']} pending {ev['pending']} refused {ev['rejected']} dropped {ev['dropped']}",
             "answer",
             json.dumps((ev.get("last_answer") or {}).get("output"))[:60],
         )
@@ -446,6 +443,8 @@ def watch(
     for ctx in context:
         cascade.config.specialist_for(ctx)  # unknown contexts fail before the first frame
     post = _check_post(cascade.config, post, cascade_file)
+    if post:
+        _check_contexts(context)
     frames = open_source(source, realtime=realtime, max_frames=max_frames, max_short_side=cascade.frame_cap)
     sender = _make_sender(cascade.config, post)
     on_result = None
@@ -510,20 +509,33 @@ def watch(
                 else ""
             )
         )
-        if sender is not None and summary["events"]["pending"]:
-            console.print(
-                f"[yellow]warning:[/] {summary['events']['pending']} event(s) were not delivered: the API at "
-                f"{cascade.config.api.url} did not take them ({sender.stats.last_error})"
+    undelivered = _undelivered(sender, cascade.config.api.url) if sender is not None else None
+    if undelivered:  # events lost (refused, or the API down at the end): the run did not do its job
+        console.print(f"[bold red]error:[/] {escape(undelivered)}", highlight=False)
+        raise typer.Exit(2)
+
+
+def _check_contexts(contexts: list[str]) -> None:
+    """Contexts the API would refuse in every event (see ``EventIn.context``) fail before the first frame."""
+    from visioncascade.api.schemas import MAX_ID_LENGTH
+
+    for ctx in contexts:
+        if not 1 <= len(ctx) <= MAX_ID_LENGTH or "\x00" in ctx:
+            shown = ctx if len(ctx) <= 40 else ctx[:40] + "..."
+            raise ConfigError(
+                f"--context {shown!r} ({len(ctx)} characters) would be refused by the API in every event: it "
+                f"takes 1 to {MAX_ID_LENGTH} characters, no NUL; use a shorter context, or --no-post"
             )
 
 
 def _report_events_after_error(sender: EventSender, url: str) -> None:
     """After ``watch`` stopped on an error: how many queued events reached the API, how many did not."""
     stats = sender.stats
-    if stats.pending:
+    undelivered = _undelivered(sender, url)
+    if undelivered:
         console.print(
-            f"[yellow]warning:[/] watch stopped on an error; {stats.posted} event(s) were posted to {url}, "
-            f"{stats.pending} were not delivered ({escape(str(stats.last_error))})",
+            f"[yellow]warning:[/] watch stopped on an error; {stats.posted} event(s) were posted, "
+            + escape(undelivered),
             highlight=False,
         )
     else:
@@ -575,6 +587,9 @@ def predict(
 
     cascade = Cascade.from_file(cascade_file)
     cascade.config.specialist_for(context)  # an unknown context fails before any image is read
+    post = _check_post(cascade.config, post, cascade_file)
+    if post:
+        _check_contexts([context])
     # Every image is a decision of its own: each event is posted (no min_interval_s), none is dropped.
     sender = _make_sender(
         cascade.config,

@@ -144,6 +144,10 @@ def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade
         (lambda d: d["specialists"].update(office={}), r"specialists.office.model: Field required"),
         (lambda d: d.update(backend="tensorrt"), r"unknown backend 'tensorrt'"),
         (
+            lambda d: d.update(api={"url": "http://127.0.0.1:8000", "device_id": "d" * 129}),
+            r"api.device_id: String should have at most 128 characters",
+        ),
+        (
             lambda d: d.update(backend="onnx"),
             r"domain.model: models/domain is a run folder, which the keras backend runs, but backend is "
             r"'onnx'; set backend: keras, or leave backend out",
@@ -163,6 +167,7 @@ def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade
         "no-specialists",
         "context-without-model",
         "backend",
+        "device-id-too-long",
         "backend-vs-run-folder",
         "specialist-backend-vs-run-folder",
     ],

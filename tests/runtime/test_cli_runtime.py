@@ -202,7 +202,10 @@ def test_predict_posts_the_event_of_every_image_and_fails_when_one_is_not_delive
     down = run_cli("predict", str(cascade), *images, "--context", "hiking", "--post", "--json", env=env)
     assert down.returncode == 2
     assert [r["decision"] for r in json.loads(down.stdout)["results"]] == ["event"] * 3
-    assert f"error: 3 of 3 event(s) were not delivered to {server.base_url}: 3 not taken (" in down.stderr
+    assert (
+        f"error: 3 of 3 event(s) were not delivered to {server.base_url}: 3 not taken before the end (cannot reach "
+        in down.stderr
+    )
     assert count_rows(database) == 3
 
 
@@ -215,3 +218,45 @@ def test_post_without_an_api_section_is_an_error(tmp_path: Path, cascade_runs):
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith(f"error: --post needs an api section in {cascade}"), result.stderr
     assert run_cli("watch", str(cascade), "--source", str(tmp_path), "--context", "hiking").returncode == 0
+
+
+def test_events_the_api_refuses_are_reported_with_its_reason_and_fail_the_run(tmp_path: Path, cascade_runs):
+    database = f"sqlite:///{tmp_path / 'events.db'}"
+    upgrade_database(database)
+    server = LiveServer(
+        database, environment="development", rate_limit_per_second=1e5, rate_limit_burst=100000
+    ).start()
+    try:
+        api = {"url": server.base_url, "key_env": "VC_TEST_INGEST_KEY", "min_interval_s": 0.0}
+        specialists = {"default": {"model": "models/orientation"}}
+        cascade = write_cascade(tmp_path, cascade_runs, specialists, api=api)
+        video = _write_video(tmp_path / "clip.mp4", 6)
+        wrong_key = {"VC_TEST_INGEST_KEY": "vc_not-a-key"}
+        watch = run_cli("watch", str(cascade), "--source", str(video), "--context", "hiking", env=wrong_key)
+        predict = run_cli(
+            "predict", str(cascade), *_bars(tmp_path, 2), "--context", "hiking", "--post", env=wrong_key
+        )
+        for result in (watch, predict):
+            assert result.returncode == 2, result.stderr
+            refused = re.search(
+                r"error: (\d+) of \1 event\(s\) were not delivered to .*: \1 refused by the API \(",
+                result.stderr,
+            )
+            assert refused and int(refused[1]) >= 2 and "401" in result.stderr, result.stderr
+        assert count_rows(database) == 0
+        # A context the API would refuse in every event fails before the first frame; without posting it
+        # only routes frames (here to the default specialist).
+        long = "c" * 129
+        env = {"VC_TEST_INGEST_KEY": server.key("ingest")}
+        too_long = run_cli("watch", str(cascade), "--source", str(video), "--context", long, env=env)
+        assert too_long.returncode == 2
+        assert too_long.stderr.startswith(
+            f"error: --context '{long[:40]}...' (129 characters) would be refused"
+        )
+        assert (
+            run_cli("watch", str(cascade), "--source", str(video), "--context", long, "--no-post").returncode
+            == 0
+        )
+        assert count_rows(database) == 0
+    finally:
+        server.stop()

@@ -61,7 +61,7 @@ class ApiConfig(_Strict):
     min_interval_s: float = Field(1.0, ge=0.0)
     queue_size: int = Field(1000, ge=1, le=1_000_000)
     timeout_s: float = Field(5.0, gt=0.0)
-    device_id: str | None = None
+    device_id: str | None = Field(None, min_length=1, max_length=128, description="the API takes 1-128 chars")
 
     @field_validator("url")
     @classmethod

@@ -57,6 +57,7 @@ class SenderStats:
     pending: int = 0
     api_up: bool | None = None
     last_error: str | None = None
+    last_rejection: str | None = None  # why the API refused the last rejected event (e.g. 401 and its reason)
     last_answer: dict[str, Any] | None = None
     answers: list[dict[str, Any]] = field(default_factory=list)
 
@@ -151,7 +152,7 @@ class EventSender:
                 with self._cond:
                     self._remove(event)
                     self.stats.rejected += 1
-                    self.stats.last_error = str(exc)
+                    self.stats.last_error = self.stats.last_rejection = str(exc)
                 continue
             except Exception as exc:
                 # TransientPostError, and anything else the poster raises (a 2xx reply that is not JSON,
