@@ -180,6 +180,25 @@ def test_bad_cascade_files_fail_with_what_and_where(cascade_file: Path, change, 
         load_cascade_config(cascade_file)
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one(cascade_file: Path):
+    twice = cascade_file.with_name("twice.yaml")
+    twice.write_text(
+        "name: twice\n"
+        "backend: keras\n"
+        "domain: {model: models/domain}\n"
+        "specialists:\n"
+        "  hiking: &plain {model: models/orientation}\n"
+        "  kitchen: {<<: *plain, threshold: 0.6}\n"  # a merged key may be overridden
+        "  hiking: {model: models/orientation, threshold: 0.9}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"twice.yaml: the key 'hiking' is given twice in one mapping \(lines 5 and 7\)"
+    ):
+        load_cascade_config(twice)
+    twice.write_text(twice.read_text().replace("  hiking: {model: models/orientation, threshold: 0.9}\n", ""))
+    assert load_cascade_config(twice).specialists["kitchen"].threshold == 0.6
+
+
 def test_without_a_backend_each_model_gets_the_one_its_file_calls_for(cascade_file: Path):
     doc = yaml.safe_load(cascade_file.read_text())
     del doc["backend"]
