@@ -412,7 +412,9 @@ def watch(
     switch_every: Annotated[
         int | None, typer.Option(help="Switch to the next --context every N frames.")
     ] = None,
-    save: Annotated[Path | None, typer.Option(help="Write an annotated video (.mp4).")] = None,
+    save: Annotated[
+        Path | None, typer.Option(help="Write an annotated video (.mp4, .m4v, .mov, .mkv or .avi).")
+    ] = None,
     show: Annotated[bool, typer.Option(help="Show a window (needs a display and GUI OpenCV).")] = False,
     post: Annotated[
         bool | None,
@@ -436,6 +438,7 @@ def watch(
 
     from visioncascade.runtime import Cascade, ContextSchedule, open_source
     from visioncascade.runtime import watch as run_watch
+    from visioncascade.runtime.watch import check_save_path
 
     if not context:
         raise ConfigError("--context is required: the user's context routes frames to a specialist")
@@ -445,6 +448,8 @@ def watch(
     post = _check_post(cascade.config, post, cascade_file)
     if post:
         _check_contexts(context)
+    if save is not None:
+        check_save_path(save)  # before the camera opens, not after the first frame
     frames = open_source(source, realtime=realtime, max_frames=max_frames, max_short_side=cascade.frame_cap)
     sender = _make_sender(cascade.config, post)
     on_result = None

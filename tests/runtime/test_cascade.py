@@ -234,6 +234,42 @@ def test_watch_a_video_file_with_changing_contexts(tmp_path: Path, cascade_file:
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
 
 
+def test_a_video_that_cannot_be_saved_is_an_error_before_the_first_frame(tmp_path: Path, cascade_file: Path):
+    cascade = Cascade.from_file(cascade_file)
+    video = _write_video(tmp_path / "clip.mp4", 3)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    bad = [
+        (tmp_path / "out", ConfigError, r"out: name a file ending in \.mp4, \.m4v, \.mov, \.mkv, \.avi"),
+        (tmp_path / "out.txt", ConfigError, r"out\.txt: name a file ending in \.mp4.*\(e\.g\. .*out\.mp4\)"),
+        (tmp_path / "folder", ConfigError, r"folder: it is a folder; name a file in it"),
+        (tmp_path / "notes.txt" / "o.mp4", DataError, r"o\.mp4: .*notes\.txt is a file, not a folder"),
+        (Path("/proc/out.mp4"), DataError, r"/proc/out\.mp4: cannot write in the folder /proc"),
+    ]
+    for save, error, message in bad:
+        source = open_source(video)
+        with pytest.raises(error, match=message):
+            watch(cascade, source, ContextSchedule(["hiking"]), save=save)
+        assert source.read_frames == 0  # refused before the first frame
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cascade.yaml",
+        "clip.mp4",
+        "folder",
+        "models",
+        "notes.txt",
+    ]
+    assert not any((tmp_path / "folder").iterdir())
+    tiny = tmp_path / "tiny"  # OpenCV's writer cannot open for a 1×1 first frame
+    tiny.mkdir()
+    cv2.imwrite(str(tiny / "a.png"), np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(DataError, match=r"o\.mp4: OpenCV cannot open a writer for 1×1 frames"):
+        watch(cascade, open_source(tiny), ContextSchedule(["hiking"]), save=tmp_path / "o.mp4")
+    assert not (tmp_path / "o.mp4").exists()
+    deeper = tmp_path / "new" / "folders" / "o.mp4"  # folders are created
+    watch(cascade, open_source(video), ContextSchedule(["hiking"]), save=deeper)
+    assert int(cv2.VideoCapture(str(deeper)).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
 def test_live_sources_drop_frames_instead_of_queueing(tmp_path: Path, cascade_file: Path):
     video = _write_video(tmp_path / "fast.mp4", 60, fps=400.0)
     cascade = Cascade.from_file(cascade_file)

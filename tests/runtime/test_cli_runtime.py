@@ -86,6 +86,25 @@ def test_watch_json_summary_on_a_video(tmp_path: Path, cascade_runs):
     assert set(summary["latency_ms"]) == {"domain", "specialist", "cascade"}
     assert summary["events"]["produced"] >= 8
     assert int(cv2.VideoCapture(str(tmp_path / "out.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    (tmp_path / "notes.txt").write_text("x")
+    for save, message in [
+        ("notes.txt/out.mp4", "notes.txt is a file, not a folder"),
+        ("out.txt", "name a file ending in .mp4"),
+    ]:
+        bad = run_cli(
+            "watch",
+            str(cascade),
+            "--source",
+            str(video),
+            "--context",
+            "hiking",
+            "--save",
+            str(tmp_path / save),
+        )
+        assert bad.returncode == 2 and bad.stderr.startswith(
+            f"error: cannot save the video as {tmp_path / save}: "
+        )
+        assert message in bad.stderr and len(bad.stderr.splitlines()) == 1, bad.stderr
 
 
 def test_predict_json_and_errors(tmp_path: Path, cascade_runs):

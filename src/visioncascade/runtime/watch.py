@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,11 +12,23 @@ from typing import Any
 import cv2
 import numpy as np
 
+from visioncascade.errors import ConfigError, DataError
 from visioncascade.runtime.cascade import Cascade, CascadeResult
 from visioncascade.runtime.sender import EventSender
 from visioncascade.runtime.sources import Frame, FrameSource
 
-__all__ = ["ContextSchedule", "WatchStats", "annotate", "fit_frame", "watch"]
+__all__ = [
+    "SAVE_SUFFIXES",
+    "ContextSchedule",
+    "WatchStats",
+    "annotate",
+    "check_save_path",
+    "fit_frame",
+    "watch",
+]
+
+#: What ``save`` may end in: the containers OpenCV's FFmpeg writer puts MPEG-4 part 2 (``mp4v``) video in.
+SAVE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
 
 class ContextSchedule:
@@ -145,6 +158,49 @@ def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
+def check_save_path(path: Path) -> None:
+    """Check, before any frame, that an annotated video can be written to ``path``; its folder is created.
+
+    Raises :class:`ConfigError` for a suffix OpenCV cannot write (see :data:`SAVE_SUFFIXES`) or a path that
+    is a folder, :class:`DataError` for a folder that cannot be created or written to.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"cannot save the video as {path}: it is a folder; name a file in it, e.g. {path}/out.mp4"
+        )
+    if path.suffix.lower() not in SAVE_SUFFIXES:
+        raise ConfigError(
+            f"cannot save the video as {path}: name a file ending in {', '.join(SAVE_SUFFIXES)} "
+            f"(e.g. {path.with_suffix('.mp4') if path.suffix or path.name else 'out.mp4'})"
+        )
+    folder = path.parent
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise DataError(f"cannot save the video as {path}: {blocking} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DataError(
+            f"cannot save the video as {path}: cannot write in the folder {folder} "
+            f"({exc.strerror or exc}); choose a folder you can write to"
+        ) from exc
+
+
+def _open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An open MPEG-4 writer, or DataError naming ``path`` when OpenCV cannot open one."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        writer.release()
+        raise DataError(
+            f"cannot save the video as {path}: OpenCV cannot open a writer for {size[0]}×{size[1]} frames at "
+            f"{fps:g} fps (frames must be at least 2×2 px; the folder must be writable)"
+        )
+    return writer
+
+
 def watch(
     cascade: Cascade,
     source: FrameSource,
@@ -158,12 +214,15 @@ def watch(
     """Run ``cascade`` on every frame ``source`` yields (live sources drop frames when inference lags).
 
     Events go to ``sender`` (non-blocking). ``save`` writes an annotated MP4 the size of the first frame
-    (later frames of another size are fitted into it, see :func:`fit_frame`). Ctrl-C ends the loop cleanly.
+    (later frames of another size are fitted into it, see :func:`fit_frame`); it is checked with
+    :func:`check_save_path` before the first frame. Ctrl-C ends the loop cleanly.
     """
     stats = WatchStats()
     writer: cv2.VideoWriter | None = None
     video_size: tuple[int, int] = (0, 0)
     try:
+        if save is not None:
+            check_save_path(save)
         for frame in source:
             if should_stop is not None and should_stop():
                 break
@@ -174,10 +233,8 @@ def watch(
                 sender.offer(result.event, key=(result.context, domain, special))
             if save is not None:
                 if writer is None:
-                    save.parent.mkdir(parents=True, exist_ok=True)
-                    fps = source.fps or 30.0
                     video_size = (frame.image.shape[1], frame.image.shape[0])
-                    writer = cv2.VideoWriter(str(save), cv2.VideoWriter_fourcc(*"mp4v"), fps, video_size)
+                    writer = _open_writer(save, source.fps or 30.0, video_size)
                 image = fit_frame(frame.image, video_size)
                 writer.write(annotate(image, frame.channel_order, result, stats.fps))
             if on_result is not None:
