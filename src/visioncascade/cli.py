@@ -10,7 +10,9 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -469,14 +471,15 @@ def watch(
         live.start()
     finished = False
     try:
-        stats = run_watch(
-            cascade,
-            frames,
-            ContextSchedule(list(context), switch_every),
-            sender=sender,
-            save=save,
-            on_result=update,
-        )
+        with _sigterm_stops_the_loop():
+            stats = run_watch(
+                cascade,
+                frames,
+                ContextSchedule(list(context), switch_every),
+                sender=sender,
+                save=save,
+                on_result=update,
+            )
         finished = True
     finally:
         # The events already queued are sent whether the loop ended or raised (a specialist that cannot be
@@ -518,6 +521,26 @@ def watch(
     if undelivered:  # events lost (refused, or the API down at the end): the run did not do its job
         console.print(f"[bold red]error:[/] {escape(undelivered)}", highlight=False)
         raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_loop() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, ``docker stop``, systemd) stops it as Ctrl-C does: the frame
+    loop ends, the video is finished and the queued events are sent. A second SIGTERM meanwhile is ignored;
+    the previous handler is back after the block."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the loop finish its video
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_contexts(contexts: list[str]) -> None:

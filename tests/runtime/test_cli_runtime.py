@@ -6,11 +6,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
+import numpy as np
+import pytest
 
 from api.conftest import LiveServer, count_rows
 from visioncascade.api.storage import upgrade_database
@@ -279,3 +283,39 @@ def test_events_the_api_refuses_are_reported_with_its_reason_and_fail_the_run(tm
         assert count_rows(database) == 0
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is a POSIX signal")
+def test_sigterm_stops_watch_as_ctrl_c_does_and_the_saved_video_plays(tmp_path: Path, cascade_runs):
+    cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}})
+    video = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
+    rng = np.random.default_rng(0)
+    for _ in range(400):  # noise codes to large frames: the saved file grows from the first frames on
+        writer.write(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    saved = tmp_path / "out.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "visioncascade.cli", "watch", str(cascade), "--source", str(video),
+         "--context", "hiking", "--save", str(saved), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Past its header, the file grows as frames are coded: watch is in its loop, the video open.
+        while process.poll() is None and not (saved.exists() and saved.stat().st_size > 200_000):
+            time.sleep(0.05)
+        assert process.poll() is None, "watch ended before it was sent SIGTERM"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    frames = json.loads(stdout)["frames"]
+    assert 0 < frames < 400
+    playback = cv2.VideoCapture(str(saved))
+    assert playback.isOpened()
+    read = 0
+    while playback.read()[0]:
+        read += 1
+    assert frames - 1 <= read <= frames  # the frame being run when the signal came may not be in it

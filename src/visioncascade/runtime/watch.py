@@ -189,16 +189,14 @@ def check_save_path(path: Path) -> None:
         ) from exc
 
 
-def _open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    """An open MPEG-4 writer, or DataError naming ``path`` when OpenCV cannot open one."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        writer.release()
+def _open_writer(writer: cv2.VideoWriter, path: Path, fps: float, size: tuple[int, int]) -> None:
+    """Open ``writer`` (already the caller's, so that an interrupt cannot orphan an open file) as an
+    MPEG-4 writer to ``path``; DataError naming ``path`` when OpenCV cannot open it."""
+    if not writer.open(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size):
         raise DataError(
             f"cannot save the video as {path}: OpenCV cannot open a writer for {size[0]}×{size[1]} frames at "
             f"{fps:g} fps (frames must be at least 2×2 px; the folder must be writable)"
         )
-    return writer
 
 
 def watch(
@@ -215,7 +213,8 @@ def watch(
 
     Events go to ``sender`` (non-blocking). ``save`` writes an annotated MP4 the size of the first frame
     (later frames of another size are fitted into it, see :func:`fit_frame`); it is checked with
-    :func:`check_save_path` before the first frame. Ctrl-C ends the loop cleanly.
+    :func:`check_save_path` before the first frame. Ctrl-C (a KeyboardInterrupt) ends the loop cleanly,
+    the video finished.
     """
     stats = WatchStats()
     writer: cv2.VideoWriter | None = None
@@ -234,7 +233,8 @@ def watch(
             if save is not None:
                 if writer is None:
                     video_size = (frame.image.shape[1], frame.image.shape[0])
-                    writer = _open_writer(save, source.fps or 30.0, video_size)
+                    writer = cv2.VideoWriter()
+                    _open_writer(writer, save, source.fps or 30.0, video_size)
                 image = fit_frame(frame.image, video_size)
                 writer.write(annotate(image, frame.channel_order, result, stats.fps))
             if on_result is not None:
