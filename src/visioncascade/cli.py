@@ -444,6 +444,7 @@ def watch(
 
     if not context:
         raise ConfigError("--context is required: the user's context routes frames to a specialist")
+    schedule = ContextSchedule(list(context), switch_every)
     cascade = Cascade.from_file(cascade_file)
     for ctx in context:
         cascade.config.specialist_for(ctx)  # unknown contexts fail before the first frame
@@ -475,7 +476,7 @@ def watch(
             stats = run_watch(
                 cascade,
                 frames,
-                ContextSchedule(list(context), switch_every),
+                schedule,
                 sender=sender,
                 save=save,
                 on_result=update,

@@ -319,3 +319,27 @@ def test_sigterm_stops_watch_as_ctrl_c_does_and_the_saved_video_plays(tmp_path: 
     while playback.read()[0]:
         read += 1
     assert frames - 1 <= read <= frames  # the frame being run when the signal came may not be in it
+
+
+def test_several_contexts_need_switch_every_of_at_least_one_frame(tmp_path: Path, cascade_runs):
+    specialists = {"hiking": {"model": "models/orientation"}, "kitchen": {"model": "models/orientation"}}
+    cascade = write_cascade(tmp_path, cascade_runs, specialists)
+    video = _write_video(tmp_path / "clip.mp4", 4)
+    watch = ["watch", str(cascade), "--source", str(video), "--json", "--context", "hiking"]
+    for extra, message in [
+        (
+            ["--context", "kitchen"],
+            "2 contexts given (hiking, kitchen) but no --switch-every: pass --switch-every N to switch to the next "
+            "context every N frames, or give one --context",
+        ),
+        (
+            ["--context", "kitchen", "--switch-every", "0"],
+            "--switch-every must be a number of frames, at least 1; got 0",
+        ),
+        (["--switch-every", "-3"], "--switch-every must be a number of frames, at least 1; got -3"),
+    ]:
+        result = run_cli(*watch, *extra)
+        assert result.returncode == 2 and result.stderr == f"error: {message}\n", result.stderr
+    both = run_cli(*watch, "--context", "kitchen", "--switch-every", "2")
+    assert both.returncode == 0, both.stderr
+    assert json.loads(both.stdout)["frames"] == 4

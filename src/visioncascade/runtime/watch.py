@@ -32,15 +32,27 @@ SAVE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
 
 class ContextSchedule:
-    """Which context applies to frame *i*: one fixed context, or several switched every N frames."""
+    """Which context applies to frame *i*: one fixed context, or several switched every N frames.
+
+    Raises :class:`ConfigError` for no context, a ``switch_every`` below 1, or several contexts without
+    ``switch_every`` (only the first would ever be used).
+    """
 
     def __init__(self, contexts: list[str], switch_every: int | None = None):
         if not contexts:
-            raise ValueError("at least one context is needed")
+            raise ConfigError("at least one context is needed (--context)")
+        if switch_every is not None and switch_every < 1:
+            raise ConfigError(f"--switch-every must be a number of frames, at least 1; got {switch_every}")
+        if len(contexts) > 1 and switch_every is None:
+            raise ConfigError(
+                f"{len(contexts)} contexts given ({', '.join(contexts)}) but no --switch-every: pass "
+                "--switch-every N to switch to the next context every N frames, or give one --context"
+            )
         self.contexts = contexts
         self.switch_every = switch_every
 
     def __call__(self, index: int) -> str:
+        """The context of frame ``index`` (counted from 0)."""
         if len(self.contexts) == 1 or not self.switch_every:
             return self.contexts[0]
         return self.contexts[(index // self.switch_every) % len(self.contexts)]
