@@ -109,6 +109,8 @@ def test_rgba_palette_and_16bit_images_are_converted(tmp_path: Path):
     shapes = sorted(img.shape for img in ds.splits["train"].images)
     assert shapes == [(5, 5), (9, 9), (12, 10, 3), (12, 10, 3)]
     assert ds.native_color_mode == "rgb"
+    (deep,) = [img for img in ds.splits["train"].images if img.shape == (9, 9)]
+    assert (deep == 16).all()  # 4000 / 257, as watch, predict and the live page read it; not stretched to 255
 
 
 def _marked_jpeg(path: Path, orientation: int | None, exif: bytes | None = None) -> np.ndarray:

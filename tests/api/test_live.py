@@ -139,6 +139,25 @@ def test_a_phone_jpeg_decodes_upright_as_training_reads_it(tmp_path):
     np.testing.assert_array_equal(frame[..., ::-1], read_image(path))
 
 
+def test_a_16_bit_grayscale_png_is_scaled_by_its_type_not_its_own_maximum(tmp_path):
+    """A dark 16-bit image stays dark (``round(v / 257)``), and the live page's decoder and ``read_image``
+    (watch, predict, training) give the same pixels for it."""
+    from visioncascade.api.live import decode_frame
+    from visioncascade.data import read_image
+
+    values = np.linspace(0, 25_443, 48 * 64).reshape(48, 64).astype(np.uint16)  # at most 39 % of the range
+    path = tmp_path / "dark16.png"
+    assert cv2.imwrite(str(path), values)
+    expected = np.rint(values / 257.0).astype(np.uint8)
+    read = read_image(path)
+    assert read.dtype == np.uint8 and read.shape == (48, 64) and read.max() == 99
+    np.testing.assert_array_equal(read, expected)
+    frame = decode_frame(path.read_bytes())
+    assert frame.shape == (48, 64, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(frame[..., channel], expected)
+
+
 @pytest.mark.parametrize(
     ("key", "fields", "code", "words"),
     [

@@ -28,8 +28,12 @@ _MAX_SIDE = 4096
 
 
 def decode_frame(data: bytes) -> np.ndarray:
-    """An encoded image (JPEG, PNG or WebP bytes) as a BGR uint8 array; DataError says what was wrong."""
-    import cv2
+    """An encoded image (JPEG, PNG or WebP bytes) as a BGR uint8 array; DataError says what was wrong.
+
+    Decoded by :func:`~visioncascade.data.images.decode_image`, the reader of ``watch``, ``predict`` and
+    training, so a file gives the live page the pixels it gives them (EXIF orientation, 16-bit scaling).
+    """
+    from visioncascade.data.images import decode_image
 
     if not data:
         raise DataError("the frame is empty; send one JPEG, PNG or WebP image per binary message")
@@ -38,14 +42,17 @@ def decode_frame(data: bytes) -> np.ndarray:
             f"the frame is {len(data):,} bytes, more than {MAX_FRAME_BYTES:,}; send a smaller JPEG "
             "(the page sends at most 640 px wide)"
         )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError("the frame is not a decodable JPEG, PNG or WebP image")
+    try:
+        image = decode_image(data, "frame")
+    except DataError:
+        raise DataError("the frame is not a decodable JPEG, PNG or WebP image") from None
     if max(image.shape[:2]) > _MAX_SIDE:
         raise DataError(
             f"the frame is {image.shape[1]}×{image.shape[0]} px; send at most {_MAX_SIDE} px a side"
         )
-    return image
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=-1)
+    return np.ascontiguousarray(image[..., ::-1])
 
 
 def check_cascade_files(paths: list[Path]) -> dict[str, CascadeConfig]:

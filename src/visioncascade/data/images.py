@@ -23,7 +23,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visioncascade.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "prepare_image", "read_image", "read_images", "reduce_image", "to_color_mode"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "decode_image",
+    "prepare_image",
+    "read_image",
+    "read_images",
+    "reduce_image",
+    "to_color_mode",
+]
 
 IMAGE_SUFFIXES = (
     ".png",
@@ -45,7 +53,8 @@ HEIF_SUFFIXES = (".heic", ".heif")
 def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarray:
     """Decode an image file to ``uint8`` HxW (grayscale) or HxWx3 (RGB) pixels.
 
-    Palette, 16-bit and alpha images are converted (alpha is dropped). An EXIF orientation tag (phone
+    Palette, 16-bit and alpha images are converted (alpha is dropped; 16-bit grayscale is scaled by the
+    type's range, ``round(v / 257)``, never by the image's own maximum). An EXIF orientation tag (phone
     cameras store portrait photos as rotated landscape pixels plus such a tag) is applied, so the pixels
     are upright as every image viewer, OpenCV's decoder (the live page's frames) and Apple's Vision
     framework show them. With ``max_short_side``, an image whose shorter side is longer is reduced to that
@@ -54,6 +63,12 @@ def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarra
     is not a readable image.
     """
     return _read(Path(path), None, max_short_side)
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode an encoded image (its file's bytes) exactly as :func:`read_image` decodes the file: same
+    colour modes, 16-bit scaling and EXIF orientation. ``name`` is what :class:`DataError` calls it."""
+    return _read(Path(name), data, None)
 
 
 def read_images(
@@ -164,11 +179,12 @@ def _heif_plugin() -> bool:
 
 
 def _to_array(img: Image.Image) -> np.ndarray:
-    if img.mode in ("L", "1", "I;16", "I"):
-        if img.mode in ("I;16", "I"):
-            arr = np.asarray(img, dtype=np.float64)
-            top = arr.max() or 1.0
-            return np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit grayscale (Pillow opens some as 32-bit "I"): scaled by the type's range, 0..65535 to 0..255
+        # (65535 / 255 = 257), the same for every image, so a dark image stays dark as a camera shows it.
+        arr = np.asarray(img, dtype=np.float64)
+        return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+    if img.mode in ("L", "1"):
         return np.asarray(img.convert("L"), dtype=np.uint8)
     if img.mode == "LA":
         return np.asarray(img.convert("L"), dtype=np.uint8)
