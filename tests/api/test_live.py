@@ -158,6 +158,35 @@ def test_a_16_bit_grayscale_png_is_scaled_by_its_type_not_its_own_maximum(tmp_pa
         np.testing.assert_array_equal(frame[..., channel], expected)
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG's signature and header, without pixel data: what a frame's size is told by."""
+    import struct
+    import zlib
+
+    header = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    ihdr = struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header))
+    return (
+        b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "words"),
+    [
+        (5000, 3000, "the frame is 5000×3000 px; send at most 4096 px a side"),
+        (30000, 30000, "the frame has more pixels than Pillow decodes; send at most 4096 px a side"),
+    ],
+)
+def test_a_frame_too_large_is_refused_from_its_header_before_decoding(width, height, words):
+    """Only the header is there: the size refuses the frame before any pixel would be decoded (a 900 KB PNG
+    can hold 30000×30000 pixels, 5 GB decoded)."""
+    from visioncascade.api.live import decode_frame
+    from visioncascade.errors import DataError
+
+    with pytest.raises(DataError, match=f"^{re.escape(words)}$"):
+        decode_frame(_png_header(width, height))
+
+
 @pytest.mark.parametrize(
     ("key", "fields", "code", "words"),
     [

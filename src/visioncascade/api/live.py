@@ -33,7 +33,7 @@ def decode_frame(data: bytes) -> np.ndarray:
     Decoded by :func:`~visioncascade.data.images.decode_image`, the reader of ``watch``, ``predict`` and
     training, so a file gives the live page the pixels it gives them (EXIF orientation, 16-bit scaling).
     """
-    from visioncascade.data.images import decode_image
+    from visioncascade.data.images import ImageTooLargeError, decode_image
 
     if not data:
         raise DataError("the frame is empty; send one JPEG, PNG or WebP image per binary message")
@@ -43,13 +43,12 @@ def decode_frame(data: bytes) -> np.ndarray:
             "(the page sends at most 640 px wide)"
         )
     try:
-        image = decode_image(data, "frame")
+        image = decode_image(data, "frame", max_side=_MAX_SIDE)  # the size checked from the header first
+    except ImageTooLargeError as exc:
+        what = f"is {exc.size[0]}×{exc.size[1]} px" if exc.size else "has more pixels than Pillow decodes"
+        raise DataError(f"the frame {what}; send at most {_MAX_SIDE} px a side") from None
     except DataError:
         raise DataError("the frame is not a decodable JPEG, PNG or WebP image") from None
-    if max(image.shape[:2]) > _MAX_SIDE:
-        raise DataError(
-            f"the frame is {image.shape[1]}×{image.shape[0]} px; send at most {_MAX_SIDE} px a side"
-        )
     if image.ndim == 2:
         return np.repeat(image[..., None], 3, axis=-1)
     return np.ascontiguousarray(image[..., ::-1])

@@ -25,6 +25,7 @@ from visioncascade.errors import DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ImageTooLargeError",
     "decode_image",
     "prepare_image",
     "read_image",
@@ -65,10 +66,26 @@ def read_image(path: str | Path, max_short_side: int | None = None) -> np.ndarra
     return _read(Path(path), None, max_short_side)
 
 
-def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+class ImageTooLargeError(DataError):
+    """An image larger than allowed, found from its header before its pixels were decoded.
+
+    ``size`` is its (width, height), or None when Pillow refused it as a decompression bomb (more than
+    twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels) before telling its size.
+    """
+
+    def __init__(self, message: str, size: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+def decode_image(data: bytes, name: str = "image", max_side: int | None = None) -> np.ndarray:
     """Decode an encoded image (its file's bytes) exactly as :func:`read_image` decodes the file: same
-    colour modes, 16-bit scaling and EXIF orientation. ``name`` is what :class:`DataError` calls it."""
-    return _read(Path(name), data, None)
+    colour modes, 16-bit scaling and EXIF orientation. ``name`` is what :class:`DataError` calls it.
+
+    With ``max_side``, an image longer than that on a side raises :class:`ImageTooLargeError` from its
+    header alone, before any pixel is decoded (a small PNG can hold a 30000×30000 image of 900 MB).
+    """
+    return _read(Path(name), data, None, max_side)
 
 
 def read_images(
@@ -108,8 +125,11 @@ def read_images(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndarray:
-    """:func:`read_image` of ``path``, or of ``data`` (its bytes, already read) when given."""
+def _read(
+    path: Path, data: bytes | None, max_short_side: int | None, max_side: int | None = None
+) -> np.ndarray:
+    """:func:`read_image` of ``path``, or of ``data`` (its bytes, already read) when given; ``max_side``: see
+    :func:`decode_image`."""
     if path.suffix.lower() in HEIF_SUFFIXES and not _heif_plugin():
         raise DataError(
             f"cannot read image {path}: HEIC/HEIF images need the optional pi-heif package; install it "
@@ -117,14 +137,28 @@ def _read(path: Path, data: bytes | None, max_short_side: int | None) -> np.ndar
         )
     source = path if data is None else io.BytesIO(data)
     try:
-        with Image.open(source) as img:
+        with Image.open(source) as img:  # reads the header only: the size is known, no pixel decoded yet
+            if max_side is not None and max(img.size) > max_side:
+                raise ImageTooLargeError(
+                    f"cannot read image {path}: it is {img.size[0]}×{img.size[1]} px, more than {max_side} px "
+                    "a side",
+                    img.size,
+                )
             if max_short_side is not None and min(img.size) > max_short_side:
                 scale = max_short_side / min(img.size)
                 img.draft(None, (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
             img.load()
             _apply_orientation(img)
             array = _to_array(img)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        if max_side is None:
+            raise DataError(f"cannot read image {path}: {exc}") from exc
+        raise ImageTooLargeError(
+            f"cannot read image {path}: it has more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, more "
+            f"than {max_side} px a side",
+            None,
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         # Pillow's messages often name the file again ("cannot identify image file 'a/b.jpg'"), or the
         # in-memory copy of its bytes ("... <_io.BytesIO object at 0x...>").
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)  # "[Errno 2] ..."
