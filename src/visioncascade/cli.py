@@ -615,7 +615,7 @@ def predict(
     from visioncascade.runtime import Cascade
 
     cascade = Cascade.from_file(cascade_file)
-    cascade.config.specialist_for(context)  # an unknown context fails before any image is read
+    cascade.warm_up([context])  # an unknown context, or a specialist that cannot load, fails before any image
     post = _check_post(cascade.config, post, cascade_file)
     if post:
         _check_contexts([context])

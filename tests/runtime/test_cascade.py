@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -106,6 +107,26 @@ def test_threshold_is_strict_exactly_half_does_not_pass(tmp_path: Path, cascade_
     assert result.decision == "no_specialist" and result.event is None
     lenient = write_cascade(tmp_path / "b", runs, {"x": {"model": "models/flat", "threshold": 0.49}})
     assert Cascade.from_file(lenient).run(bar("horizontal"), "x").decision == "event"
+
+
+def test_a_spec_whose_labels_do_not_fit_the_model_is_refused_when_it_loads(tmp_path: Path, cascade_runs):
+    import json
+
+    from visioncascade.errors import ModelError
+    from visioncascade.runtime import load_predictor
+
+    three = tmp_path / "models" / "three"
+    shutil.copytree(cascade_runs["orientation"], three)
+    spec = json.loads((three / "spec.json").read_text())
+    spec["labels"] = ["horizontal", "vertical", "diagonal"]  # the model gives 2 probabilities
+    (three / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(
+        ModelError, match=rf"model {re.escape(str(three))} gives 2 probabilities .* its spec lists 3 labels"
+    ):
+        load_predictor(three)
+    cascade = Cascade.from_file(write_cascade(tmp_path, cascade_runs, {"x": {"model": "models/three"}}))
+    with pytest.raises(ModelError, match="gives 2 probabilities"):  # on its first frame, not an IndexError
+        cascade.run(bar("horizontal"), "x")
 
 
 def test_domain_labels_restrict_specialists(tmp_path: Path, cascade_runs):

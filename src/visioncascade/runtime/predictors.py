@@ -199,10 +199,14 @@ class CoreMLPredictor(_Base):
 def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | None = None) -> Predictor:
     """Open ``path`` with ``backend`` (``auto`` picks by file suffix; a run folder means Keras).
 
+    The model is run once on a blank input, to check that it takes the input its spec describes and gives
+    one probability per label of it.
+
     Raises:
         ConfigError: An unknown or unsuitable backend, a missing file or spec, or a runtime package that
             is not installed.
-        ModelError: The file cannot be loaded (damaged, truncated, or not a model of its kind).
+        ModelError: The file cannot be loaded (damaged, truncated, or not a model of its kind), or does not
+            fit its spec (input shape, number of labels).
     """
     path = Path(path)
     if backend not in BACKENDS:
@@ -225,7 +229,7 @@ def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | No
         "coreml": CoreMLPredictor,
     }
     try:
-        return cls[backend](path, spec)
+        predictor = cls[backend](path, spec)
     except ImportError as exc:
         raise ConfigError(
             f"the {backend} backend needs the Python package {exc.name or 'it imports'}, which is not "
@@ -239,3 +243,30 @@ def load_predictor(path: str | Path, backend: str = "auto", spec: ModelSpec | No
             f"cannot load {path} with the {backend} backend ({type(exc).__name__}: {detail}); the file is "
             "damaged or is not such a model: copy or export it again"
         ) from exc
+    _check_outputs(predictor, path)
+    return predictor
+
+
+def _check_outputs(predictor: Predictor, path: Path) -> None:
+    """Run ``predictor`` once on a blank input of its spec's shape: it must give one probability per label.
+
+    A spec beside the wrong model (another export's ``spec.json``) would otherwise fail on the first frame
+    that passes, or name the wrong labels silently. Raises :class:`ModelError` naming the file.
+    """
+    spec = predictor.spec
+    probe = np.zeros((1, *spec.input_shape), np.float32)
+    try:
+        out = np.asarray(predictor.predict_batch(probe))
+    except Exception as exc:  # each backend has its own error types for an input of the wrong shape
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(
+            f"model {path} does not run on the input its spec describes ({'×'.join(map(str, spec.input_shape))}; "
+            f"{type(exc).__name__}: {detail}); the spec beside it belongs to another model: export it again"
+        ) from exc
+    if out.ndim != 2 or out.shape != (1, spec.num_classes):
+        width = out.shape[-1] if out.ndim else 0
+        raise ModelError(
+            f"model {path} gives {width} probabilities (output shape {tuple(out.shape)}) but its spec lists "
+            f"{spec.num_classes} labels {list(spec.labels)}; the spec beside it belongs to another model: "
+            "export it again, or mend the spec's labels"
+        )
