@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,18 +129,38 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        """Build a spec from :meth:`to_dict` output; unknown keys are an error."""
+        """Build a spec from :meth:`to_dict` output; unknown or missing keys, and values of the wrong type,
+        are a :class:`ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a spec must be a JSON object, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown ModelSpec fields {unknown}; known fields are {sorted(known)}")
         version = data.get("format_version", SPEC_FORMAT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"spec format_version must be a whole number, got {version!r}")
         if version > SPEC_FORMAT_VERSION:
             raise ConfigError(
                 f"spec format_version {version} is newer than this visioncascade understands "
                 f"({SPEC_FORMAT_VERSION}); upgrade visioncascade"
             )
-        return cls(**data)
+        missing = sorted(
+            name
+            for name, f in cls.__dataclass_fields__.items()
+            if name not in data and f.default is MISSING and f.default_factory is MISSING
+        )
+        if missing:
+            raise ConfigError(f"spec lacks the fields {missing}")
+        labels, size = data["labels"], data["input_size"]
+        if not isinstance(labels, list | tuple) or not all(isinstance(v, str | int | float) for v in labels):
+            raise ConfigError(f"spec labels must be a list of names, got {labels!r}")
+        if not isinstance(size, list | tuple):
+            raise ConfigError(f"spec input_size must be [height, width] in pixels, got {size!r}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:  # a field of another type (a number for a list, say)
+            raise ConfigError(f"spec has a field of the wrong type: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:

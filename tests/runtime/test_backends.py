@@ -87,6 +87,52 @@ def test_spec_is_found_beside_exported_artifacts(exported, tmp_path: Path):
             load_predictor(package)
 
 
+@pytest.mark.parametrize(
+    ("file", "text", "words"),
+    [
+        ("manifest.json", "{not json", r"manifest\.json is not valid JSON \(Expecting property name"),
+        ("manifest.json", "[1, 2]", r"manifest\.json is not a visioncascade manifest"),
+        (
+            "manifest.json",
+            '{"spec": {"labels": 5}}',
+            r"manifest\.json: spec lacks the fields \['architecture'",
+        ),
+        ("spec.json", '{"labels": 5}', r"spec\.json: spec lacks the fields \['architecture', 'color_mode'"),
+        (
+            "spec.json",
+            '{"name": "m", "labels": 5, "input_size": [24, 24], "color_mode": "rgb", "architecture": "scratch"}',
+            r"spec\.json: spec labels must be a list of names, got 5",
+        ),
+        (
+            "m.onnx.spec.json",
+            '{"name": "m", "labels": ["a", "b"], "input_size": 24, "color_mode": "rgb", "architecture": "s"}',
+            r"m\.onnx\.spec\.json: spec input_size must be \[height, width\] in pixels, got 24",
+        ),
+        (
+            "spec.json",
+            '{"name": "m", "labels": ["a", "b"], "input_size": [24, 24], "color_mode": "rgb", '
+            '"architecture": "s", "temperature": "hot"}',
+            r"spec\.json: spec has a field of the wrong type",
+        ),
+    ],
+    ids=[
+        "manifest-not-json",
+        "manifest-a-list",
+        "manifest-spec",
+        "spec-lacks",
+        "labels-5",
+        "size-24",
+        "temp",
+    ],
+)
+def test_a_broken_spec_or_manifest_is_a_config_error_naming_the_file(tmp_path: Path, file, text, words):
+    artifact = tmp_path / "m.onnx"
+    artifact.write_bytes(b"not read: the spec is looked up first")
+    (tmp_path / file).write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path))}/{words}"):
+        find_spec(artifact)
+
+
 @pytest.mark.parametrize(("backend", "suffix"), [("onnx", "onnx"), ("litert", "tflite")])
 def test_a_damaged_artifact_is_a_model_error_naming_the_file(exported, tmp_path: Path, backend, suffix):
     """A half-copied artifact: the runtime's own complaint, in the project's error naming the file."""

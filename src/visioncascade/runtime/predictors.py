@@ -80,12 +80,29 @@ def find_spec(artifact: str | Path) -> ModelSpec:
         return ModelSpec.load(sidecar)
     manifest = artifact.parent / "manifest.json"
     if manifest.is_file():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        for entry in data.get("artifacts", []):
-            if Path(str(entry.get("file", entry.get("path", "")))).name == artifact.name and "spec" in entry:
-                return ModelSpec.from_dict(entry["spec"])
-        if "spec" in data:
-            return ModelSpec.from_dict(data["spec"])
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{manifest} is not valid JSON ({exc}); export the model again, or remove the file"
+            ) from None
+        entries = data.get("artifacts", []) if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(
+                f"{manifest} is not a visioncascade manifest (an object with a list of artifacts); "
+                "export the model again, or remove the file"
+            )
+        try:
+            for entry in entries:
+                if (
+                    Path(str(entry.get("file", entry.get("path", "")))).name == artifact.name
+                    and "spec" in entry
+                ):
+                    return ModelSpec.from_dict(entry["spec"])
+            if "spec" in data:
+                return ModelSpec.from_dict(data["spec"])
+        except ConfigError as exc:  # say which file, so that it can be mended or written again
+            raise ConfigError(f"{manifest}: {exc}") from None
     if (artifact.parent / "spec.json").is_file():
         return ModelSpec.load(artifact.parent / "spec.json")
     raise ConfigError(
