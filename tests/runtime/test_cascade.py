@@ -164,6 +164,16 @@ def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade
         (lambda d: d.update(specialists={}), r"specialists: .*at least 1 item"),
         (lambda d: d["specialists"].update(office={}), r"specialists.office.model: Field required"),
         (lambda d: d.update(backend="tensorrt"), r"unknown backend 'tensorrt'"),
+        (lambda d: d["domain"].update(threshold=True), r"domain.threshold: a number is needed, got true"),
+        (
+            lambda d: d["specialists"]["kitchen"].update(model=""),
+            r"specialists.kitchen.model: the model path is empty; give the model file or run folder",
+        ),
+        (
+            lambda d: d["specialists"].update({True: {"model": "models/orientation"}}),
+            r"specialists: a key was read as true: YAML reads on, off, yes, no, true and false unquoted as true "
+            r"or false; quote it \(e.g. 'on': ...\)",
+        ),
         (
             lambda d: d.update(api={"url": "http://127.0.0.1:8000", "device_id": "d" * 129}),
             r"api.device_id: String should have at most 128 characters",
@@ -188,6 +198,9 @@ def test_a_dozen_specialists_load_lazily_and_stay_cached(tmp_path: Path, cascade
         "no-specialists",
         "context-without-model",
         "backend",
+        "threshold-true",
+        "empty-model",
+        "yaml-boolean-context",
         "device-id-too-long",
         "backend-vs-run-folder",
         "specialist-backend-vs-run-folder",

@@ -43,7 +43,9 @@ class StageConfig(_Strict):
     """One model of the cascade."""
 
     model: Path
-    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="top probability must be strictly above")
+    threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, strict=True, description="top probability must be strictly above"
+    )
     backend: str | None = None
     domain_labels: list[str] | None = Field(
         None, description="specialists only: run only when the domain's top label is one of these"
@@ -52,15 +54,24 @@ class StageConfig(_Strict):
         None, description="domain only: domain labels that may continue to a specialist"
     )
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # Path("") is ".": the cascade file's own folder
+            raise ValueError(
+                "the model path is empty; give the model file or run folder, relative to this file"
+            )
+        return value
+
 
 class ApiConfig(_Strict):
     """Where and how events are posted."""
 
     url: str
     key_env: str = "VISIONCASCADE_API_KEY"
-    min_interval_s: float = Field(1.0, ge=0.0)
-    queue_size: int = Field(1000, ge=1, le=1_000_000)
-    timeout_s: float = Field(5.0, gt=0.0)
+    min_interval_s: float = Field(1.0, ge=0.0, strict=True)
+    queue_size: int = Field(1000, ge=1, le=1_000_000, strict=True)
+    timeout_s: float = Field(5.0, gt=0.0, strict=True)
     device_id: str | None = Field(None, min_length=1, max_length=128, description="the API takes 1-128 chars")
 
     @field_validator("url")
@@ -133,9 +144,18 @@ def _format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
+        elif isinstance(value, bool) and error["loc"][-1] == "[key]":  # YAML 1.1: on, off, yes, no...
+            where = ".".join(str(p) for p in error["loc"][:-2]) or "(top level)"
+            message = (
+                f"a key was read as {str(value).lower()}: YAML reads on, off, yes, no, true and false unquoted "
+                "as true or false; quote it (e.g. 'on': ...)"
+            )
+        elif isinstance(value, bool) and error["type"] in ("float_type", "int_type"):
+            message = f"a number is needed, got {str(value).lower()}"
         lines.append(f"{where}: {message}")
     return f"invalid cascade file {path}:\n  " + "\n  ".join(lines)
 
