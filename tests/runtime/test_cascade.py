@@ -422,6 +422,12 @@ def test_frame_cap_covers_every_model_before_it_is_loaded(tmp_path: Path, cascad
     assert cascade.frame_cap == 800 and cascade.loaded_specialists == 0
 
 
+@pytest.mark.parametrize("source", ["²", "٣", "①"])
+def test_a_digit_that_is_not_ascii_is_not_a_camera_index(source: str):
+    with pytest.raises(ConfigError, match=f"source '{source}' is not a camera index"):
+        open_source(source)
+
+
 def test_missing_camera_and_stream_fail_clearly():
     with pytest.raises(DataError, match="cannot open camera 7"):
         open_source(7)

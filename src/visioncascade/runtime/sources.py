@@ -170,7 +170,7 @@ def open_source(
     <visioncascade.runtime.Cascade.frame_cap>`); camera and video frames are passed on as captured.
     """
     text = str(source)
-    if isinstance(source, int) or text.isdigit():
+    if isinstance(source, int) or (text.isascii() and text.isdigit()):  # "²" and "٣" are digits to str
         capture = _capture(int(text), "camera")
         src = FrameSource(f"camera {text}", _capture_reader(capture), live=True, release=capture.release)
     elif text.startswith(("rtsp://", "rtmp://", "http://", "https://")):
