@@ -620,12 +620,7 @@ def predict(
     if post:
         _check_contexts([context])
     # Every image is a decision of its own: each event is posted (no min_interval_s), none is dropped.
-    sender = _make_sender(
-        cascade.config,
-        _check_post(cascade.config, post, cascade_file),
-        min_interval_s=0.0,
-        queue_size=len(images),
-    )
+    sender = _make_sender(cascade.config, post, min_interval_s=0.0, queue_size=len(images))
     results = []
     for image, frame, why in read_images(images, cascade.frame_cap):  # the next decode while this one runs
         if frame is None:
