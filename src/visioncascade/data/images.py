@@ -222,7 +222,7 @@ def _to_array(img: Image.Image) -> np.ndarray:
         return np.asarray(img.convert("L"), dtype=np.uint8)
     if img.mode == "LA":
         return np.asarray(img.convert("L"), dtype=np.uint8)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)  # no needless copy
 
 
 def _apply_orientation(img: Image.Image) -> None:
