@@ -73,17 +73,8 @@ def test_watch_stopped_by_an_error_still_posts_the_events_it_queued(tmp_path: Pa
 def test_watch_json_summary_on_a_video(tmp_path: Path, cascade_runs):
     cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}})
     video = _write_video(tmp_path / "clip.mp4", 12)
-    result = run_cli(
-        "watch",
-        str(cascade),
-        "--source",
-        str(video),
-        "--context",
-        "hiking",
-        "--json",
-        "--save",
-        str(tmp_path / "out.mp4"),
-    )
+    watch = ["watch", str(cascade), "--source", str(video), "--context", "hiking"]
+    result = run_cli(*watch, "--json", "--save", str(tmp_path / "out.mp4"))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["frames"] == 12 and summary["dropped"] == 0
@@ -95,16 +86,7 @@ def test_watch_json_summary_on_a_video(tmp_path: Path, cascade_runs):
         ("notes.txt/out.mp4", "notes.txt is a file, not a folder"),
         ("out.txt", "name a file ending in .mp4"),
     ]:
-        bad = run_cli(
-            "watch",
-            str(cascade),
-            "--source",
-            str(video),
-            "--context",
-            "hiking",
-            "--save",
-            str(tmp_path / save),
-        )
+        bad = run_cli(*watch, "--save", str(tmp_path / save))
         assert bad.returncode == 2 and bad.stderr.startswith(
             f"error: cannot save the video as {tmp_path / save}: "
         )
