@@ -152,10 +152,11 @@ class DiskQueue:
             rows = self._conn.execute("SELECT body FROM queue ORDER BY seq LIMIT ?", (n,)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    def remove(self, event_ids: Iterable[str]) -> None:
-        """Drop delivered events."""
+    def remove(self, event_ids: Iterable[str]) -> int:
+        """Drop delivered events (``event_ids`` as they were put); how many were still queued."""
         with self._transaction() as conn:
-            conn.executemany("DELETE FROM queue WHERE event_id = ?", [(str(e),) for e in event_ids])
+            cur = conn.executemany("DELETE FROM queue WHERE event_id = ?", [(str(e),) for e in event_ids])
+            return max(cur.rowcount, 0)
 
     def reject(self, event: Mapping[str, Any], error: str) -> None:
         """Move an event the server refused as invalid to the ``rejected`` table."""
@@ -364,7 +365,11 @@ class Client(_Base):
         ]
 
     def flush(self) -> int:
-        """Deliver queued events in batches; return how many were delivered (stops when unreachable).
+        """Deliver queued events in batches; return how many were delivered.
+
+        Stops when the server is unreachable or busy, and when a round takes nothing off the queue, so it
+        never sends the same events in a loop. Delivered events leave the queue by the ``event_id`` they
+        were queued with (the server answers with the canonical lowercase form).
 
         Raises:
             ApiRequestError: the server refused the batch for a reason other than invalid events (e.g. 401
@@ -390,13 +395,18 @@ class Client(_Base):
                         self.queue.reject(event, reason)
                     parts += reversed(again)  # the first part is sent first
                     continue
-                for event, r in zip(batch, results, strict=False):
+                answered, conflicts = batch[: len(results)], 0
+                for event, r in zip(answered, results, strict=True):
                     if r.get("status") == "conflict":
                         self.queue.reject(
                             event, r.get("detail") or "event_id reused with a different payload"
                         )
-                self.queue.remove(r["event_id"] for r in results)
+                        conflicts += 1
+                # by the ids as queued, not as answered: the server answers with canonical (lowercase) ids
+                removed = self.queue.remove(e["event_id"] for e in answered)
                 sent += len(results)
+                if removed + conflicts == 0:  # nothing left the queue: stop rather than send it again
+                    return sent
 
     def events(self, **filters: Any) -> dict[str, Any]:
         """``GET /v1/events`` with filters (device_id, context, model, label, since, until, cursor, limit)."""
@@ -513,12 +523,16 @@ class AsyncClient(_Base):
                         await asyncio.to_thread(self.queue.reject, event, reason)
                     parts += reversed(again)  # the first part is sent first
                     continue
-                for event, r in zip(batch, results, strict=False):
+                answered, conflicts = batch[: len(results)], 0
+                for event, r in zip(answered, results, strict=True):
                     if r.get("status") == "conflict":
                         detail = r.get("detail") or "event_id reused with a different payload"
                         await asyncio.to_thread(self.queue.reject, event, detail)
-                await asyncio.to_thread(self.queue.remove, [r["event_id"] for r in results])
+                        conflicts += 1
+                removed = await asyncio.to_thread(self.queue.remove, [e["event_id"] for e in answered])
                 sent += len(results)
+                if removed + conflicts == 0:  # nothing left the queue: stop rather than send it again
+                    return sent
 
     async def events(self, **filters: Any) -> dict[str, Any]:
         """``GET /v1/events`` with filters."""

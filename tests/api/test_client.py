@@ -185,6 +185,60 @@ def test_a_queue_too_large_for_one_request_is_delivered_in_parts(
     assert server.state.committer.commits >= 4  # no request over 16 KiB: at least four parts
 
 
+@pytest.mark.timeout(60)  # the old flush looped forever here
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_queued_events_with_non_canonical_ids_leave_the_queue(
+    mode: str, sqlite_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    """The server answers with canonical lowercase ids; the queue removes the events by the ids it holds
+    (uppercase, without dashes) and the flush ends."""
+    import uuid
+
+    server = server_factory(sqlite_url)
+    ids = [str(uuid.uuid4()).upper(), uuid.uuid4().hex, str(uuid.uuid4())]
+    events = [_event(event_id=i) for i in ids]
+    outcome, queued, rejected = _flush_queue(
+        mode, server.base_url, server.key("ingest"), tmp_path / "q.db", events
+    )
+    assert outcome == 3 and queued == 0 and rejected == []
+    stored = {r[0] for r in server.query("SELECT event_id FROM events")}
+    assert stored == {str(uuid.UUID(i)) for i in ids}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_flush_stops_when_a_round_delivers_nothing(mode: str, tmp_path: Path) -> None:
+    """A server (a stand-in for a broken proxy) that answers 200 with no results: the flush stops after
+    one request instead of sending the same events forever, and they stay queued."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[int] = []
+
+    class Empty(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["events"]))
+            data = b'{"results": []}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Empty)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        outcome, queued, rejected = _flush_queue(mode, url, "k", tmp_path / "q.db", [_event(), _event()])
+    finally:
+        httpd.shutdown()
+    assert outcome == 0 and queued == 2 and rejected == []
+    assert posts == [2]
+
+
 def test_a_failed_queue_write_keeps_nothing_and_the_queue_stays_usable(tmp_path: Path) -> None:
     """An event_id SQLite cannot store (a lone surrogate) fails its whole put; later writes still work."""
     queue = DiskQueue(tmp_path / "q.db")
