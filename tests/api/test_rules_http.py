@@ -74,3 +74,37 @@ def test_events_of_one_batch_count_for_the_later_ones_and_the_window_is_inclusiv
         results = c.post("/v1/events:batch", json={"events": [ev(600, minus_3h), ev(901)]}).json()["results"]
     assert [r["rule"] for r in results] == ["third-malignant", "malignant"]
     assert results[0]["output"] == {"advice": "see a doctor", "times": 3}
+
+
+def test_events_refused_as_conflicts_do_not_count_for_the_others(
+    db_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    """A batch that reuses stored event_ids with other content (another session, another label): those
+    events are conflicts, nothing of them is stored, so they must not count in the session's history."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: third-malignant\n    when:\n      label: malignant\n"
+        "      seen: {label: malignant, at_least: 3, within_seconds: 600}\n"
+        "    output: {advice: see a doctor}\n"
+    )
+    server = server_factory(db_url, rules_path=rules)
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+
+    def ev(minutes: float, session: str, probs: tuple[float, float], **kw: Any) -> dict[str, Any]:
+        at = (t0 + timedelta(minutes=minutes)).isoformat()
+        return make_event(session_id=session, captured_at=at, stages=[make_stage(probs=probs)], **kw)
+
+    x1, x2 = ev(0, "other", (0.9, 0.1)), ev(1, "other", (0.9, 0.1))
+    reused = [
+        ev(0, "s", (0.2, 0.8), event_id=x1["event_id"]),
+        ev(1, "s", (0.2, 0.8), event_id=x2["event_id"]),
+    ]
+    y = ev(2, "s", (0.2, 0.8))
+    with server.client(server.key("ingest")) as c:
+        assert [c.post("/v1/events", json=e).status_code for e in (x1, x2)] == [200, 200]
+        results = c.post("/v1/events:batch", json={"events": [*reused, y]}).json()["results"]
+    assert [r["status"] for r in results] == ["conflict", "conflict", "created"]
+    assert results[2]["rule"] is None
+    assert results[2]["output"] == {"label": "malignant", "probability": 0.8, "model": "lesion"}
+    stored = server.query(f"SELECT rule FROM events WHERE event_id = '{y['event_id']}'")
+    assert [r[0] for r in stored] == [None]

@@ -728,11 +728,15 @@ def write_events(
     results: list[StoredResult | None] = [None] * len(items)
     try:
         with db.write_lock(), db.writer.begin() as conn:
-            # SQLite: look the ids up first (we hold the write lock). PostgreSQL: no lookup; the INSERT's
-            # ON CONFLICT DO NOTHING RETURNING tells which ids were stored before, and only those are
-            # read back below (retries are rare, and a lookup on a fast-growing table is where stale
-            # planner statistics turned index probes into sequential scans).
-            existing = _existing(conn, list(dict.fromkeys(ids))) if db.is_sqlite else {}
+            # SQLite: look the ids up first (we hold the write lock). PostgreSQL without history rules:
+            # no lookup; the INSERT's ON CONFLICT DO NOTHING RETURNING tells which ids were stored
+            # before, and only those are read back below (retries are rare, and a lookup on a
+            # fast-growing table is where stale planner statistics turned index probes into sequential
+            # scans). With history rules PostgreSQL looks them up too: an event refused as a conflict
+            # (its id stored with other content, maybe in another session) must not enter the history
+            # that decides the outputs of the group's other events (a lone event has no others).
+            lookup = db.is_sqlite or (rules.needs_history and len(items) > 1)
+            existing = _existing(conn, list(dict.fromkeys(ids))) if lookup else {}
             first: dict[str, int] = {}
             new_idx: list[int] = []
             for i, eid in enumerate(ids):
@@ -766,7 +770,8 @@ def write_events(
                     )
                 ).all()
                 history = _History(rows)
-                stored_before = {r.event_id for r in rows}  # retries (PostgreSQL skips the lookup)
+                # stored by another worker between the lookup and the history query (PostgreSQL)
+                stored_before = {r.event_id for r in rows}
             to_db = _sqlite_time if db.is_sqlite else _naive_utc
             next_pk = 0
             if db.is_sqlite and new_idx:  # we hold the write lock: the next ids are ours
