@@ -209,6 +209,37 @@ def test_start_is_refused_with_a_reason_and_a_close_code(live_server, key, field
         assert ws.close_code == code
 
 
+def test_a_key_revoked_while_the_socket_is_open_stops_storing_events(quick_demo, sqlite_url, server_factory):
+    """The key is checked again for every frame (here not cached: key_cache_seconds=0)."""
+    from visioncascade.api.storage import Database, revoke_api_key
+
+    result, _ = quick_demo
+    server = server_factory(
+        sqlite_url,
+        cascade_paths=[result.out_dir / "cascade.yaml"],
+        auth_enabled=True,
+        key_cache_seconds=0,
+    )
+    key = server.key("ingest")
+    with connect(ws_url(server)) as ws:
+        assert start(ws, key)["type"] == "ready"
+        ws.send(jpeg("circle", "red", seed=2))
+        assert json.loads(ws.recv(timeout=30))["events_stored"] == 1
+        db = Database(sqlite_url)
+        try:
+            assert revoke_api_key(db, key.split("_")[1]) == 1
+        finally:
+            db.dispose()
+        ws.send(jpeg("square", "blue", seed=3))  # another decision: would be stored
+        answer = json.loads(ws.recv(timeout=30))
+        assert answer["type"] == "error" and answer["status"] == 401
+        assert "invalid or revoked" in answer["detail"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 4401
+    assert server.query("SELECT count(*) FROM events")[0][0] == 1
+
+
 def test_a_frame_before_the_start_message_is_refused(live_server):
     with connect(ws_url(live_server)) as ws:
         ws.send(jpeg("square", "green"))

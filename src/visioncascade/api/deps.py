@@ -65,11 +65,12 @@ async def authorize(request: Request, scope: str) -> Principal:
     return await check_key(state, raw_key(request.headers), scope)
 
 
-async def check_key(state: AppState, raw: str | None, scope: str) -> Principal:
+async def check_key(state: AppState, raw: str | None, scope: str, *, rate_limit: bool = True) -> Principal:
     """The principal of the raw key ``raw``; raises HTTPException 401/403/429 like :func:`authorize`.
 
     Also used by the live page's WebSocket, whose key arrives in its first message (browsers cannot set
-    headers on a WebSocket).
+    headers on a WebSocket) and is checked again for every frame (a revoked key stops within
+    ``key_cache_seconds``); ``rate_limit=False`` skips the rate limit there (frames have their own).
     """
     if not state.settings.auth_enabled:
         return _ANONYMOUS
@@ -90,7 +91,7 @@ async def check_key(state: AppState, raw: str | None, scope: str) -> Principal:
             403,
             f"this key has scope {principal.scope!r}; this operation needs scope {scope!r} (or admin)",
         )
-    wait = state.limiter.acquire(principal.key_id)
+    wait = state.limiter.acquire(principal.key_id) if rate_limit else 0.0
     if wait > 0:
         state.metrics.inc("visioncascade_rate_limited_total", help="Requests answered 429.")
         raise HTTPException(

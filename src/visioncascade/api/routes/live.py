@@ -11,7 +11,9 @@ Protocol of ``/v1/live`` (JSON text messages, frames as binary messages):
    it differs from the last stored one or ``min_interval_s`` has passed.
 3. client → ``{"type": "context", "context": "colours"}``; server → ``{"type": "context", …}``.
 
-A bad frame or an unknown context answers ``{"type": "error", …}`` and the socket stays open.
+A bad frame or an unknown context answers ``{"type": "error", …}`` and the socket stays open. The key is
+checked again for every frame (cached for ``key_cache_seconds``, as for HTTP requests): once it is revoked
+the server answers ``{"type": "error", "status": 401, …}`` and closes with code 4401 (4403 for 403).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class _LiveSession:
         self.state = state
         self.live: LiveCascades = state.live  # type: ignore[assignment]  # checked by _start
         self.principal = principal
+        self.key = start.key  # checked again for every frame
         self.cascade = cascade
         self.context = start.context
         self.device_id = start.device_id
@@ -94,7 +97,12 @@ class _LiveSession:
         return {"type": "context", "context": self.context}
 
     async def frame(self, data: bytes) -> dict[str, Any]:
+        """Run one frame (and store its event); raises _Refused when the key is no longer accepted."""
         state = self.state
+        try:
+            self.principal = await check_key(state, self.key, "ingest", rate_limit=False)
+        except HTTPException as exc:
+            raise _Refused(exc.status_code, str(exc.detail)) from None
         wait = state.limiter.acquire(self.principal.key_id)
         if wait > 0:
             return {
@@ -194,6 +202,12 @@ async def _start(websocket: WebSocket, state: AppState) -> _LiveSession:
     return _LiveSession(state, principal, start, name)
 
 
+async def _close(websocket: WebSocket, exc: _Refused) -> None:
+    """Say why, then close with code 4000 + the HTTP status."""
+    await websocket.send_json({"type": "error", "status": exc.status, "detail": exc.detail})
+    await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+
+
 @router.websocket("/live")
 async def live_socket(websocket: WebSocket) -> None:
     """Frames in, cascade results and rule-chosen outputs out (see the module's docstring)."""
@@ -203,8 +217,7 @@ async def live_socket(websocket: WebSocket) -> None:
         try:
             session = await _start(websocket, state)
         except _Refused as exc:
-            await websocket.send_json({"type": "error", "status": exc.status, "detail": exc.detail})
-            await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+            await _close(websocket, exc)
             return
         description = session.live.describe(session.cascade)
         await websocket.send_json(
@@ -215,7 +228,11 @@ async def live_socket(websocket: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes") is not None:
-                reply = await session.frame(message["bytes"])
+                try:
+                    reply = await session.frame(message["bytes"])
+                except _Refused as exc:  # the key was revoked meanwhile
+                    await _close(websocket, exc)
+                    return
             else:
                 reply = session.set_context(message.get("text") or "")
             await websocket.send_json(reply)
