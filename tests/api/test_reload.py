@@ -56,6 +56,28 @@ def test_file_change_reloads_and_broken_file_keeps_old_rules(
         assert "visioncascade_rules_reload_failures 1" in metrics
 
 
+def test_a_file_the_yaml_reader_chokes_on_keeps_the_watcher_polling(
+    sqlite_url: str, server_factory: Any, tmp_path: Path
+) -> None:
+    """Nested too deeply (RecursionError) or a date that does not exist (ValueError): each is a failed
+    reload with a reason, the old rules stay, and a good file written afterwards is still picked up."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_A)
+    server = server_factory(sqlite_url, rules_path=rules, rules_poll_seconds=0.05)
+    with server.client(server.key("admin")) as c:
+        _write(rules, "rules: []\ndefault: " + "[" * 400 + "]" * 400 + "\n")
+        _wait_for(lambda: c.get("/v1/rules").json()["failures"] == 1, "the failed reload")
+        assert "nests lists or mappings too deeply" in c.get("/v1/rules").json()["last_error"]
+        _write(rules, "rules: []\ndefault: {day: 2024-13-45}\n")
+        _wait_for(lambda: c.get("/v1/rules").json()["failures"] == 2, "the second failed reload")
+        status = c.get("/v1/rules").json()
+        assert status["rules"] == ["rule-a"] and "month must be in 1..12" in status["last_error"]
+        assert c.post("/v1/events", json=make_event()).json()["rule"] == "rule-a"
+        _write(rules, RULES_B)
+        _wait_for(lambda: c.get("/v1/rules").json()["rules"] == ["rule-b"], "the reload")
+        assert c.post("/v1/events", json=make_event()).json()["rule"] == "rule-b"
+
+
 def test_sighup_reloads_the_rules(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'api.db'}"
     rules = tmp_path / "rules.yaml"

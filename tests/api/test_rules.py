@@ -160,6 +160,16 @@ BAD_RULES = [
     ("a: &x [1]\nrules: *x\n", "aliases"),
     ("rules: [\n", "not valid YAML"),
     ("rules:\n  - {name: a, output: .nan}\n", "must be finite"),
+    pytest.param(
+        "rules: []\ndefault: " + "[" * 400 + "]" * 400 + "\n",
+        "nests lists or mappings too deeply",
+        id="nested-400-deep",
+    ),
+    pytest.param(
+        "rules: []\ndefault: {day: 2024-13-45}\n",
+        "month must be in 1..12); quote it if it is meant as text",
+        id="date-that-does-not-exist",
+    ),
 ]
 
 

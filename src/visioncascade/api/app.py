@@ -244,8 +244,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def watch_rules() -> None:
         while True:
             await asyncio.sleep(settings.rules_poll_seconds)
-            if holder.changed():
-                await asyncio.to_thread(reload_rules)
+            try:
+                if holder.changed():
+                    await asyncio.to_thread(reload_rules)
+            except Exception:  # keep polling: a later good file must still be picked up
+                holder.failures += 1
+                log.exception("rules reload failed, keeping the old rules")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

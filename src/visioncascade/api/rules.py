@@ -577,7 +577,8 @@ def load_rules(path: str | Path) -> RuleSet:
     """Read and validate a YAML rules file.
 
     Raises:
-        RulesError: the file is missing, is not YAML, or breaks the schema (message says where and why).
+        RulesError: the file is missing, is not YAML (nested too deeply, a value YAML cannot read
+            included), or breaks the schema (message says where and why).
     """
     path = Path(path)
     try:
@@ -592,6 +593,15 @@ def load_rules(path: str | Path) -> RuleSet:
         data = yaml.load(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as exc:
         raise RulesError(f"rules file {path} is not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise RulesError(
+            f"rules file {path} nests lists or mappings too deeply for the YAML reader; flatten it"
+        ) from exc
+    except (ValueError, TypeError) as exc:  # e.g. a date that does not exist: 2024-13-45
+        raise RulesError(
+            f"rules file {path} holds a value YAML cannot read ({exc.__class__.__name__}: {exc}); "
+            "quote it if it is meant as text"
+        ) from exc
     return parse_rules(data, str(path))
 
 
@@ -630,8 +640,10 @@ class RulesHolder:
             stamp = self._file_stamp()
             try:
                 new = load_rules(self.path)
-            except RulesError as exc:
-                self.last_error = str(exc)
+            except Exception as exc:  # a RulesError, or a bug: either way the old rules stay in use
+                self.last_error = (
+                    str(exc) if isinstance(exc, RulesError) else f"{exc.__class__.__name__}: {exc}"
+                )
                 self.failures += 1
                 self._stamp = stamp
                 return False
