@@ -160,6 +160,15 @@ BAD_RULES = [
     ("a: &x [1]\nrules: *x\n", "aliases"),
     ("rules: [\n", "not valid YAML"),
     ("rules:\n  - {name: a, output: .nan}\n", "must be finite"),
+    (
+        "rules:\n  - name: a\n    output: x\n    name: b\n",
+        "the key 'name' is given twice in one mapping (lines 2 and 4); keep one of them",
+    ),
+    (
+        "rules:\n  - name: a\n    when: {label: m, label: n}\n    output: x\n",
+        "the key 'label' is given twice in one mapping (both on line 3)",
+    ),
+    ("default: {a: 1}\nrules: []\ndefault: {b: 2}\n", "the key 'default' is given twice"),
     pytest.param(
         "rules: []\ndefault: " + "[" * 400 + "]" * 400 + "\n",
         "nests lists or mappings too deeply",

@@ -231,6 +231,11 @@ def test_a_key_given_twice_is_an_error_not_the_last_one(cascade_file: Path):
         load_cascade_config(twice)
     twice.write_text(twice.read_text().replace("  hiking: {model: models/orientation, threshold: 0.9}\n", ""))
     assert load_cascade_config(twice).specialists["kitchen"].threshold == 0.6
+    twice.write_text(twice.read_text().replace("{model: models/orientation}", "{model: a, model: b}"))
+    with pytest.raises(
+        ConfigError, match=r"the key 'model' is given twice in one mapping \(both on line 5\)"
+    ):
+        load_cascade_config(twice)
 
 
 def test_without_a_backend_each_model_gets_the_one_its_file_calls_for(cascade_file: Path):

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, Protocol
 
 import yaml
 
+from visioncascade._yaml import DuplicateKeyError, UniqueKeyLoader
 from visioncascade.errors import RulesError
 
 __all__ = [
@@ -564,8 +565,9 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleSet:
     return RuleSet(tuple(rules), default, source)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML (no Python objects) without aliases, so a small file cannot expand to gigabytes."""
+class _NoAliasLoader(UniqueKeyLoader):
+    """Safe YAML (no Python objects) without aliases, so a small file cannot expand to gigabytes, and
+    without a key given twice in one mapping (YAML would keep the last one silently)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -591,6 +593,8 @@ def load_rules(path: str | Path) -> RuleSet:
         raise RulesError(f"rules file {path} is larger than 1 MB; split or simplify it")
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)
+    except DuplicateKeyError as exc:
+        raise RulesError(f"rules file {path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise RulesError(f"rules file {path} is not valid YAML: {exc}") from exc
     except RecursionError as exc:

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from visioncascade._yaml import DuplicateKeyError, UniqueKeyLoader
 from visioncascade.errors import ConfigError
 
 __all__ = ["ApiConfig", "CascadeConfig", "StageConfig", "load_cascade_config"]
@@ -111,35 +112,6 @@ class CascadeConfig(_Strict):
         )
 
 
-class _DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A key given twice in one mapping of a cascade file."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML itself keeps the last one, so a
-    context listed twice would silently route to the model of its second entry)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                line = first.setdefault(key, key_node.start_mark.line)
-            except TypeError:  # an unhashable key: the SafeLoader's own error follows
-                continue
-            if line != key_node.start_mark.line:
-                raise _DuplicateKeyError(
-                    None,
-                    None,
-                    f"the key {key!r} is given twice in one mapping (lines {line + 1} and "
-                    f"{key_node.start_mark.line + 1}); keep one of them",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
 def _format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
@@ -175,8 +147,8 @@ def load_cascade_config(path: str | Path) -> CascadeConfig:
     if not path.is_file():
         raise ConfigError(f"cascade file {path} does not exist")
     try:
-        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except _DuplicateKeyError as exc:
+        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+    except DuplicateKeyError as exc:
         raise ConfigError(f"invalid cascade file {path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"cascade file {path} is not valid YAML: {exc}") from exc
