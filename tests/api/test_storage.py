@@ -210,3 +210,55 @@ def test_postgresql_tables_are_analyzed_in_the_background_as_they_grow(pg_schema
         assert analyzed == 2
     finally:
         db.dispose()
+
+
+_UPGRADE_WHEN_TOLD = """
+import os, sys, time
+from visioncascade.api.storage import upgrade_database
+url, ready, go = sys.argv[1:]
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.001)
+upgrade_database(url)
+"""
+
+
+@pytest.mark.postgres
+def test_concurrent_upgrades_of_a_fresh_postgresql_schema_all_succeed(
+    pg_schema_factory: Any, tmp_path: Any
+) -> None:
+    """Four `db upgrade` processes (e.g. replicas starting together) released at once on an empty schema:
+    one migrates, the others wait for it (advisory lock) and find the schema at head."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    url = pg_schema_factory()
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{i}" for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _UPGRADE_WHEN_TOLD, url, str(r), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for r in ready
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(outputs)
+    assert len(run_sql(url, "SELECT version_num FROM alembic_version")) == 1
+    assert count_rows(url) == 0  # the schema is there and usable

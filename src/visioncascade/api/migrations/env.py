@@ -10,6 +10,10 @@ from visioncascade.api.storage import Base
 config = context.config
 target_metadata = Base.metadata
 
+#: pg_advisory_xact_lock key held while migrating a PostgreSQL database: concurrent `db upgrade` runs
+#: (replicas starting together) take turns instead of racing to create alembic_version.
+MIGRATION_LOCK_ID = 0x7663_6D69_6772  # "vcmigr"
+
 
 def _url() -> str:
     return config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
@@ -24,7 +28,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    """Migrate through a real connection, in one transaction."""
+    """Migrate through a real connection, in one transaction (on PostgreSQL under an advisory lock)."""
     url = _url()
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
@@ -37,6 +41,9 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Held until this transaction ends; the next run then finds the schema at head.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             context.run_migrations()
         connection.commit()
     engine.dispose()
