@@ -111,21 +111,41 @@ class DiskQueue:
     """An on-disk FIFO of events (SQLite, ``synchronous=FULL``): what is put survives crashes and restarts."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the queue file at ``path``.
+
+        Raises:
+            ApiError: the file exists but is not a queue SQLite can open (corrupt, or another kind of
+                file); the message names it and says to move it aside. The file is left as it is.
+        """
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=10000")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "event_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
-        )
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS rejected (event_id TEXT PRIMARY KEY, body TEXT NOT NULL, "
-            "error TEXT NOT NULL, rejected_at TEXT NOT NULL)"
-        )
+        try:
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "event_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
+            )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS rejected (event_id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+                "error TEXT NOT NULL, rejected_at TEXT NOT NULL)"
+            )
+        except sqlite3.DatabaseError as exc:  # OperationalError (e.g. locked) is one too
+            self._conn.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise ApiError(
+                    f"cannot open the offline queue file {self.path}: {exc}; check that the path is a "
+                    "writable file and that no other program holds it, or pass another queue_path"
+                ) from exc
+            raise ApiError(
+                f"the offline queue file {self.path} is not a usable SQLite queue ({exc}): it is corrupt "
+                f"or another kind of file. Move it aside (e.g. rename it to {self.path.name}.broken; "
+                "its events may still be recoverable from it) or pass another queue_path, and a new "
+                "queue is started"
+            ) from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -354,3 +354,24 @@ def test_async_client(sqlite_url: str, server_factory: Any, tmp_path: Path) -> N
             assert len((await client.events(limit=100))["events"]) == 11
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_corrupt_queue_file_is_an_api_error_naming_it_and_is_left_alone(mode: str, tmp_path: Path) -> None:
+    from visioncascade.errors import ApiError
+
+    path = tmp_path / "q.db"
+    garbage = b"this is not an SQLite file, it was overwritten by something else\n" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(ApiError) as info:
+        if mode == "sync":
+            Client("http://127.0.0.1:9", "k", queue_path=path)
+        else:
+            AsyncClient("http://127.0.0.1:9", "k", queue_path=path)
+    message = str(info.value)
+    assert str(path) in message and "not a usable SQLite queue" in message
+    assert "Move it aside" in message and "q.db.broken" in message
+    assert path.read_bytes() == garbage  # the user's file is kept as it was
+    path.rename(tmp_path / "q.db.broken")  # the fix the message gives works
+    with Client("http://127.0.0.1:9", "k", queue_path=path) as client:
+        assert client.queue is not None and len(client.queue) == 0
