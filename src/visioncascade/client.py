@@ -10,7 +10,8 @@
                              "labels": ["benign", "malignant"], "probabilities": [0.2, 0.8]}])
         answer = client.send(event)    # {"event_id", "output", "rule"}, or None when queued offline
 
-* Retries connection errors, timeouts, 5xx and 429 (honouring ``Retry-After``) with exponential backoff
+* Retries connection errors, timeouts, 5xx and 429 (honouring a ``Retry-After`` in seconds on any of them,
+  up to ``max_backoff``) with exponential backoff
   and jitter. Every retry resends the same ``event_id``, so the server stores an event once.
 * With ``queue_path``, events that cannot be delivered are kept in an on-disk SQLite queue that survives
   restarts; :meth:`Client.flush` (also run after every successful send) posts them in batches of up to 500.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import sqlite3
 import threading
@@ -224,11 +226,20 @@ class _Base:
         self.queue = DiskQueue(queue_path) if queue_path is not None else None
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        if response is not None and response.status_code == 429:
-            try:
-                return min(self.max_backoff, float(response.headers.get("Retry-After", "1")))
-            except ValueError:
-                pass
+        """Seconds to wait before retry ``attempt + 1``: the answer's ``Retry-After`` seconds when it has
+        one (any retried status: 429, 503 from the API or a proxy...; 1 s for a 429 without it), else
+        exponential backoff with jitter; never more than ``max_backoff``."""
+        if response is not None:
+            default = "1" if response.status_code == 429 else None
+            retry_after = response.headers.get("Retry-After", default)
+            if retry_after is not None:
+                try:
+                    seconds = float(retry_after)
+                except ValueError:  # an HTTP date, or garbage: back off as usual
+                    pass
+                else:
+                    if math.isfinite(seconds):
+                        return min(self.max_backoff, max(0.0, seconds))
         base = min(self.max_backoff, self.backoff * (2**attempt))
         return base * (0.5 + random.random() / 2)
 

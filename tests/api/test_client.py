@@ -313,6 +313,48 @@ def test_retries_5xx_with_backoff_then_succeeds() -> None:
     assert seen == [event["event_id"]] * 3  # the same event_id every time: the server can deduplicate
 
 
+def test_a_503_with_retry_after_is_retried_after_that_many_seconds() -> None:
+    """A proxy in front of the API answers 503 + Retry-After: 2 (e.g. during a deploy): the client waits
+    those 2 s rather than its own 0.01 s backoff, then resends the same event."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    arrivals: list[float] = []
+
+    class Deploying(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrivals.append(time.monotonic())
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, payload = (
+                (503, {"detail": "deploying"})
+                if len(arrivals) == 1
+                else (200, {"event_id": body["event_id"], "output": 1, "rule": None})
+            )
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 503:
+                self.send_header("Retry-After", "2")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Deploying)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        with Client(url, "k", retries=3, backoff=0.01, max_backoff=10) as client:
+            assert client.send(_event()) is not None
+    finally:
+        httpd.shutdown()
+    assert len(arrivals) == 2
+    assert arrivals[1] - arrivals[0] >= 1.5  # a lower bound only: waited as told, not 0.01 s
+
+
 def test_retries_connection_errors_until_the_server_is_up(sqlite_url: str, server_factory: Any) -> None:
     import threading
     import time
