@@ -253,6 +253,49 @@ def test_cursors_that_are_not_ours_are_refused_clearly(server: LiveServer) -> No
         assert r.json()["detail"] == "cursor is not valid; pass next_cursor from a previous page unchanged"
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "status", "name", "words"),
+    [
+        ("/v1/events", {"cursor": "not-a-cursor"}, 400, "cursor", "pass next_cursor"),
+        ("/v1/events", {"device_id": "a\x00b"}, 422, "device_id", "NUL"),
+        ("/v1/events", {"label": "a\x00b"}, 422, "label", "NUL"),
+        (
+            "/v1/stats",
+            {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            422,
+            "since",
+            "earlier",
+        ),
+        (
+            "/v1/stats",
+            {"reference_since": "2026-01-02T00:00:00Z", "reference_until": "2026-01-01T00:00:00Z"},
+            422,
+            "reference_since",
+            "reference_since must be earlier than reference_until",
+        ),
+        ("/v1/stats", {"until": "0001-01-01T12:00:00Z"}, 422, "until", "give since"),
+        (
+            "/v1/stats",
+            {"since": "0001-01-01T01:00:00Z", "until": "0001-01-02T00:00:00Z"},
+            422,
+            "reference_since",
+            "give reference_since",
+        ),
+        ("/v1/stats", {"context": "a\x00b"}, 422, "context", "NUL"),
+    ],
+)
+def test_query_errors_name_the_parameter(
+    server: LiveServer, path: str, params: dict[str, str], status: int, name: str, words: str
+) -> None:
+    """As documented, a 400/422 names each bad field in ``errors``, also for checks the routes make."""
+    with server.client(server.key("read")) as c:
+        r = c.get(path, params=params)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert words in body["detail"]
+    assert body["errors"] == [{"loc": ["query", name], "msg": body["detail"], "type": "value_error"}]
+
+
 def test_stats_counts_confidence_entropy_and_drift(server: LiveServer) -> None:
     key = server.key("read")
     ingest = server.key("ingest")

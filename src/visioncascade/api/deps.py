@@ -17,7 +17,16 @@ from visioncascade.api.rules import RulesHolder
 from visioncascade.api.settings import Settings
 from visioncascade.api.storage import Database, GroupCommitter
 
-__all__ = ["SECURITY", "AppState", "authorize", "check_key", "get_state", "raw_key", "require_scope"]
+__all__ = [
+    "SECURITY",
+    "AppState",
+    "authorize",
+    "check_key",
+    "get_state",
+    "query_error",
+    "raw_key",
+    "require_scope",
+]
 
 
 @dataclass
@@ -114,6 +123,16 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         return await authorize(request, scope)
 
     return dependency
+
+
+def query_error(status: int, name: str, message: str) -> HTTPException:
+    """A 400/422 about the query parameter ``name``, in the documented shape: ``detail`` is ``message``
+    and ``errors`` names the parameter (``[{"loc": ["query", name], "msg": message, "type":
+    "value_error"}]``), as pydantic's own query errors do."""
+    return HTTPException(
+        status,
+        {"detail": message, "errors": [{"loc": ["query", name], "msg": message, "type": "value_error"}]},
+    )
 
 
 #: OpenAPI ``security`` of routes that call :func:`authorize` directly.

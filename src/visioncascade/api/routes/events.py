@@ -13,7 +13,15 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from visioncascade.api.auth import Principal
-from visioncascade.api.deps import SECURITY, AppState, check_key, get_state, raw_key, require_scope
+from visioncascade.api.deps import (
+    SECURITY,
+    AppState,
+    check_key,
+    get_state,
+    query_error,
+    raw_key,
+    require_scope,
+)
 from visioncascade.api.schemas import (
     MAX_ID_LENGTH,
     BatchIn,
@@ -227,7 +235,9 @@ async def get_events(
     if cursor is not None:
         after = decode_cursor(cursor)
         if after is None:
-            raise HTTPException(400, "cursor is not valid; pass next_cursor from a previous page unchanged")
+            raise query_error(
+                400, "cursor", "cursor is not valid; pass next_cursor from a previous page unchanged"
+            )
     for name, value in (
         ("device_id", device_id),
         ("session_id", session_id),
@@ -236,7 +246,7 @@ async def get_events(
         ("label", label),
     ):
         if value is not None and "\x00" in value:
-            raise HTTPException(422, f"{name} must not contain NUL characters")
+            raise query_error(422, name, f"{name} must not contain NUL characters")
     events, nxt = await asyncio.to_thread(
         list_events,
         state.db,

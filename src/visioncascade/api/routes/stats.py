@@ -6,10 +6,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
 from visioncascade.api.auth import Principal
-from visioncascade.api.deps import AppState, get_state, require_scope
+from visioncascade.api.deps import AppState, get_state, query_error, require_scope
 from visioncascade.api.schemas import MAX_ID_LENGTH, ErrorOut, StatsOut, UtcDatetime
 from visioncascade.api.storage import stats
 
@@ -43,20 +43,29 @@ async def get_stats(
 ) -> dict[str, Any]:
     """Stages captured in ``[since, until)`` grouped by (model, context, top label): count, mean top
     probability, mean entropy (nats), share below ``confidence``; drift per (model, context)."""
+    beyond = "reaches beyond the supported dates (years 1-9999)"
+    until = until or datetime.now(UTC)
     try:
-        until = until or datetime.now(UTC)
         since = since or until - timedelta(days=1)
-        if since >= until:
-            raise HTTPException(422, "since must be earlier than until")
-        reference_until = reference_until or since
+    except OverflowError:
+        raise query_error(422, "until", f"the default since (until - 24 h) {beyond}; give since") from None
+    if since >= until:
+        raise query_error(422, "since", "since must be earlier than until")
+    reference_until = reference_until or since
+    try:
         reference_since = reference_since or reference_until - (until - since)
-        if reference_since >= reference_until:
-            raise HTTPException(422, "reference_since must be earlier than reference_until")
-    except OverflowError as exc:
-        raise HTTPException(422, "the time window reaches beyond the supported dates (years 1-9999)") from exc
+    except OverflowError:
+        raise query_error(
+            422,
+            "reference_since",
+            f"the default reference window (as long as the window, ending at reference_until) {beyond}; "
+            "give reference_since",
+        ) from None
+    if reference_since >= reference_until:
+        raise query_error(422, "reference_since", "reference_since must be earlier than reference_until")
     for name, value in (("model", model), ("context", context)):
         if value is not None and "\x00" in value:
-            raise HTTPException(422, f"{name} must not contain NUL characters")
+            raise query_error(422, name, f"{name} must not contain NUL characters")
     return await asyncio.to_thread(
         stats,
         state.db,
