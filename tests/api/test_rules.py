@@ -192,6 +192,26 @@ def test_bad_rules_files_fail_with_clear_errors(tmp_path: Path, text: str, messa
     assert str(path) in str(info.value)
 
 
+def test_numbers_in_scientific_notation_are_numbers(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e-9, 6e2 and 1.5e3 (no dot in the mantissa, or no sign in the exponent) as strings;
+    they are taken as the numbers they spell, not refused as "expected a number"."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n  - name: a\n    output: x\n    when:\n      min_probability: 5e-1\n"
+        "      seen: [{label: m, at_least: 2, within_seconds: 6e2}, {label: n, at_least: 1, within_seconds: 1e-9}]\n"
+        "  - name: b\n    output: y\n    when: {seen: {label: m, at_least: 1, within_seconds: 1.5e3}}\n"
+    )
+    a, b = load_rules(path).rules
+    assert a.min_probability == 0.5
+    assert [c.within_seconds for c in (*a.seen, *b.seen)] == [600.0, 1e-9, 1500.0]
+    path.write_text("rules:\n  - {name: a, output: x, when: {min_probability: 2e0}}\n")
+    with pytest.raises(RulesError, match=r"min_probability: must be between 0 and 1, got 2\.0"):
+        load_rules(path)
+    path.write_text("rules:\n  - {name: a, output: x, when: {min_probability: 5e-1x}}\n")
+    with pytest.raises(RulesError, match="min_probability: expected a number, got '5e-1x'"):
+        load_rules(path)
+
+
 def test_missing_rules_file(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="does not exist"):
         load_rules(tmp_path / "nope.yaml")

@@ -466,7 +466,14 @@ def _string_set(value: Any, where: str) -> frozenset[str]:
     raise RulesError(f"{where}: expected a string or a non-empty list of strings, got {value!r}")
 
 
+#: Scientific notation that YAML 1.1 (PyYAML) reads as a string: no dot in the mantissa (1e-9, 6e2) or no
+#: sign in the exponent (1.5e3). Such a string is taken as the number it spells.
+_SCIENTIFIC = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
 def _number(value: Any, where: str, low: float, high: float) -> float:
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise RulesError(f"{where}: expected a number, got {value!r}")
     if not low <= value <= high:
