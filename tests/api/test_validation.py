@@ -81,6 +81,9 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("NUL in string", make_event(session_id="a\x00b"), 422, "NUL"),
     ("naive timestamp", make_event(captured_at="2026-01-02T03:04:05"), 422, "timezone"),
     ("not a timestamp", make_event(captured_at="yesterday"), 422, "captured_at"),
+    ("unix timestamp", make_event(captured_at=1767225600), 422, "Unix timestamps (numbers) are not accepted"),
+    ("unix timestamp as text", make_event(captured_at="1767225600.5"), 422, "send the time as ISO-8601"),
+    ("exponent as text", make_event(captured_at="1.7e9"), 422, "ISO-8601 timestamp with a timezone"),
     (
         "far future",
         make_event(captured_at=(datetime.now(UTC) + timedelta(days=2)).isoformat()),

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -53,9 +62,22 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("is out of the supported date range (years 1-9999 in UTC)") from exc
 
 
-def _capture_utc(value: datetime) -> datetime:
-    """``captured_at`` in UTC and not before :data:`EARLIEST_CAPTURE` (one validator call per event)."""
-    value = _to_utc(value)
+_NOT_ISO = (
+    "must be an ISO-8601 timestamp with a timezone, e.g. 2026-01-02T03:04:05Z or "
+    "2026-01-02T04:04:05+01:00; Unix timestamps (numbers) are not accepted: send the time as ISO-8601"
+)
+
+
+def _capture_utc(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    """``captured_at`` as ISO-8601 text (a datetime in Python), in UTC and not before
+    :data:`EARLIEST_CAPTURE` (one validator call per event).
+
+    Refused before parsing: numbers and numeric strings (``1767225600``, ``"1.7e9"``), which pydantic would
+    otherwise read as Unix timestamps. An ISO-8601 date starts with its four-digit year and a dash.
+    """
+    if not isinstance(value, datetime) and not (isinstance(value, str) and value[4:5] == "-"):
+        raise ValueError(_NOT_ISO)
+    value = _to_utc(handler(value))
     if value < EARLIEST_CAPTURE:
         raise ValueError(f"is before {EARLIEST_CAPTURE.date()}; check the device clock")
     return value
@@ -115,7 +137,7 @@ class EventIn(_Strict):
     device_id: Text
     session_id: Text
     context: Text = Field(description="Where/why the frame was taken, e.g. 'clinic'.")
-    captured_at: Annotated[AwareDatetime, AfterValidator(_capture_utc)] = Field(
+    captured_at: Annotated[AwareDatetime, WrapValidator(_capture_utc)] = Field(
         description="ISO-8601 with a timezone, e.g. 2026-01-02T03:04:05Z; not before 2000 and not more than "
         "max_future_seconds (default 300) in the future."
     )
