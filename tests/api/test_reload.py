@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,10 @@ def test_a_file_the_yaml_reader_chokes_on_keeps_the_watcher_polling(
     rules.write_text(RULES_A)
     server = server_factory(sqlite_url, rules_path=rules, rules_poll_seconds=0.05)
     with server.client(server.key("admin")) as c:
-        _write(rules, "rules: []\ndefault: " + "[" * 400 + "]" * 400 + "\n")
+        # Deeper than the recursion limit, whatever it is here (coremltools, imported by other tests in
+        # this process, raises it from 1,000 to 5,000): each level of nesting takes a frame or more.
+        depth = sys.getrecursionlimit() + 100
+        _write(rules, "rules: []\ndefault: " + "[" * depth + "]" * depth + "\n")
         _wait_for(lambda: c.get("/v1/rules").json()["failures"] == 1, "the failed reload")
         assert "nests lists or mappings too deeply" in c.get("/v1/rules").json()["last_error"]
         _write(rules, "rules: []\ndefault: {day: 2024-13-45}\n")
