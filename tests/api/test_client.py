@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,37 @@ from .conftest import count_rows, free_port, make_stage
 
 def _event(**kw: Any) -> dict[str, Any]:
     return make_event("phone-1", "session-1", "clinic", [make_stage()], **kw)
+
+
+@contextlib.contextmanager
+def _stand_in(answer: Callable[[dict[str, Any]], tuple[int, Any, dict[str, str]]]) -> Iterator[str]:
+    """A plain HTTP server on a free port (a stand-in for a proxy or a broken server in front of the API)
+    that answers each POST with ``answer(json_body)`` = (status, JSON payload, extra headers); its URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            status, payload, headers = answer(
+                json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            )
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_send_and_read_back(sqlite_url: str, server_factory: Any) -> None:
@@ -210,31 +245,14 @@ def test_queued_events_with_non_canonical_ids_leave_the_queue(
 def test_a_flush_stops_when_a_round_delivers_nothing(mode: str, tmp_path: Path) -> None:
     """A server (a stand-in for a broken proxy) that answers 200 with no results: the flush stops after
     one request instead of sending the same events forever, and they stay queued."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     posts: list[int] = []
 
-    class Empty(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["events"]))
-            data = b'{"results": []}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def empty(body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        posts.append(len(body["events"]))
+        return 200, {"results": []}, {}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Empty)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    with _stand_in(empty) as url:
         outcome, queued, rejected = _flush_queue(mode, url, "k", tmp_path / "q.db", [_event(), _event()])
-    finally:
-        httpd.shutdown()
     assert outcome == 0 and queued == 2 and rejected == []
     assert posts == [2]
 
@@ -278,87 +296,38 @@ def test_retries_429_after_the_servers_retry_after_then_succeeds(
 
 def test_retries_5xx_with_backoff_then_succeeds() -> None:
     """A server (here a stand-in for a proxy in front of the API) answers 503 twice, then 200."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     seen: list[str] = []
 
-    class Flaky(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body["event_id"])
-            status, payload = (
-                (503, {"detail": "busy"})
-                if len(seen) <= 2
-                else (200, {"event_id": body["event_id"], "output": 1, "rule": None})
-            )
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def flaky(body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        seen.append(body["event_id"])
+        if len(seen) <= 2:
+            return 503, {"detail": "busy"}, {}
+        return 200, {"event_id": body["event_id"], "output": 1, "rule": None}, {}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        event = _event()
-        with Client(f"http://127.0.0.1:{httpd.server_address[1]}", "k", retries=3, backoff=0.01) as client:
-            assert client.send(event) == {"event_id": event["event_id"], "output": 1, "rule": None}
-    finally:
-        httpd.shutdown()
+    event = _event()
+    with _stand_in(flaky) as url, Client(url, "k", retries=3, backoff=0.01) as client:
+        assert client.send(event) == {"event_id": event["event_id"], "output": 1, "rule": None}
     assert seen == [event["event_id"]] * 3  # the same event_id every time: the server can deduplicate
 
 
 def test_a_503_with_retry_after_is_retried_after_that_many_seconds() -> None:
     """A proxy in front of the API answers 503 + Retry-After: 2 (e.g. during a deploy): the client waits
     those 2 s rather than its own 0.01 s backoff, then resends the same event."""
-    import threading
-    import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     arrivals: list[float] = []
 
-    class Deploying(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            arrivals.append(time.monotonic())
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, payload = (
-                (503, {"detail": "deploying"})
-                if len(arrivals) == 1
-                else (200, {"event_id": body["event_id"], "output": 1, "rule": None})
-            )
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 503:
-                self.send_header("Retry-After", "2")
-            self.end_headers()
-            self.wfile.write(data)
+    def deploying(body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        arrivals.append(time.monotonic())
+        if len(arrivals) == 1:
+            return 503, {"detail": "deploying"}, {"Retry-After": "2"}
+        return 200, {"event_id": body["event_id"], "output": 1, "rule": None}, {}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Deploying)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        with Client(url, "k", retries=3, backoff=0.01, max_backoff=10) as client:
-            assert client.send(_event()) is not None
-    finally:
-        httpd.shutdown()
+    with _stand_in(deploying) as url, Client(url, "k", retries=3, backoff=0.01, max_backoff=10) as client:
+        assert client.send(_event()) is not None
     assert len(arrivals) == 2
     assert arrivals[1] - arrivals[0] >= 1.5  # a lower bound only: waited as told, not 0.01 s
 
 
 def test_retries_connection_errors_until_the_server_is_up(sqlite_url: str, server_factory: Any) -> None:
-    import threading
-    import time
-
     port = free_port()
     key_holder: dict[str, str] = {}
     ready = threading.Event()

@@ -32,14 +32,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def test_watch_stopped_by_an_error_still_posts_the_events_it_queued(tmp_path: Path, cascade_runs):
-    """A specialist whose model is damaged fails when its context first comes, midway through the video:
-    the events queued before are still sent to the API, and the user is told so."""
+def _events_server(tmp_path: Path) -> tuple[str, LiveServer]:
+    """An API started on a fresh SQLite file (development settings, no practical rate limit): its URL, it."""
     database = f"sqlite:///{tmp_path / 'events.db'}"
     upgrade_database(database)
     server = LiveServer(
         database, environment="development", rate_limit_per_second=1e5, rate_limit_burst=100000
-    ).start()
+    )
+    server.start()
+    return database, server
+
+
+def test_watch_stopped_by_an_error_still_posts_the_events_it_queued(tmp_path: Path, cascade_runs):
+    """A specialist whose model is damaged fails when its context first comes, midway through the video:
+    the events queued before are still sent to the API, and the user is told so."""
+    database, server = _events_server(tmp_path)
     try:
         broken = tmp_path / "broken"
         shutil.copytree(cascade_runs["orientation"], broken)
@@ -186,11 +193,7 @@ def _bars(folder: Path, count: int) -> list[str]:
 def test_predict_posts_the_event_of_every_image_and_fails_when_one_is_not_delivered(
     tmp_path: Path, cascade_runs
 ):
-    database = f"sqlite:///{tmp_path / 'events.db'}"
-    upgrade_database(database)
-    server = LiveServer(
-        database, environment="development", rate_limit_per_second=1e5, rate_limit_burst=100000
-    ).start()
+    database, server = _events_server(tmp_path)
     api = {"url": server.base_url, "key_env": "VC_TEST_INGEST_KEY"}  # min_interval_s: 1 s by default
     cascade = write_cascade(tmp_path, cascade_runs, {"hiking": {"model": "models/orientation"}}, api=api)
     images = _bars(tmp_path, 3)
@@ -226,11 +229,7 @@ def test_post_without_an_api_section_is_an_error(tmp_path: Path, cascade_runs):
 
 
 def test_events_the_api_refuses_are_reported_with_its_reason_and_fail_the_run(tmp_path: Path, cascade_runs):
-    database = f"sqlite:///{tmp_path / 'events.db'}"
-    upgrade_database(database)
-    server = LiveServer(
-        database, environment="development", rate_limit_per_second=1e5, rate_limit_burst=100000
-    ).start()
+    database, server = _events_server(tmp_path)
     try:
         api = {"url": server.base_url, "key_env": "VC_TEST_INGEST_KEY", "min_interval_s": 0.0}
         specialists = {"default": {"model": "models/orientation"}}
