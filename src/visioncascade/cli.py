@@ -10,9 +10,7 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from visioncascade._signals import sigterm_as_interrupt
 from visioncascade._tf import quiet_tensorflow
 from visioncascade.errors import ConfigError, DataError, VisionCascadeError
 
@@ -472,7 +471,7 @@ def watch(
         live.start()
     finished = False
     try:
-        with _sigterm_stops_the_loop():
+        with sigterm_as_interrupt():
             stats = run_watch(
                 cascade,
                 frames,
@@ -522,26 +521,6 @@ def watch(
     if undelivered:  # events lost (refused, or the API down at the end): the run did not do its job
         console.print(f"[bold red]error:[/] {escape(undelivered)}", highlight=False)
         raise typer.Exit(2)
-
-
-@contextlib.contextmanager
-def _sigterm_stops_the_loop() -> Iterator[None]:
-    """While the block runs, SIGTERM (``kill``, ``docker stop``, systemd) stops it as Ctrl-C does: the frame
-    loop ends, the video is finished and the queued events are sent. A second SIGTERM meanwhile is ignored;
-    the previous handler is back after the block."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the loop finish its video
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_contexts(contexts: list[str]) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import pytest
@@ -189,3 +193,27 @@ def test_spec_calibration_the_model_does_not_apply_is_refused(tmp_path, change, 
     assert not (tmp_path / "ex").exists()
     spec.save(run / "spec.json")  # the spec as written with the model: exported and proven
     assert export_run(run, "onnx", out=tmp_path / "ex", parity_images=8).artifacts[0]["parity"]["passed"]
+
+
+def test_a_terminated_export_leaves_no_half_written_folder(scratch_run, tmp_path):
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``) mid-export ends it as Ctrl-C does: exit 130, and
+    neither the output nor its temporary folder is left behind."""
+    out = tmp_path / "exports"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visioncascade.cli", "export", str(scratch_run.run_dir), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".exports.tmp-*")):  # the export is writing its temporary folder
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the export never started writing"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr  # main()'s exit for an interrupt
+    assert list(tmp_path.iterdir()) == []

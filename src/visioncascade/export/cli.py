@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from visioncascade._signals import sigterm_as_interrupt
 from visioncascade._tf import quiet_tensorflow
 from visioncascade.export import DEFAULT_INT8_MODE, MIN_PARITY_IMAGES
 
@@ -124,18 +125,19 @@ def register(app: typer.Typer) -> None:
         quiet_tensorflow()
         from visioncascade.export import export_run
 
-        result = export_run(
-            run,
-            to,
-            precision,
-            out=out,
-            overwrite=overwrite,
-            coreml_format=coreml_format,
-            ios_target=ios_target,
-            parity_images=parity_images,
-            data=data,
-            tflite_int8=tflite_int8,
-        )
+        with sigterm_as_interrupt():  # a killed export leaves no half-written folder behind
+            result = export_run(
+                run,
+                to,
+                precision,
+                out=out,
+                overwrite=overwrite,
+                coreml_format=coreml_format,
+                ios_target=ios_target,
+                parity_images=parity_images,
+                data=data,
+                tflite_int8=tflite_int8,
+            )
         if as_json:
             _out.print_json(json.dumps(result.manifest))
         else:
